@@ -1,0 +1,33 @@
+"""Model checkpoints: weights plus what is needed to rebuild the model (name, classes, stats).
+Loading uses weights_only=True, so a crafted file cannot run code while being read."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cifarlab.errors import UserError
+from cifarlab.io import save_torch
+from cifarlab.models import build_model
+
+
+def save_checkpoint(path: Path, model: nn.Module, model_name: str, classes: list[str],
+                    mean: list[float], std: list[float], epoch: int, test_acc: float) -> None:
+    save_torch(path, {"model": model_name, "classes": list(classes), "mean": list(mean),
+                      "std": list(std), "epoch": epoch, "test_acc": test_acc,
+                      "state_dict": model.state_dict()})
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model in eval mode and return it with the checkpoint's metadata."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: checkpoint not found; run `dvc repro train` first")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise UserError(f"{path}: refused or unreadable checkpoint ({str(err).splitlines()[0]})") from None
+    model = build_model(ckpt["model"], len(ckpt["classes"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt

@@ -1,0 +1,1 @@
+"""Getting a dataset from any supported source into the one prepared format later stages read."""

@@ -1,0 +1,75 @@
+"""data.source → Prepared: the official download, or a local tarball, batch folder, image tree
+or archive of one."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from cifarlab.data import cifar
+from cifarlab.data.archive import extract_archive, is_archive
+from cifarlab.data.imagefolder import is_image_tree, load_image_tree
+from cifarlab.data.prepared import Prepared, balanced_indices
+from cifarlab.errors import UserError
+
+OFFICIAL = "cifar10"
+ALLOWED = ("'cifar10' (official download) or a local path to cifar-10-python.tar.gz, an extracted "
+           "cifar-10-batches-py/ folder, an image-folder tree with train/<class>/ and test/<class>/, "
+           "or a .tar.gz/.zip of such a tree")
+
+
+def _find_root(folder: Path) -> Path:
+    """The folder itself, or the one sub-folder an archive wrapped it in."""
+    if cifar.is_batch_dir(folder) or is_image_tree(folder):
+        return folder
+    if cifar.is_batch_dir(folder / cifar.BATCH_DIR):
+        return folder / cifar.BATCH_DIR
+    subdirs = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith((".", "__MACOSX"))]
+    if len(subdirs) == 1 and (cifar.is_batch_dir(subdirs[0]) or is_image_tree(subdirs[0])):
+        return subdirs[0]
+    raise UserError(f"data.source: no train/ and test/ split (nor cifar-10-batches-py/) found in "
+                    f"{folder}; expected {ALLOWED}")
+
+
+def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack([np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
+                     for img in images])
+
+
+def _load_batches(root: Path, image_size: int, subset: dict[str, int], seed: int) -> Prepared:
+    x_train, y_train, x_test, y_test, classes = cifar.load_batch_dir(root)
+    train = balanced_indices(y_train, subset["train"], seed)
+    test = balanced_indices(y_test, subset["test"], seed)
+    return Prepared(_resize_all(x_train[train], image_size), y_train[train],
+                    _resize_all(x_test[test], image_size), y_test[test], classes)
+
+
+def _load_folder(root: Path, image_size: int, subset: dict[str, int], seed: int) -> Prepared:
+    root = _find_root(root)
+    if cifar.is_batch_dir(root):
+        return _load_batches(root, image_size, subset, seed)
+    return load_image_tree(root, image_size, subset, seed)
+
+
+def prepare(source: str, image_size: int, subset: dict[str, int], seed: int, raw_dir: Path) -> Prepared:
+    """Load `source` into the prepared format (archives are extracted to a temp folder)."""
+    if source == OFFICIAL:
+        path = cifar.download(cifar.CIFAR10_URL, raw_dir / "cifar-10-python.tar.gz", cifar.CIFAR10_MD5)
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise UserError(f"params.yaml: data.source = {source!r}: no such file or folder; "
+                            f"expected {ALLOWED}")
+    if path.is_dir():
+        return _load_folder(path, image_size, subset, seed)
+    if not is_archive(path):
+        raise UserError(f"data.source = {source!r} is a file but not a .tar.gz/.tgz/.tar/.zip "
+                        f"archive; expected {ALLOWED}")
+    with tempfile.TemporaryDirectory(prefix="cifarlab-") as tmp:
+        extract_archive(path, Path(tmp))
+        return _load_folder(Path(tmp), image_size, subset, seed)
