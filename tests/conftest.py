@@ -1,0 +1,91 @@
+"""Shared fixtures: small generated datasets in every source format the download stage reads."""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_JPEG = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CLASSES = ["bird", "cat", "ship"]  # alphabetical, so folder order equals label order
+
+
+def colour_images(count: int, label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """Noisy images whose dominant colour channel is the class: learnable in a few steps."""
+    images = rng.integers(0, 90, (count, size, size, 3), dtype=np.uint8)
+    images[..., label % 3] += 140
+    return images
+
+
+def make_arrays(per_class_train: int = 6, per_class_test: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, count in (("train", per_class_train), ("test", per_class_test)):
+        xs = [colour_images(count, label, rng) for label in range(len(CLASSES))]
+        ys = [np.full(count, label, dtype=np.int64) for label in range(len(CLASSES))]
+        out[split] = (np.concatenate(xs), np.concatenate(ys))
+    return out
+
+
+def write_image_tree(root: Path, arrays: dict, fmt: str = "png") -> Path:
+    for split, (images, labels) in arrays.items():
+        for index, (image, label) in enumerate(zip(images, labels)):
+            folder = root / split / CLASSES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{index:04d}.{fmt}")
+    return root
+
+
+def write_cifar_batches(folder: Path, arrays: dict) -> Path:
+    """The official cifar-10-batches-py layout: five train batches, a test batch, batches.meta."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def dump(name: str, images: np.ndarray, labels: np.ndarray) -> None:
+        batch = {b"data": images.transpose(0, 3, 1, 2).reshape(len(images), -1),
+                 b"labels": labels.tolist()}
+        (folder / name).write_bytes(pickle.dumps(batch))
+
+    x_train, y_train = arrays["train"]
+    for number, part in enumerate(np.array_split(np.arange(len(y_train)), 5), start=1):
+        dump(f"data_batch_{number}", x_train[part], y_train[part])
+    dump("test_batch", *arrays["test"])
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [c.encode() for c in CLASSES]}))
+    return folder
+
+
+@pytest.fixture
+def arrays():
+    return make_arrays()
+
+
+@pytest.fixture
+def image_tree(tmp_path, arrays) -> Path:
+    return write_image_tree(tmp_path / "tree", arrays)
+
+
+@pytest.fixture
+def run_python():
+    """Run a Python script as a subprocess with this interpreter; returns CompletedProcess."""
+    import subprocess
+
+    def run(args, cwd, **kwargs):
+        return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, **kwargs)
+    return run
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy the pipeline (dvc.yaml, params.yaml, stages, src) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, dest / name)
+    for name in ("stages", "src"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return dest

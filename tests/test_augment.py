@@ -1,0 +1,72 @@
+"""Augmentations do what params say, on uint8 images, and wrong argument names fail loudly."""
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import pytest
+import yaml
+
+from cifarlab.augment import eval_transform, mean_fill, train_transform
+from conftest import ROOT
+
+MEAN, STD = [0.5, 0.25, 0.75], [0.2, 0.2, 0.2]
+
+
+def _augment(**overrides):
+    aug = {name: {**cfg, "p": 0.0} for name, cfg in
+           yaml.safe_load((ROOT / "params.yaml").read_text())["augment"].items()}
+    for name, cfg in overrides.items():
+        aug[name].update(cfg)
+    return aug
+
+
+def _pixels(tensor, mean=MEAN, std=STD):
+    """Undo Normalize + ToTensorV2 back to 0-255 HWC."""
+    array = tensor.numpy().transpose(1, 2, 0)
+    return (array * np.array(std) + np.array(mean)) * 255.0
+
+
+def test_all_probabilities_zero_is_identity_up_to_normalisation():
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    out = train_transform(_augment(), MEAN, STD, 32, seed=0)(image=image)["image"]
+    expected = eval_transform(MEAN, STD)(image=image)["image"]
+    assert out.shape == (3, 32, 32)
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-6)
+
+
+def test_cutout_hole_is_filled_with_the_dataset_mean():
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    out = train_transform(_augment(cutout={"p": 1.0, "size": 16}), MEAN, STD, 32, seed=3)(image=image)
+    pixels = np.rint(_pixels(out["image"]))
+    hole = (pixels == mean_fill(MEAN)).all(axis=-1)
+    assert hole.sum() == 16 * 16
+
+
+def test_crop_keeps_size_and_pads_with_the_mean():
+    image = np.full((32, 32, 3), 255, dtype=np.uint8)
+    transform = train_transform(_augment(crop={"p": 1.0, "padding": 4}), MEAN, STD, 32, seed=0)
+    shifted = 0
+    for _ in range(20):
+        pixels = np.rint(_pixels(transform(image=image)["image"]))
+        assert pixels.shape == (32, 32, 3)
+        border = ~(pixels == 255).all(axis=-1)
+        assert ((pixels[border] == mean_fill(MEAN)).all())
+        shifted += border.any()
+    assert shifted > 10  # most random crops show some padding
+
+
+def test_hflip_mirrors_the_image():
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    out = train_transform(_augment(hflip={"p": 1.0}), MEAN, STD, 32)(image=image)["image"]
+    np.testing.assert_allclose(np.rint(_pixels(out)), image[:, ::-1], atol=0.5)
+
+
+def test_wrong_argument_name_fails_loudly(monkeypatch):
+    """A 1.x-era argument (CoarseDropout's max_holes) inside our pipeline is an error, not a warning."""
+    from cifarlab import augment
+
+    original = A.CoarseDropout
+    legacy = lambda **kwargs: original(max_holes=1, **kwargs)  # noqa: E731
+    monkeypatch.setattr(augment.A, "CoarseDropout", legacy)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="max_holes"):
+        train_transform(_augment(cutout={"p": 1.0, "size": 8}), MEAN, STD, 32)

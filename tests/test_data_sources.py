@@ -1,0 +1,229 @@
+"""The download stage's sources all load to one prepared format, and bad data fails clearly."""
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import shutil
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cifarlab.data import cifar
+from cifarlab.data.prepared import balanced_indices, load_prepared, save_prepared
+from cifarlab.data.sources import prepare
+from cifarlab.errors import UserError
+from conftest import CLASSES, write_cifar_batches, write_image_tree
+
+ALL = {"train": 0, "test": 0}
+
+
+def _tar(src, dest, arcname):
+    with tarfile.open(dest, "w:gz") as tf:
+        tf.add(src, arcname=arcname)
+    return dest
+
+
+def _zip(src, dest):
+    with zipfile.ZipFile(dest, "w") as zf:
+        for path in sorted(src.rglob("*")):
+            zf.write(path, path.relative_to(src.parent))
+    return dest
+
+
+@pytest.fixture
+def every_source(tmp_path, arrays):
+    """The same images as each kind of data.source the download stage accepts."""
+    tree = write_image_tree(tmp_path / "tree", arrays)
+    batches = write_cifar_batches(tmp_path / "official" / cifar.BATCH_DIR, arrays)
+    return {
+        "image tree": tree,
+        "tree .tar.gz": _tar(tree, tmp_path / "tree.tar.gz", "cifar-like"),
+        "tree .zip": _zip(tree, tmp_path / "tree.zip"),
+        "batch folder": batches,
+        "official tarball": _tar(batches, tmp_path / "cifar-10-python.tar.gz", cifar.BATCH_DIR),
+    }
+
+
+def test_every_source_kind_loads_to_the_same_prepared_arrays(every_source, arrays, tmp_path):
+    for kind, source in every_source.items():
+        data = prepare(str(source), 32, ALL, 0, tmp_path / "raw")
+        assert data.classes == CLASSES, kind
+        assert data.x_train.dtype == np.uint8 and data.x_train.shape[1:] == (32, 32, 3), kind
+        np.testing.assert_array_equal(data.x_train, arrays["train"][0], err_msg=kind)
+        np.testing.assert_array_equal(data.y_train, arrays["train"][1], err_msg=kind)
+        np.testing.assert_array_equal(data.x_test, arrays["test"][0], err_msg=kind)
+        np.testing.assert_array_equal(data.y_test, arrays["test"][1], err_msg=kind)
+
+
+def test_prepared_file_round_trips(image_tree, tmp_path):
+    data = prepare(str(image_tree), 32, ALL, 0, tmp_path)
+    save_prepared(tmp_path / "p.npz", data)
+    again = load_prepared(tmp_path / "p.npz")
+    assert again.classes == data.classes
+    np.testing.assert_array_equal(again.x_test, data.x_test)
+
+
+def test_subset_is_class_balanced_and_seeded(image_tree, tmp_path):
+    data = prepare(str(image_tree), 32, {"train": 9, "test": 3}, 5, tmp_path)
+    assert np.bincount(data.y_train).tolist() == [3, 3, 3]
+    assert np.bincount(data.y_test).tolist() == [1, 1, 1]
+    same = prepare(str(image_tree), 32, {"train": 9, "test": 3}, 5, tmp_path)
+    np.testing.assert_array_equal(same.x_train, data.x_train)
+
+
+def test_balanced_indices_gives_remainder_to_first_classes():
+    labels = np.repeat([0, 1, 2], 10)
+    picked = balanced_indices(labels, 8, seed=0)
+    assert np.bincount(labels[picked]).tolist() == [3, 3, 2]
+
+
+def test_number_of_classes_comes_from_the_data(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("a", "b", "c", "d", "e"):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / split / name / "x.png")
+    data = prepare(str(tmp_path), 32, ALL, 0, tmp_path / "raw")
+    assert data.num_classes == 5 and data.classes == ["a", "b", "c", "d", "e"]
+
+
+def test_gray_rgba_and_other_sizes_become_rgb_of_image_size(tmp_path):
+    samples = {"gray": Image.new("L", (48, 40), 128),
+               "rgba": Image.new("RGBA", (16, 16), (10, 20, 30, 255)),
+               "large": Image.new("RGB", (64, 64), (200, 0, 0))}
+    for split in ("train", "test"):
+        for name, image in samples.items():
+            (tmp_path / split / name).mkdir(parents=True)
+            image.save(tmp_path / split / name / f"{name}.png")
+    data = prepare(str(tmp_path), 32, ALL, 0, tmp_path / "raw")
+    assert data.classes == ["gray", "large", "rgba"]
+    assert data.x_train.shape == (3, 32, 32, 3)
+    assert (data.x_train[0] == 128).all()
+    assert (data.x_train[1] == (200, 0, 0)).all()
+    assert (data.x_train[2] == (10, 20, 30)).all()
+
+
+def test_image_size_resizes_every_source(every_source, tmp_path):
+    data = prepare(str(every_source["batch folder"]), 16, ALL, 0, tmp_path)
+    assert data.x_train.shape[1:] == (16, 16, 3)
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    ("missing", "no such file or folder"),
+    ("no_splits", "no train/ and test/ split"),
+    ("test_only_class", "are not in train/"),
+    ("unreadable", "not a readable image"),
+    ("empty_class", "empty class folder"),
+    ("plain_file", "not a .tar.gz"),
+])
+def test_bad_sources_name_the_problem(image_tree, tmp_path, breakage, expected):
+    source = image_tree
+    if breakage == "missing":
+        source = tmp_path / "nope"
+    elif breakage == "no_splits":
+        shutil.rmtree(image_tree / "test")
+    elif breakage == "test_only_class":
+        (image_tree / "test" / "zebra").mkdir()
+        shutil.copy(next((image_tree / "test" / "cat").iterdir()), image_tree / "test" / "zebra" / "z.png")
+    elif breakage == "unreadable":
+        (image_tree / "train" / "cat" / "notes.txt").write_text("not an image")
+    elif breakage == "empty_class":
+        (image_tree / "train" / "dog").mkdir()
+    elif breakage == "plain_file":
+        source = tmp_path / "data.csv"
+        source.write_text("a,b\n")
+    with pytest.raises(UserError, match=expected):
+        prepare(str(source), 32, ALL, 0, tmp_path / "raw")
+
+
+def test_unreadable_image_error_names_the_file(image_tree, tmp_path):
+    bad = image_tree / "train" / "cat" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(UserError, match="broken.png"):
+        prepare(str(image_tree), 32, ALL, 0, tmp_path)
+
+
+def _tar_with_member(path, member: tarfile.TarInfo, payload: bytes = b"x"):
+    with tarfile.open(path, "w:gz") as tf:
+        tf.addfile(member, io.BytesIO(payload) if member.isfile() else None)
+    return path
+
+
+@pytest.mark.parametrize("name, kind", [("../evil.txt", "file"), ("/tmp/evil.txt", "file"),
+                                        ("link", "symlink"), ("hard", "hardlink"), ("dev", "device")])
+def test_hostile_tar_members_are_refused(tmp_path, name, kind):
+    member = tarfile.TarInfo(name)
+    if kind == "file":
+        member.size = 1
+    elif kind == "symlink":
+        member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    elif kind == "hardlink":
+        member.type, member.linkname = tarfile.LNKTYPE, "/etc/passwd"
+    else:
+        member.type = tarfile.CHRTYPE
+    archive = _tar_with_member(tmp_path / "evil.tar.gz", member)
+    with pytest.raises(UserError, match="refusing member"):
+        prepare(str(archive), 32, ALL, 0, tmp_path / "raw")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_zip_with_parent_path_is_refused(tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../evil.txt", "x")
+    with pytest.raises(UserError, match="refusing member"):
+        prepare(str(archive), 32, ALL, 0, tmp_path / "raw")
+
+
+def test_truncated_archive_is_a_clear_error(every_source, tmp_path):
+    whole = every_source["tree .tar.gz"].read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        prepare(str(cut), 32, ALL, 0, tmp_path / "raw")
+
+
+def test_download_checks_md5_and_keeps_the_file(every_source, tmp_path):
+    tarball = every_source["official tarball"]
+    md5 = hashlib.md5(tarball.read_bytes()).hexdigest()
+    got = cifar.download(tarball.as_uri(), tmp_path / "raw" / "c.tar.gz", md5)
+    assert got.read_bytes() == tarball.read_bytes()
+
+
+def test_download_checksum_mismatch_removes_file_and_explains(every_source, tmp_path):
+    dest = tmp_path / "raw" / "c.tar.gz"
+    url = every_source["official tarball"].as_uri()
+    with pytest.raises(UserError, match="checksum mismatch") as err:
+        cifar.download(url, dest, "0" * 32)
+    assert url in str(err.value) and "data.source" in str(err.value)
+    assert not dest.exists() and not list(dest.parent.iterdir())
+
+
+def test_failed_download_names_url_and_offline_fix(tmp_path):
+    url = (tmp_path / "absent.tar.gz").as_uri()
+    with pytest.raises(UserError, match="could not download") as err:
+        cifar.download(url, tmp_path / "raw" / "c.tar.gz", cifar.CIFAR10_MD5)
+    assert url in str(err.value) and "data.source" in str(err.value)
+    assert not list((tmp_path / "raw").iterdir())
+
+
+def test_official_constants_are_the_published_ones():
+    assert cifar.CIFAR10_URL == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    assert cifar.CIFAR10_MD5 == "c58f30108f718f92721af3b95e74349a"
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("owned",))
+
+
+def test_cifar_batch_that_would_run_code_is_refused(every_source, capsys):
+    folder = every_source["batch folder"]
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": _RunsCode(), b"labels": []}))
+    with pytest.raises(UserError, match="not a readable CIFAR batch"):
+        cifar.load_batch_dir(folder)
+    assert "owned" not in capsys.readouterr().out
