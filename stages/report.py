@@ -16,6 +16,8 @@ def main() -> None:
     model, ckpt = load_checkpoint(paths.MODEL)
     summary = [
         ("model", train["model"]), ("parameters", f"{train['params']:,}"),
+        ("multiply-adds per image", f"{train['macs']:,}"),
+        ("receptive field", f"{train['receptive_field']} px"),
         ("epochs", train["epochs"]), ("device", train["device"]),
         ("best test accuracy (training)", f"{train['best_test_acc']:.2f}% at epoch {train['best_epoch']}"),
         ("test accuracy of the checkpoint", f"{evaluation['accuracy']:.2f}% on "

@@ -12,6 +12,7 @@ from cifarlab.data.prepared import load_prepared
 from cifarlab.dataset import make_loader
 from cifarlab.device import describe, select_device
 from cifarlab.errors import run_stage
+from cifarlab.facts import macs_per_image, parameter_count, receptive_field
 from cifarlab.io import read_json, save_figure, write_csv, write_json
 from cifarlab.models import build_model
 from cifarlab.params import load_params
@@ -26,9 +27,12 @@ def main() -> None:
     stats = read_json(paths.STATS)
     torch.manual_seed(cfg["seed"])
     device = select_device()
-    model = build_model(params["model"], data.num_classes).to(device)
-    num_params = sum(p.numel() for p in model.parameters())
-    print(f"model {params['model']} ({num_params:,} parameters) on {describe(device)}", flush=True)
+    model = build_model(params["model"], data.num_classes)
+    facts = {"params": parameter_count(model), "macs": macs_per_image(model, data.x_train.shape[1]),
+             "receptive_field": receptive_field(model)}
+    model = model.to(device)
+    print(f"model {params['model']}: {facts['params']:,} parameters, {facts['macs']:,} MACs/image, "
+          f"receptive field {facts['receptive_field']} px; on {describe(device)}", flush=True)
 
     augment = train_transform(params["augment"], stats["mean"], stats["std"], data.x_train.shape[1],
                               seed=cfg["seed"])
@@ -52,7 +56,7 @@ def main() -> None:
     history = fit(model, train_loader, test_loader, cfg, device, on_epoch_end)
     seconds = time.perf_counter() - start
     write_json(paths.METRICS_TRAIN, {
-        "model": params["model"], "params": num_params, "device": describe(device),
+        "model": params["model"], **facts, "device": describe(device),
         "epochs": cfg["epochs"], "best_test_acc": best["test_acc"], "best_epoch": best["epoch"],
         "final_train_acc": history[-1].train_acc, "final_test_acc": history[-1].test_acc,
         "train_seconds": round(seconds, 2),

@@ -72,7 +72,7 @@ def declared_outputs(project: Path) -> list[Path]:
     return outs
 
 
-def test_repro_runs_all_stages_then_only_what_a_change_touches(tmp_path):
+def test_repro_runs_all_stages_then_only_what_a_change_touches_for_every_model(tmp_path):
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
     project = make_project(tmp_path / "project", str(tree))
 
@@ -88,7 +88,12 @@ def test_repro_runs_all_stages_then_only_what_a_change_touches(tmp_path):
     assert ran(log) == ["train", "evaluate", "misclassify", "gradcam", "report"]
     report = (project / "reports" / "report.html").read_text()
     assert "cifarlab report: s9net" in report and report.count("data:image/png;base64,") == 4
-    assert "s9net" in dvc("exp", "show", "--md", cwd=project)
+    for name in ("resnet18", "resnet18_ln", "custom_resnet"):
+        assert ran(dvc("exp", "run", "-S", f"model={name}", cwd=project))[0] == "train", name
+        metrics = yaml.safe_load((project / "metrics" / "train.json").read_text())
+        assert metrics["model"] == name and metrics["params"] > 0 and metrics["receptive_field"] > 0
+    table = dvc("exp", "show", "--md", cwd=project)
+    assert all(name in table for name in ("s9net", "resnet18_ln", "custom_resnet"))
 
 
 @pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")

@@ -1,0 +1,104 @@
+"""A model's facts, computed rather than typed: parameters, multiply-adds per image, and the
+receptive field of its final feature map."""
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+_WINDOW_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+_WINDOW_FUNCTIONS = {F.max_pool2d, F.avg_pool2d, F.conv2d}
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def macs_per_image(model: nn.Module, image_size: int = 32) -> int:
+    """Multiply-accumulates of one forward pass on one image (torch counts 2 FLOPs per MAC)."""
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, image_size, image_size))
+    model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def _pair(value) -> int:
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def _window(module: nn.Module) -> tuple[int, int, int]:
+    """(kernel, stride, dilation) along one axis of a conv or pooling layer."""
+    stride = module.stride if module.stride is not None else module.kernel_size
+    return _pair(module.kernel_size), _pair(stride), _pair(getattr(module, "dilation", 1))
+
+
+def _function_window(node: fx.Node) -> tuple[int, int, int]:
+    args = dict(zip(("input", "kernel_size", "stride", "padding", "dilation"), node.args))
+    args.update(node.kwargs)
+    if node.target is F.conv2d:
+        raise ValueError("receptive_field: F.conv2d calls are not supported; use nn.Conv2d")
+    kernel = _pair(args["kernel_size"])
+    stride = _pair(args.get("stride") or kernel)
+    return kernel, stride, _pair(args.get("dilation", 1))
+
+
+def receptive_field(model: nn.Module) -> int:
+    """Receptive field (pixels, along one axis) of the model's final feature map.
+
+    Walks the traced module graph in order, carrying (rf, jump) per value: a window layer adds
+    (kernel - 1) * dilation * jump and multiplies jump by its stride; where branches meet
+    (residual adds) the larger field wins. Global pooling and linear layers leave it as is."""
+    graph = fx.symbolic_trace(model)
+    field: dict[fx.Node, tuple[int, int]] = {}
+    for node in graph.graph.nodes:
+        parents = [field[p] for p in node.all_input_nodes if p in field]
+        rf, jump = max(parents) if parents else (1, 1)
+        window = None
+        if node.op == "call_module" and isinstance(graph.get_submodule(node.target), _WINDOW_MODULES):
+            window = _window(graph.get_submodule(node.target))
+        elif node.op == "call_function" and node.target in _WINDOW_FUNCTIONS:
+            window = _function_window(node)
+        if window is not None:
+            kernel, stride, dilation = window
+            rf, jump = rf + (kernel - 1) * dilation * jump, jump * stride
+        field[node] = (rf, jump)
+    output = next(node for node in graph.graph.nodes if node.op == "output")
+    return field[output][0]
+
+
+
+
+def gradcam_layer_sizes(model: nn.Module, image_size: int = 32) -> dict[str, int]:
+    """Output width of each GradCAM-targetable layer for a square input."""
+    sizes: dict[str, int] = {}
+    hooks = [getattr(model, name).register_forward_hook(
+        lambda _m, _i, out, name=name: sizes.__setitem__(name, out.shape[-1]))
+        for name in model.gradcam_layers]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, image_size, image_size))
+    for hook in hooks:
+        hook.remove()
+    return sizes
+
+
+def models_table(num_classes: int = 10, image_size: int = 32) -> str:
+    """The README's model table (Markdown), computed from the registered models."""
+    from cifarlab.models import build_model, model_names
+
+    lines = ["| name | parameters | MACs / image | receptive field | GradCAM layers (output px) |",
+             "|---|---:|---:|---:|---|"]
+    for name in model_names():
+        model = build_model(name, num_classes)
+        layers = ", ".join(f"**{layer}** {size}" if layer == model.default_gradcam_layer else f"{layer} {size}"
+                           for layer, size in gradcam_layer_sizes(model, image_size).items())
+        lines.append(f"| {name} | {parameter_count(model):,} | {macs_per_image(model, image_size):,} | "
+                     f"{receptive_field(model)} | {layers} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(models_table())
