@@ -70,3 +70,29 @@ def test_wrong_argument_name_fails_loudly(monkeypatch):
     monkeypatch.setattr(augment.A, "CoarseDropout", legacy)
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="max_holes"):
         train_transform(_augment(cutout={"p": 1.0, "size": 8}), MEAN, STD, 32)
+
+
+def test_to_gray_makes_channels_equal():
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    pixels = _pixels(train_transform(_augment(to_gray={"p": 1.0}), MEAN, STD, 32)(image=image)["image"])
+    np.testing.assert_allclose(pixels[..., 0], pixels[..., 1], atol=1e-3)
+    np.testing.assert_allclose(pixels[..., 1], pixels[..., 2], atol=1e-3)
+
+
+@pytest.mark.parametrize("name, cfg", [("rotate", {"p": 1.0, "limit": 30}),
+                                       ("shift_scale_rotate", {"p": 1.0, "shift": 0.2, "scale": 0.2, "rotate": 30})])
+def test_geometric_transforms_keep_size_and_fill_corners_with_the_mean(name, cfg):
+    image = np.full((32, 32, 3), 255, dtype=np.uint8)
+    transform = train_transform(_augment(**{name: cfg}), MEAN, STD, 32, seed=1)
+    filled = 0
+    for _ in range(10):
+        pixels = np.rint(_pixels(transform(image=image)["image"]))
+        assert pixels.shape == (32, 32, 3)
+        filled += (pixels == mean_fill(MEAN)).all(axis=-1).sum()
+    assert filled > 0  # rotated-in corners take the dataset mean, not black
+
+
+def test_rotate_limit_zero_leaves_the_image_alone():
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    out = train_transform(_augment(rotate={"p": 1.0, "limit": 0}), MEAN, STD, 32)(image=image)["image"]
+    np.testing.assert_allclose(np.rint(_pixels(out)), image, atol=0.5)

@@ -6,7 +6,7 @@ import copy
 import pytest
 import yaml
 
-from cifarlab.params import ParamsError, load_params, validate
+from cifarlab.params import ParamsError, check_consistency, load_params, validate
 from conftest import ROOT
 
 
@@ -36,7 +36,13 @@ def _set(params, dotted, value):
     ("train.batch_size", -8, "train.batch_size = -8"),
     ("train.epochs", True, "an integer"),
     ("augment.hflip.p", 1.5, "augment.hflip.p = 1.5 is not allowed; expected a number >= 0.0 and <= 1.0"),
-    ("train.scheduler.name", "cosine", "one of onecycle, none"),
+    ("train.scheduler.name", "linear", "one of onecycle, plateau, step, cosine, none"),
+    ("train.optimizer.name", "rmsprop", "one of sgd, adam, adamw"),
+    ("train.scheduler.onecycle.max_lr", "fast", "a number > 0 or 'auto'"),
+    ("train.optimizer.nesterov", "yes", "true or false"),
+    ("misclassify.order", "worst", "one of confidence, index, random, per_class"),
+    ("gradcam.layers", "layer3", "a non-empty list"),
+    ("gradcam.deletion.percent", 150, "gradcam.deletion.percent = 150"),
     ("data.subset.train", -1, "data.subset.train"),
     ("train.optimizer.lr", 0, "a number > 0"),
 ])
@@ -68,3 +74,16 @@ def test_yaml_is_loaded_safely(tmp_path):
     evil.write_text("model: !!python/object/apply:os.system ['echo owned']\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(evil)
+
+
+def test_onecycle_peak_must_come_before_the_last_epoch(params):
+    params = _set(_set(params, "train.epochs", 4), "train.scheduler.onecycle.peak_epoch", 4)
+    with pytest.raises(ParamsError, match="peak_epoch = 4 must be less than train.epochs = 4"):
+        check_consistency(params)
+
+
+def test_gradcam_layer_must_belong_to_the_chosen_model(params):
+    params = _set(_set(params, "model", "s9net"), "gradcam.layers", ["c2", "layer3"])
+    with pytest.raises(ParamsError, match=r"gradcam.layers\[1\] = 'layer3' is not a layer of s9net; allowed: default, c1, c2, c3, c4"):
+        check_consistency(params)
+    check_consistency(_set(params, "gradcam.layers", ["default", "c2"]))

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from conftest import SHARED_JPEG, copy_project, make_arrays, write_image_tree
+import browser
+from conftest import ROOT, SHARED_JPEG, copy_project, make_arrays, write_image_tree
 
 pytestmark = pytest.mark.slow
 STAGES = ["download", "stats", "train", "evaluate", "misclassify", "gradcam", "report"]
@@ -48,6 +51,7 @@ def make_project(root: Path, source: str, **overrides) -> Path:
     params["data"]["source"] = source
     params["model"] = "tiny"
     params["train"]["epochs"] = 1
+    params["train"]["scheduler"]["onecycle"]["peak_epoch"] = 0.5
     params["train"]["batch_size"] = 16
     params["misclassify"]["count"] = 4
     for dotted, value in overrides.items():
@@ -72,28 +76,96 @@ def declared_outputs(project: Path) -> list[Path]:
     return outs
 
 
-def test_repro_runs_all_stages_then_only_what_a_change_touches_for_every_model(tmp_path):
-    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
-    project = make_project(tmp_path / "project", str(tree))
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """A fresh git+dvc copy of the project on a small generated image tree, after `dvc repro`."""
+    root = tmp_path_factory.mktemp("pipeline")
+    tree = write_image_tree(root / "tree", make_arrays(per_class_train=12, per_class_test=4))
+    project = make_project(root / "project", str(tree))
+    return project, dvc("repro", cwd=project)
 
-    log = dvc("repro", cwd=project)
+
+def test_repro_runs_all_seven_stages_and_writes_every_output(first_run):
+    project, log = first_run
     assert ran(log) == STAGES
     for path in declared_outputs(project):
-        assert path.is_file() and path.stat().st_size > 0, path
+        files = [path] if path.is_file() else list(path.glob("*"))
+        assert files and all(f.stat().st_size > 0 for f in files), path
+    assert "scored 12 images of the test split" in log
+
+
+def test_report_renders_in_a_browser_with_every_image_and_section(first_run, tmp_path):
+    if browser.CHROMIUM is None:
+        pytest.skip("chromium not installed (.ci/run installs the Debian package)")
+    project, _ = first_run
+    rendered = browser.render(project / "reports" / "report.html", tmp_path / "report.png")
+    assert rendered["images"] == 5 and rendered["loaded"] == rendered["images"]
+    for title in ("Run summary", "Loss, accuracy and learning rate", "Confusion matrix", "Per-class results",
+                  "Misclassified test images", "GradCAM at c4, on the same images", "Params",
+                  "Model summary (torchsummary)"):
+        assert title in rendered["sections"], title
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_markdown_report_links_existing_images(first_run):
+    project, _ = first_run
+    markdown = (project / "reports" / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(links) == 5
+    assert all((project / "reports" / link).resolve().is_file() for link in links)
+
+
+def test_nothing_changed_means_nothing_reruns(first_run):
+    project, _ = first_run
     assert "Data and pipelines are up to date" in dvc("status", cwd=project)
     assert ran(dvc("repro", cwd=project)) == []
 
+
+def test_changing_the_model_reruns_train_and_after_only(first_run):
+    project, _ = first_run
     git_commit(project, "first run")
+    status = dvc("status", "--json", cwd=project)
+    assert status.strip() == "{}"
     log = dvc("exp", "run", "-S", "model=s9net", cwd=project)
     assert ran(log) == ["train", "evaluate", "misclassify", "gradcam", "report"]
     report = (project / "reports" / "report.html").read_text()
-    assert "cifarlab report: s9net" in report and report.count("data:image/png;base64,") == 4
-    for name in ("resnet18", "resnet18_ln", "custom_resnet"):
-        assert ran(dvc("exp", "run", "-S", f"model={name}", cwd=project))[0] == "train", name
-        metrics = yaml.safe_load((project / "metrics" / "train.json").read_text())
-        assert metrics["model"] == name and metrics["params"] > 0 and metrics["receptive_field"] > 0
+    assert "cifarlab report: s9net" in report and report.count("data:image/png;base64,") == 5
+    assert "s9net" in dvc("exp", "show", "--md", cwd=project)
+
+
+SMOKE = ["-S", "train.epochs=2", "-S", "train.scheduler.onecycle.peak_epoch=1",
+         "-S", "train.lr_finder.num_iter=10"]
+
+
+def readme_recipes() -> list[tuple[str, list[str]]]:
+    """(name, argv) of every `dvc exp run -n NAME ...` line in the README."""
+    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    return [(m.group(1), shlex.split(m.group(0))[3:])
+            for m in re.finditer(r"^dvc exp run -n (\S+) .*$", text, flags=re.M)]
+
+
+def test_every_readme_recipe_runs_in_smoke_form(tmp_path):
+    recipes = readme_recipes()
+    assert [name for name, _ in recipes] == ["s7-resnet18", "s8-resnet18-ln", "s9-custom-resnet", "s9-small-net"]
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=8))
+    project = make_project(tmp_path / "project", str(tree))
+    for name, argv in recipes:
+        log = dvc("exp", "run", *argv, *SMOKE, cwd=project)
+        assert ran(log)[:2] in (["download", "stats"], ["train", "evaluate"]), (name, log)
+        assert "report" in ran(log), name
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        train = yaml.safe_load((project / "metrics" / "train.json").read_text())
+        assert train["model"] == params["model"] and train["epochs"] == 2, name
+        for layer in params["gradcam"]["layers"]:
+            assert layer == "default" or (project / "plots" / "gradcam" / f"{layer}.png").is_file(), name
+        chosen = pd.read_csv(project / "eval" / "misclassified.csv")
+        predictions = pd.read_csv(project / "eval" / "predictions.csv")
+        mistakes = int((predictions["actual"] != predictions["predicted"]).sum())
+        assert len(chosen) == min(params["misclassify"]["count"], mistakes), name
+        if params["train"]["scheduler"]["onecycle"]["max_lr"] == "auto":
+            assert 1e-6 <= train["lr_finder_lr"] <= 1.0 and train["max_lr"] == train["lr_finder_lr"]
     table = dvc("exp", "show", "--md", cwd=project)
-    assert all(name in table for name in ("s9net", "resnet18_ln", "custom_resnet"))
+    assert all(name in table for name, _ in recipes)
 
 
 @pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")

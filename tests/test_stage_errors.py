@@ -1,10 +1,15 @@
-"""Bad input stops a stage with one line on stderr, exit status 2, no traceback, and no output."""
+"""Bad input stops a stage with one line on stderr, exit status 2, no traceback, and no output
+written or touched."""
 from __future__ import annotations
+
+import hashlib
 
 import pytest
 import yaml
 
 from conftest import copy_project
+
+OUTPUT_DIRS = {"data", "models", "metrics", "plots", "eval", "reports"}
 
 
 @pytest.fixture
@@ -29,28 +34,60 @@ def _edit(project, dotted, value=None, rename=None):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def _outputs(project):
-    return sorted(p.relative_to(project).as_posix() for p in project.rglob("*")
-                  if p.is_file() and p.parts[len(project.parts)] in {"data", "models", "metrics", "plots", "eval", "reports"})
+def _outputs(project) -> dict[str, str]:
+    """Every file under the output folders with a hash of its bytes."""
+    return {p.relative_to(project).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(project.rglob("*")) if p.is_file() and p.relative_to(project).parts[0] in OUTPUT_DIRS}
 
 
-@pytest.mark.parametrize("edit, message", [
+def _assert_one_line_error(result, message):
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in result.stderr and len(errors) == 1 and message in errors[0]
+
+
+BAD_PARAMS = [
     (dict(dotted="model", value="resnet50"), "model = 'resnet50' is not allowed; expected one of"),
     (dict(dotted="train.epochs", rename="epoch"), "did you mean 'train.epochs'"),
+    (dict(dotted="train.epochs", value="ten"), "train.epochs = 'ten' is not allowed"),
+    (dict(dotted="train.epochs", value=0), "train.epochs = 0 is not allowed; expected an integer >= 1"),
+    (dict(dotted="train.batch_size", value=-32), "train.batch_size = -32"),
+    (dict(dotted="augment.cutout.p", value=1.5), "augment.cutout.p = 1.5"),
+    (dict(dotted="augment.blur", value={"p": 0.5}), "unknown key 'augment.blur'"),
+    (dict(dotted="train.optimizer.name", value="rmsprop"), "one of sgd, adam, adamw"),
+    (dict(dotted="train.scheduler.name", value="warmup"), "one of onecycle, plateau, step, cosine, none"),
+    (dict(dotted="gradcam.layers", value=["layer9"]), "gradcam.layers[0] = 'layer9' is not a layer of resnet18"),
     (dict(dotted="data.source", value="/no/such/folder"), "data.source = '/no/such/folder': no such file"),
-])
-def test_bad_input_stops_download_with_one_clear_line(project, run_python, edit, message):
+]
+
+
+@pytest.mark.parametrize("edit, message", BAD_PARAMS, ids=[e["dotted"] + ("~" if "rename" in e else "") for e, _ in BAD_PARAMS])
+def test_bad_params_stop_the_first_stage_before_it_writes(project, run_python, edit, message):
     _edit(project, **edit)
-    result = run_python(["stages/download.py"], cwd=project)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert _outputs(project) == []
+    _assert_one_line_error(run_python(["stages/download.py"], cwd=project), message)
+    assert _outputs(project) == {}
+
+
+def test_a_failing_stage_leaves_existing_outputs_untouched(project, run_python):
+    for stage in ("download", "stats"):
+        assert run_python([f"stages/{stage}.py"], cwd=project).returncode == 0
+    before = _outputs(project)
+    _edit(project, "train.optimizer.lr", -1)
+    for stage in ("download", "stats", "train"):
+        _assert_one_line_error(run_python([f"stages/{stage}.py"], cwd=project), "train.optimizer.lr = -1")
+    assert _outputs(project) == before
 
 
 def test_misclassify_count_larger_than_test_set_is_refused(project, run_python):
     assert run_python(["stages/download.py"], cwd=project).returncode == 0
     _edit(project, "misclassify.count", 10_000)
-    result = run_python(["stages/misclassify.py"], cwd=project)
-    assert result.returncode == 2 and "misclassify.count = 10000 exceeds the 9 test images" in result.stderr
-    assert _outputs(project) == ["data/prepared.npz"]
+    _assert_one_line_error(run_python(["stages/misclassify.py"], cwd=project),
+                           "misclassify.count = 10000 exceeds the 9 test images")
+    assert list(_outputs(project)) == ["data/prepared.npz"]
+
+
+def test_unreadable_image_stops_download_with_nothing_half_prepared(project, run_python, image_tree):
+    (image_tree / "test" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    _assert_one_line_error(run_python(["stages/download.py"], cwd=project), "broken.jpg: not a readable image")
+    assert _outputs(project) == {}

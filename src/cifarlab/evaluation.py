@@ -1,10 +1,33 @@
-"""Scoring a model's test-split predictions: accuracy, loss, per-class accuracy, confusion."""
+"""Scoring a model's test-split predictions: accuracy, loss, per-class precision and recall,
+the most-confused class pairs, and flip test-time augmentation."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cifarlab.training import predict
+
+
+def predict_with_flip(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits averaged over each image and its horizontal mirror (flip TTA)."""
+    plain, labels = predict(model, loader, device)
+    flipped, _ = predict(model, _Mirrored(loader), device)
+    return (plain + flipped) / 2, labels
+
+
+class _Mirrored:
+    """Iterates a loader's batches with every image flipped left-right."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self):
+        for images, labels in self.loader:
+            yield torch.flip(images, dims=[-1]), labels
 
 
 def predictions_table(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> pd.DataFrame:
@@ -29,17 +52,33 @@ def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, num_classes: int
     return matrix
 
 
-def summary_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
-    """Test accuracy (%), mean cross-entropy, image count and accuracy per class."""
-    predicted = logits.argmax(dim=1)
-    correct = (predicted == labels)
-    per_class = {}
-    for index, name in enumerate(classes):
-        members = labels == index
-        per_class[name] = round(100.0 * correct[members].float().mean().item(), 2) if members.any() else None
+def per_class_rates(matrix: np.ndarray) -> tuple[list, list]:
+    """Per class, in %: recall (= the class's accuracy) and precision; None where undefined."""
+    hits = np.diag(matrix)
+
+    def percent(denominators):
+        return [round(100.0 * float(n) / d, 2) if d else None for n, d in zip(hits, denominators)]
+    return percent(matrix.sum(axis=1)), percent(matrix.sum(axis=0))
+
+
+def most_confused(matrix: np.ndarray, classes: list[str], top: int = 5) -> list[dict]:
+    """The largest off-diagonal cells: which true class is most often taken for which."""
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:top]
+    pairs = [np.unravel_index(i, off.shape) for i in order]
+    return [{"actual": classes[a], "predicted": classes[p], "count": int(off[a, p])}
+            for a, p in pairs if off[a, p] > 0]
+
+
+def summary_metrics(logits: torch.Tensor, labels: torch.Tensor, matrix: np.ndarray, classes: list[str]) -> dict:
+    """Test accuracy (%), mean cross-entropy, image count, per-class numbers, confused pairs."""
+    recall, precision = per_class_rates(matrix)
     return {
-        "accuracy": round(100.0 * correct.float().mean().item(), 4),
+        "accuracy": round(100.0 * (logits.argmax(dim=1) == labels).float().mean().item(), 4),
         "loss": round(F.cross_entropy(logits.float(), labels).item(), 6),
         "num_test_images": int(len(labels)),
-        "per_class_accuracy": per_class,
+        "per_class_accuracy": dict(zip(classes, recall)),
+        "per_class_precision": dict(zip(classes, precision)),
+        "most_confused": most_confused(matrix, classes),
     }

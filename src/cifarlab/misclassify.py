@@ -1,14 +1,29 @@
-"""Choosing which mistakes to show, and how to caption them."""
+"""Choosing which mistakes to show, reproducibly, and how to caption them."""
 from __future__ import annotations
 
 import pandas as pd
 
+ORDERS = ("confidence", "index", "random", "per_class")
 
-def most_confident_mistakes(predictions: pd.DataFrame, count: int) -> pd.DataFrame:
-    """The `count` wrong predictions with the highest confidence (ties: lower index first)."""
+
+def choose_mistakes(predictions: pd.DataFrame, count: int, order: str = "confidence", seed: int = 0) -> pd.DataFrame:
+    """Up to `count` wrong predictions, in one of ORDERS:
+    confidence — most confident mistakes first (ties: lower index first);
+    index      — the first ones by test-set index;
+    random     — a seeded random sample, shown by index;
+    per_class  — round robin over the actual classes, most confident first within each."""
     wrong = predictions[predictions["actual"] != predictions["predicted"]]
-    return wrong.sort_values(["confidence", "index"], ascending=[False, True]).head(count)
+    by_confidence = wrong.sort_values(["confidence", "index"], ascending=[False, True])
+    if order == "confidence":
+        return by_confidence.head(count)
+    if order == "index":
+        return wrong.sort_values("index").head(count)
+    if order == "random":
+        return wrong.sample(n=min(count, len(wrong)), random_state=seed).sort_values("index")
+    rank = by_confidence.groupby("actual_id").cumcount()
+    return by_confidence.assign(_rank=rank).sort_values(["_rank", "actual_id"]).drop(columns="_rank").head(count)
 
 
 def caption(row) -> str:
+    """'predicted (confidence) / actual', as the seeds' galleries show it."""
     return f"{row.predicted} ({row.confidence:.2f}) / {row.actual}"

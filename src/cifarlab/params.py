@@ -9,6 +9,7 @@ from typing import Any, Callable
 import yaml
 
 from cifarlab.errors import UserError
+from cifarlab.misclassify import ORDERS
 
 Check = Callable[[str, Any], None]
 
@@ -72,6 +73,27 @@ def one_of(options: Callable[[], list[str]] | list[str]) -> Check:
     return check
 
 
+def list_of(item: Check) -> Check:
+    def check(key: str, value: Any) -> None:
+        if not isinstance(value, list) or not value:
+            _fail(key, value, "a non-empty list, e.g. [default]")
+        for index, element in enumerate(value):
+            item(f"{key}[{index}]", element)
+    return check
+
+
+def number_or_auto(min_value: float) -> Check:
+    as_number = number(min_value, exclusive_min=True)
+
+    def check(key: str, value: Any) -> None:
+        if value != "auto":
+            try:
+                as_number(key, value)
+            except ParamsError:
+                _fail(key, value, f"a number > {min_value} or 'auto'")
+    return check
+
+
 def _model_names() -> list[str]:
     from cifarlab.models import model_names
 
@@ -99,21 +121,29 @@ SCHEMA: dict[str, Any] = {
         "epochs": integer(1),
         "batch_size": integer(1),
         "seed": integer(0),
+        "label_smoothing": number(0, 1),
         "optimizer": {
-            "name": one_of(["sgd"]),
+            "name": one_of(["sgd", "adam", "adamw"]),
             "lr": number(0, exclusive_min=True),
             "momentum": number(0, 1),
+            "nesterov": boolean(),
             "weight_decay": number(0),
         },
         "scheduler": {
-            "name": one_of(["onecycle", "none"]),
-            "max_lr": number(0, exclusive_min=True),
-            "pct_start": number(0, 1, exclusive_min=True),
+            "name": one_of(["onecycle", "plateau", "step", "cosine", "none"]),
+            "onecycle": {"max_lr": number_or_auto(0), "div_factor": number(1),
+                         "peak_epoch": number(0, exclusive_min=True), "anneal": boolean()},
+            "plateau": {"factor": number(0, 1, exclusive_min=True), "patience": integer(0)},
+            "step": {"step_size": integer(1), "gamma": number(0, 1, exclusive_min=True)},
+            "cosine": {"min_lr": number(0)},
         },
+        "lr_finder": {"start_lr": number(0, exclusive_min=True), "end_lr": number(0, exclusive_min=True),
+                      "num_iter": integer(5)},
     },
-    "evaluate": {"batch_size": integer(1)},
-    "misclassify": {"count": integer(1)},
-    "gradcam": {"layer": text()},
+    "evaluate": {"batch_size": integer(1), "flip_tta": boolean()},
+    "misclassify": {"count": integer(1), "order": one_of(list(ORDERS)), "seed": integer(0)},
+    "gradcam": {"layers": list_of(text()),
+                "deletion": {"percent": number(0, 100, exclusive_min=True), "images": integer(1)}},
 }
 
 
@@ -138,8 +168,28 @@ def validate(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> 
             rule(f"{prefix}{key}", params[key])
 
 
+def check_consistency(params: dict[str, Any]) -> None:
+    """Rules that tie two keys together."""
+    from cifarlab.models import gradcam_layer_names
+
+    train = params["train"]
+    peak = train["scheduler"]["onecycle"]["peak_epoch"]
+    if train["scheduler"]["name"] == "onecycle" and peak >= train["epochs"]:
+        raise ParamsError(f"params.yaml: train.scheduler.onecycle.peak_epoch = {peak} must be less "
+                          f"than train.epochs = {train['epochs']}")
+    finder = train["lr_finder"]
+    if finder["start_lr"] >= finder["end_lr"]:
+        raise ParamsError(f"params.yaml: train.lr_finder.start_lr = {finder['start_lr']} must be "
+                          f"below train.lr_finder.end_lr = {finder['end_lr']}")
+    layers = ["default", *gradcam_layer_names(params["model"])]
+    for index, layer in enumerate(params["gradcam"]["layers"]):
+        if layer not in layers:
+            raise ParamsError(f"params.yaml: gradcam.layers[{index}] = {layer!r} is not a layer "
+                              f"of {params['model']}; allowed: {', '.join(layers)}")
+
+
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Read params.yaml safely and validate it against SCHEMA."""
+    """Read params.yaml safely and validate it against SCHEMA and the cross-key rules."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: not found; run the stage from the project root")
@@ -148,4 +198,5 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML ({err})") from None
     validate(params)
+    check_consistency(params)
     return params

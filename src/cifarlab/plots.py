@@ -57,3 +57,21 @@ def gallery_figure(images: list[np.ndarray], captions: list[str], columns: int =
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def lr_finder_figure(lrs: list[float], losses: list[float], chosen: float | None, note: str = ""):
+    """Smoothed loss against LR (log scale) with the chosen LR marked; or a note when not run."""
+    fig, ax = plt.subplots(figsize=(7, 4) if lrs else (7, 0.8))
+    if lrs:
+        ax.plot(lrs, losses)
+        ax.set_xscale("log")
+        if chosen is not None:
+            ax.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen max_lr {chosen:.3g}")
+            ax.legend()
+        ax.set(xlabel="learning rate", ylabel="smoothed training loss", title="LR range test")
+        ax.grid(alpha=0.3)
+    else:
+        ax.axis("off")
+        ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True)
+    fig.tight_layout()
+    return fig

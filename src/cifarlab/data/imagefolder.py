@@ -66,7 +66,7 @@ def load_image_tree(root: Path, image_size: int, subset: dict[str, int], seed: i
     for split in SPLITS:
         paths, labels = listing[split]
         keep = balanced_indices(labels, subset[split], seed)
-        images = [read_image(paths[i], image_size)
-                  for i in tqdm(keep, desc=f"read {split}", unit="img", leave=False)]
+        with tqdm(keep, desc=f"read {split}", unit="img", leave=False) as bar:  # closed before an error prints
+            images = [read_image(paths[i], image_size) for i in bar]
         arrays[split] = (np.stack(images), labels[keep])
     return Prepared(*arrays["train"], *arrays["test"], classes)

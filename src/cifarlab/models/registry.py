@@ -36,6 +36,6 @@ def gradcam_layer(model: nn.Module, layer: str) -> nn.Module:
     """The module to explain: `layer` is 'default' or one of the model's gradcam_layers."""
     name = model.default_gradcam_layer if layer == "default" else layer
     if name not in model.gradcam_layers:
-        raise UserError(f"params.yaml: gradcam.layer = {layer!r} is not a layer of "
+        raise UserError(f"gradcam layer {layer!r} is not a layer of "
                         f"{type(model).__name__}; allowed: default, {', '.join(model.gradcam_layers)}")
     return getattr(model, name)

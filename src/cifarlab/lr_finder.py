@@ -1,0 +1,85 @@
+"""Leslie Smith's LR range test: raise the LR exponentially batch by batch, watch the loss, and
+pick the LR where it falls fastest. The model and optimiser are restored afterwards."""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+
+@dataclass
+class RangeTest:
+    lrs: list[float]
+    losses: list[float]  # exponentially smoothed
+    suggested_lr: float
+
+
+def _batches(loader: DataLoader):
+    while True:
+        yield from loader
+
+
+def suggest_lr(lrs: list[float], losses: list[float]) -> float:
+    """The LR of steepest descent of the smoothed loss against log(LR), before the loss minimum."""
+    lowest = int(np.argmin(losses))
+    if lowest < 2:
+        return lrs[lowest]
+    slopes = np.gradient(np.asarray(losses[: lowest + 1]), np.log(lrs[: lowest + 1]))
+    return float(lrs[int(np.argmin(slopes))])
+
+
+def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
+               device: torch.device, start_lr: float, end_lr: float, num_iter: int,
+               smoothing: float = 0.05, diverge: float = 4.0) -> RangeTest:
+    """Sweep from start_lr to end_lr over num_iter batches (stops early when the loss exceeds
+    `diverge` times its best); the model's and optimiser's states are put back afterwards."""
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    factor = (end_lr / start_lr) ** (1 / max(num_iter - 1, 1))
+    lrs, losses, smoothed, best = [], [], 0.0, math.inf
+    model.train()
+    batches = _batches(loader)
+    for step in tqdm(range(num_iter), desc="LR range test", unit="batch", leave=False):
+        lr = start_lr * factor ** step
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images, labels = next(batches)
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(images.to(device)), labels.to(device))
+        loss.backward()
+        optimizer.step()
+        value = loss.item()
+        smoothed = value if step == 0 else smoothing * value + (1 - smoothing) * smoothed
+        if not math.isfinite(smoothed):
+            break
+        lrs.append(lr)
+        losses.append(smoothed)
+        best = min(best, smoothed)
+        if smoothed > diverge * best:
+            break
+    model.load_state_dict(saved_model)
+    optimizer.load_state_dict(saved_optimizer)
+    return RangeTest(lrs, losses, suggest_lr(lrs, losses))
+
+
+def choose_max_lr(cfg: dict, model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
+                  device: torch.device, resumed: dict | None) -> tuple[float | None, RangeTest | None]:
+    """OneCycle's peak LR: as configured, from a resumed run, or from a range test when 'auto'."""
+    if cfg["scheduler"]["name"] != "onecycle":
+        return None, None
+    if resumed is not None:
+        return resumed["max_lr"], None
+    configured = cfg["scheduler"]["onecycle"]["max_lr"]
+    if configured != "auto":
+        return float(configured), None
+    finder = cfg["lr_finder"]
+    sweep = range_test(model, optimizer, loader, device, finder["start_lr"], finder["end_lr"], finder["num_iter"])
+    print(f"LR range test over {len(sweep.lrs)} batches picked max_lr {sweep.suggested_lr:.4g}", flush=True)
+    return sweep.suggested_lr, sweep

@@ -1,0 +1,74 @@
+"""Hostile or broken files are refused without running their code or leaving partial output."""
+from __future__ import annotations
+
+import http.server
+import threading
+
+import pytest
+import torch
+
+from cifarlab.checkpoint import load_checkpoint, save_checkpoint
+from cifarlab.data import cifar
+from cifarlab.errors import UserError
+from cifarlab.models import build_model
+
+MARKER = "cifarlab-test-code-ran"
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, (MARKER,))
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "model.pt"
+    torch.save({"model": "tiny", "classes": ["a", "b"], "state_dict": {}, "payload": _RunsCode()}, path)
+    with pytest.raises(UserError, match="refused or unreadable checkpoint"):
+        load_checkpoint(path)
+    assert MARKER not in capsys.readouterr().out
+
+
+def test_a_real_checkpoint_round_trips(tmp_path):
+    model = build_model("tiny", 3)
+    save_checkpoint(tmp_path / "model.pt", model, "tiny", ["a", "b", "c"], [0.5] * 3, [0.2] * 3, 4, 71.5)
+    loaded, meta = load_checkpoint(tmp_path / "model.pt")
+    assert meta["epoch"] == 4 and meta["classes"] == ["a", "b", "c"] and not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, build_model("tiny", 3), "tiny", ["a", "b", "c"], [0.5] * 3, [0.2] * 3, 1, 1.0)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(UserError, match="model.pt"):
+        load_checkpoint(path)
+
+
+class _CutOff(http.server.BaseHTTPRequestHandler):
+    """Promises 100 kB and sends half, then hangs up: a download cut off mid-way."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"x" * 50000)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_download_cut_off_half_way_removes_the_partial_file(tmp_path):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _CutOff)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/cifar-10-python.tar.gz"
+    try:
+        with pytest.raises(UserError, match="partial file removed") as err:
+            cifar.download(url, tmp_path / "raw" / "cifar-10-python.tar.gz", cifar.CIFAR10_MD5)
+    finally:
+        thread.join(timeout=10)
+        server.server_close()
+    assert url in str(err.value)
+    assert list((tmp_path / "raw").iterdir()) == []

@@ -1,0 +1,94 @@
+"""Killing the train stage mid-run (SIGINT, SIGTERM) leaves a consistent state, no temp files,
+and a rerun resumes to exactly the result of an uninterrupted run. Same params, same metrics."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from conftest import copy_project, make_arrays, write_image_tree
+
+pytestmark = pytest.mark.slow
+TRAIN = ["stages/train.py"]
+
+
+@pytest.fixture(scope="module")
+def prepared_project(tmp_path_factory):
+    """A project copy with download and stats done; train: tiny, 4 epochs, batch 8."""
+    root = tmp_path_factory.mktemp("interrupt")
+    tree = write_image_tree(root / "tree", make_arrays(per_class_train=40, per_class_test=6))
+    project = copy_project(root / "project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["source"] = str(tree)
+    params["model"] = "tiny"
+    params["train"].update(epochs=4, batch_size=8)
+    params["train"]["scheduler"]["onecycle"]["peak_epoch"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stage in ("stages/download.py", "stages/stats.py"):
+        subprocess.run([sys.executable, stage], cwd=project, check=True, capture_output=True)
+    return project
+
+
+def _train(project) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *TRAIN], cwd=project, capture_output=True, text=True)
+
+
+def _results(project) -> tuple[str, dict]:
+    metrics = json.loads((project / "metrics" / "train.json").read_text())
+    for timing in ("train_seconds", "train_images_per_s"):
+        metrics.pop(timing)
+    return (project / "plots" / "history.csv").read_text(), metrics
+
+
+def _clean(project) -> None:
+    for folder in ("models", "metrics", "plots", ".cache"):
+        shutil.rmtree(project / folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prepared_project):
+    _clean(prepared_project)
+    assert _train(prepared_project).returncode == 0
+    first = _results(prepared_project)
+    _clean(prepared_project)
+    assert _train(prepared_project).returncode == 0
+    return first, _results(prepared_project)
+
+
+def test_same_params_and_seed_give_identical_metrics_across_runs(uninterrupted):
+    first, second = uninterrupted
+    assert first == second
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_killed_mid_run_then_rerun_equals_uninterrupted(prepared_project, uninterrupted, sig):
+    project = prepared_project
+    _clean(project)
+    state = project / ".cache" / "train_state.pt"
+    process = subprocess.Popen([sys.executable, *TRAIN], cwd=project, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "training finished before it could be interrupted"
+    time.sleep(0.3)  # into the next epoch
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not list(project.rglob("*.tmp")), "a temp file was left behind"
+    saved = torch.load(state, weights_only=True)
+    assert 1 <= saved["epoch"] < 4 and len(saved["history"]) == saved["epoch"]
+
+    rerun = _train(project)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming after epoch {saved['epoch']} of 4" in rerun.stdout
+    assert _results(project) == uninterrupted[0]
+    assert not state.exists()

@@ -1,0 +1,72 @@
+"""LR schedules trace what params ask for, and the range test picks a sensible LR."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from cifarlab.lr_finder import range_test
+from cifarlab.optim import lr_trace, make_optimizer
+from conftest import ROOT
+
+TRAIN = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+STEPS = 10
+
+
+def _cfg(name, epochs=24, **onecycle):
+    cfg = copy.deepcopy(TRAIN)
+    cfg["epochs"] = epochs
+    cfg["scheduler"]["name"] = name
+    cfg["scheduler"]["onecycle"].update(onecycle)
+    return cfg
+
+
+@pytest.mark.parametrize("anneal, last", [(False, 0.04), (True, 0.04 / 1e4)])
+def test_onecycle_peaks_at_the_requested_epoch_and_ends_where_asked(anneal, last):
+    cfg = _cfg("onecycle", peak_epoch=5, div_factor=10, anneal=anneal)
+    trace = lr_trace(cfg, STEPS, max_lr=0.4)
+    assert len(trace) == 24 * STEPS
+    peak = int(np.argmax(trace))
+    assert abs(peak - 5 * STEPS) <= 1  # the end of epoch 5
+    assert trace[peak] == pytest.approx(0.4)
+    assert trace[0] == pytest.approx(0.04)
+    assert trace[-1] == pytest.approx(last, rel=0.15, abs=1e-3 * last)
+
+
+def test_plateau_cuts_the_lr_when_test_loss_stalls():
+    cfg = _cfg("plateau", epochs=8)
+    cfg["scheduler"]["plateau"].update(factor=0.1, patience=2)
+    per_epoch = lr_trace(cfg, 1, test_losses=[1.0, 0.9, 0.9, 0.9, 0.9, 0.5, 0.5, 0.5])
+    lr = cfg["optimizer"]["lr"]
+    assert per_epoch[:5] == [lr] * 5
+    assert per_epoch[5] == pytest.approx(lr * 0.1)
+
+
+def test_step_and_cosine():
+    cfg = _cfg("step", epochs=6)
+    cfg["scheduler"]["step"].update(step_size=2, gamma=0.5)
+    lr = cfg["optimizer"]["lr"]
+    assert lr_trace(cfg, 1) == pytest.approx([lr, lr, lr / 2, lr / 2, lr / 4, lr / 4])
+    cfg = _cfg("cosine", epochs=10)
+    trace = lr_trace(cfg, 1)
+    assert trace[0] == pytest.approx(lr) and trace[-1] < 0.05 * lr and trace == sorted(trace, reverse=True)
+
+
+def test_range_test_picks_an_lr_inside_the_swept_range_and_restores_the_model():
+    torch.manual_seed(0)
+    inputs = torch.randn(512, 10)
+    labels = (inputs[:, 0] + inputs[:, 1] > 0).long()
+    loader = DataLoader(TensorDataset(inputs, labels), batch_size=32, shuffle=True)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
+    before = copy.deepcopy(model.state_dict())
+    optimizer = make_optimizer(model, TRAIN)
+    sweep = range_test(model, optimizer, loader, torch.device("cpu"), 1e-5, 10.0, 100)
+    assert 1e-5 <= sweep.suggested_lr <= 10.0
+    assert 1e-3 <= sweep.suggested_lr <= 3.0  # where SGD learns this toy problem, not where it stalls or diverges
+    assert min(sweep.losses) < sweep.losses[0]
+    assert all(torch.equal(before[k], model.state_dict()[k]) for k in before)
