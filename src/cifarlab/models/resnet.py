@@ -1,5 +1,5 @@
-"""ResNet18 for 32x32 inputs as in kuangliu/pytorch-cifar (3x3 stem, no max-pool), with either
-BatchNorm or a LayerNorm over (C, H, W) — GroupNorm(1, C) — as the seeds' S8 asks."""
+"""ResNet18 for 32x32 inputs as in kuangliu/pytorch-cifar: 3x3 stem, no max-pool, BasicBlocks
+[2, 2, 2, 2] of 64-128-256-512 channels; the normalisation layer is a parameter."""
 from __future__ import annotations
 
 from typing import Callable
@@ -11,10 +11,6 @@ from torch import nn
 from cifarlab.models.registry import register
 
 Norm = Callable[[int], nn.Module]
-
-
-def layer_norm(channels: int) -> nn.Module:
-    return nn.GroupNorm(1, channels)
 
 
 class BasicBlock(nn.Module):
@@ -61,9 +57,3 @@ class ResNet18(nn.Module):
 class ResNet18BN(ResNet18):
     def __init__(self, num_classes: int) -> None:
         super().__init__(num_classes, nn.BatchNorm2d)
-
-
-@register("resnet18_ln")
-class ResNet18LN(ResNet18):
-    def __init__(self, num_classes: int) -> None:
-        super().__init__(num_classes, layer_norm)
