@@ -8,10 +8,9 @@ import pandas as pd
 import torch
 
 from cifarlab import paths
-from cifarlab.augment import eval_transform, train_transform
 from cifarlab.checkpoint import save_checkpoint
 from cifarlab.data.prepared import load_prepared
-from cifarlab.dataset import make_loader
+from cifarlab.dataset import make_loaders
 from cifarlab.device import describe, select_device
 from cifarlab.errors import run_stage
 from cifarlab.facts import macs_per_image, parameter_count, receptive_field
@@ -40,12 +39,9 @@ def main() -> None:
     print(f"model {params['model']}: {facts['params']:,} parameters, {facts['macs']:,} MACs/image, "
           f"receptive field {facts['receptive_field']} px; on {describe(device)}", flush=True)
 
-    augment = train_transform(params["augment"], stats["mean"], stats["std"], data.x_train.shape[1],
-                              seed=cfg["seed"])
-    train_loader = make_loader(data.x_train, data.y_train, augment, cfg["batch_size"], shuffle=True,
-                               seed=cfg["seed"])
-    test_loader = make_loader(data.x_test, data.y_test, eval_transform(stats["mean"], stats["std"]),
-                              params["evaluate"]["batch_size"])
+    train_loader, test_loader = make_loaders(params, data, stats, device)
+    if cfg["compile"]:
+        model.compile()
     optimizer = make_optimizer(model, cfg)
     key = run_fingerprint(params, paths.PREPARED, paths.STATS)
     resumed = load_resume_state(paths.RESUME_STATE, key)

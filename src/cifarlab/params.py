@@ -122,6 +122,8 @@ SCHEMA: dict[str, Any] = {
         "batch_size": integer(1),
         "seed": integer(0),
         "label_smoothing": number(0, 1),
+        "loader": one_of(["albumentations", "device"]),
+        "compile": boolean(),
         "optimizer": {
             "name": one_of(["sgd", "adam", "adamw"]),
             "lr": number(0, exclusive_min=True),
@@ -170,6 +172,7 @@ def validate(params: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> 
 
 def check_consistency(params: dict[str, Any]) -> None:
     """Rules that tie two keys together."""
+    from cifarlab.device_data import check_supported
     from cifarlab.models import gradcam_layer_names
 
     train = params["train"]
@@ -177,6 +180,8 @@ def check_consistency(params: dict[str, Any]) -> None:
     if train["scheduler"]["name"] == "onecycle" and peak >= train["epochs"]:
         raise ParamsError(f"params.yaml: train.scheduler.onecycle.peak_epoch = {peak} must be less "
                           f"than train.epochs = {train['epochs']}")
+    if train["loader"] == "device":
+        check_supported(params["augment"])
     finder = train["lr_finder"]
     if finder["start_lr"] >= finder["end_lr"]:
         raise ParamsError(f"params.yaml: train.lr_finder.start_lr = {finder['start_lr']} must be "

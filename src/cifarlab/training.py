@@ -45,12 +45,17 @@ class Progress:
     best_weights: dict | None = None
 
 
-def autocast(device: torch.device):
-    """bf16 (or fp16) autocast on CUDA; full precision elsewhere."""
+def _half_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on CUDA where supported, else fp16 on CUDA; None (full precision) elsewhere."""
     if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device):
+    """Mixed-precision autocast on CUDA; full precision elsewhere."""
+    dtype = _half_dtype(device)
+    return contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
 
 def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -59,11 +64,15 @@ def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images.to(device, non_blocking=True, memory_format=layout)
 
 
-def reseed(loader: DataLoader, seed: int, epoch: int) -> None:
+def reseed(loader, seed: int, epoch: int) -> None:
     """Make the epoch's shuffle and augmentation depend only on (seed, epoch)."""
+    value = seed * 1000 + epoch
+    if hasattr(loader, "reseed"):  # the device data path
+        loader.reseed(value)
+        return
     if loader.generator is not None:
-        loader.generator.manual_seed(seed * 1000 + epoch)
-    loader.dataset.transform.set_random_seed(seed * 1000 + epoch)
+        loader.generator.manual_seed(value)
+    loader.dataset.transform.set_random_seed(value)
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
@@ -76,6 +85,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer, schedule: Sched
                 device: torch.device, epoch: int, desc: str, label_smoothing: float = 0.0) -> tuple[float, float]:
     """One pass over `loader`; returns mean loss and accuracy (%). Shows a tqdm bar."""
     model.train()
+    scaler = torch.amp.GradScaler(device.type, enabled=_half_dtype(device) == torch.float16)  # fp16 only
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
@@ -86,8 +96,9 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer, schedule: Sched
             with autocast(device):
                 logits = model(images)
                 loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             schedule.step_batch()
             loss_sum += loss.detach().float() * len(labels)
             correct += (logits.argmax(1) == labels).sum()

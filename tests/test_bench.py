@@ -1,0 +1,30 @@
+"""The benchmark runs on CPU with tiny counts and writes every figure it prints (no speed asserted)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cifarlab import bench
+
+FIGURES = ("data_albumentations_img_s", "data_device_img_s", "train_step_img_s", "epoch_device_path_img_s",
+           "epoch_reference_img_s", "epoch_speedup", "achieved_tflops")
+
+
+def test_benchmark_writes_a_row_per_model(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    bench.main(["--models", "tiny,s9net", "--images", "64", "--batch-size", "32", "--steps", "1", "--repeats", "1",
+                "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu" and report["torch"]
+    assert [row["model"] for row in report["results"]] == ["tiny", "s9net"]
+    for row in report["results"]:
+        assert row["macs_per_image"] > 0 and all(row[key] > 0 for key in FIGURES)
+    printed = capsys.readouterr().out
+    assert "| tiny |" in printed and "| s9net |" in printed
+
+
+def test_unknown_model_is_refused_with_the_known_ones(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "vgg"])
+    assert "unknown models vgg; known: custom_resnet" in capsys.readouterr().err
