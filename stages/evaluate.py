@@ -8,8 +8,7 @@ from cifarlab.data.prepared import load_prepared
 from cifarlab.dataset import make_loader
 from cifarlab.device import select_device
 from cifarlab.errors import run_stage
-from cifarlab.evaluation import (confusion_matrix, predict_with_flip, predictions_table,
-                                 summary_metrics)
+from cifarlab.evaluation import confusion_matrix, flip_tta, predictions_table, summary_metrics
 from cifarlab.io import save_figure, write_csv, write_json
 from cifarlab.params import load_params
 from cifarlab.plots import confusion_figure
@@ -25,7 +24,7 @@ def main() -> None:
     logits, labels = predict(model, loader, device)
     plain_accuracy = 100.0 * (logits.argmax(1) == labels).float().mean().item()
     if cfg["flip_tta"]:
-        logits, labels = predict_with_flip(model, loader, device)
+        logits = flip_tta(model, loader, device, logits)
     table = predictions_table(logits, labels, data.classes)
     matrix = confusion_matrix(table["actual_id"].to_numpy(), table["predicted_id"].to_numpy(), data.num_classes)
     metrics = summary_metrics(logits, labels, matrix, data.classes)

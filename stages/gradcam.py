@@ -13,7 +13,7 @@ from cifarlab.errors import run_stage
 from cifarlab.gradcam import deletion_drops, gradcam_maps, overlay
 from cifarlab.io import save_figure, write_json
 from cifarlab.misclassify import caption
-from cifarlab.models import gradcam_layer
+from cifarlab.models import gradcam_layer_name
 from cifarlab.params import load_params
 from cifarlab.plots import gallery_figure
 
@@ -22,11 +22,16 @@ def _note(cam) -> str:
     return "" if cam.max() > 0 else "\n(map all zero: no positive evidence)"
 
 
+def normalised(transform, images) -> torch.Tensor:
+    """uint8 images as the model's input batch."""
+    return torch.stack([transform(image=img)["image"] for img in images])
+
+
 def layer_figure(model, layer_name, images, inputs, chosen):
     """Per image: the image, GradCAM for the predicted class, GradCAM for the actual class."""
     if not images:
         return gallery_figure([], [], columns=6, title="no misclassified test images to explain")
-    layer = gradcam_layer(model, layer_name)
+    layer = getattr(model, layer_name)
     predicted = gradcam_maps(model, layer, inputs, torch.tensor(chosen["predicted_id"].to_numpy()))
     actual = gradcam_maps(model, layer, inputs, torch.tensor(chosen["actual_id"].to_numpy()))
     panels, captions = [], []
@@ -40,19 +45,17 @@ def layer_figure(model, layer_name, images, inputs, chosen):
 def main() -> None:
     cfg = load_params()["gradcam"]
     model, ckpt = load_checkpoint(paths.MODEL)
-    names = list(dict.fromkeys(model.default_gradcam_layer if name == "default" else name for name in cfg["layers"]))
-    for name in names:
-        gradcam_layer(model, name)  # an unknown layer fails here, before anything is written
+    # resolves 'default'; an unknown layer fails here, before anything is written
+    names = list(dict.fromkeys(gradcam_layer_name(model, name) for name in cfg["layers"]))
     data = load_prepared(paths.PREPARED)
     chosen = pd.read_csv(paths.MISCLASSIFIED)
     transform = eval_transform(ckpt["mean"], ckpt["std"])
     images = [data.x_test[i] for i in chosen["index"]]
-    inputs = torch.stack([transform(image=img)["image"] for img in images]) if images else None
+    inputs = normalised(transform, images) if images else None
     figures = {name: layer_figure(model, name, images, inputs, chosen) for name in names}
 
     sample = data.x_test[: cfg["deletion"]["images"]]
-    sample_inputs = torch.stack([transform(image=img)["image"] for img in sample])
-    drop_top, drop_random = deletion_drops(model, gradcam_layer(model, names[0]), sample_inputs,
+    drop_top, drop_random = deletion_drops(model, getattr(model, names[0]), normalised(transform, sample),
                                            cfg["deletion"]["percent"])
 
     paths.GRADCAM_DIR.mkdir(parents=True, exist_ok=True)

@@ -46,11 +46,10 @@ def main() -> None:
     key = run_fingerprint(params, paths.PREPARED, paths.STATS)
     resumed = load_resume_state(paths.RESUME_STATE, key)
     max_lr, sweep = choose_max_lr(cfg, model, optimizer, train_loader, device, resumed)
-    write_csv(paths.LR_FINDER_CSV, pd.DataFrame({"lr": sweep.lrs if sweep else [],
-                                                 "loss": sweep.losses if sweep else []}))
+    lrs, losses = (sweep.lrs, sweep.losses) if sweep else ([], [])
+    write_csv(paths.LR_FINDER_CSV, pd.DataFrame({"lr": lrs, "loss": losses}))
     save_figure(paths.LR_FINDER_PNG, lr_finder_figure(
-        sweep.lrs if sweep else [], sweep.losses if sweep else [], max_lr,
-        note=f"LR range test not run: max_lr is {max_lr} (set train.scheduler.onecycle.max_lr: auto)"))
+        lrs, losses, max_lr, note=f"LR range test not run: max_lr is {max_lr} (set train.scheduler.onecycle.max_lr: auto)"))
 
     def on_epoch_end(_result, progress) -> None:
         history = pd.DataFrame([asdict(row) for row in progress.history])

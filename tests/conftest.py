@@ -35,6 +35,14 @@ def make_arrays(per_class_train: int = 6, per_class_test: int = 3, seed: int = 0
     return out
 
 
+def param_parent(params: dict, dotted: str) -> tuple[dict, str]:
+    """The mapping in params that holds a dotted key such as 'train.optimizer.lr', and its last part."""
+    *parents, last = dotted.split(".")
+    for key in parents:
+        params = params[key]
+    return params, last
+
+
 def write_image_tree(root: Path, arrays: dict, fmt: str = "png") -> Path:
     for split, (images, labels) in arrays.items():
         for index, (image, label) in enumerate(zip(images, labels)):

@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from cifarlab.evaluation import (confusion_matrix, most_confused, per_class_rates, predict_with_flip,
-                                 predictions_table, summary_metrics)
+from cifarlab.evaluation import (confusion_matrix, flip_tta, most_confused, per_class_rates, predictions_table,
+                                 summary_metrics)
 from cifarlab.misclassify import caption, choose_mistakes
+from cifarlab.training import predict
 
 CLASSES = ["cat", "dog", "ship"]
 
@@ -70,7 +71,8 @@ def test_flip_tta_averages_the_image_and_its_mirror():
     images = torch.rand(4, 3, 8, 8)
     loader = [(images, torch.zeros(4, dtype=torch.long))]
     model = _LeftHalf()
-    averaged, _ = predict_with_flip(model, loader, torch.device("cpu"))
+    plain, _ = predict(model, loader, torch.device("cpu"))
+    averaged = flip_tta(model, loader, torch.device("cpu"), plain)
     expected = (model(images) + model(torch.flip(images, dims=[-1]))) / 2
     assert torch.allclose(averaged, expected)
     assert not torch.allclose(averaged, model(images))

@@ -78,7 +78,7 @@ def test_pointing_game_gradcam_peak_lies_inside_the_patch(patch_model):
 def test_deletion_gradcam_pixels_matter_more_than_random_ones(patch_model):
     model, inputs, _labels, _corners = patch_model
     drop_gradcam, drop_random = deletion_drops(model, model.c3, inputs[:100], percent=10)
-    assert drop_gradcam > 0.2  # measured about 0.5 on this data (2026-11)
+    assert drop_gradcam > 0.2  # measured 0.61 here, random pixels 0.008 (2026-11)
     assert drop_gradcam > 5 * max(drop_random, 0.01)
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from cifarlab.errors import UserError
+from cifarlab.facts import gradcam_layer_sizes
 from cifarlab.models import build_model, gradcam_layer, model_names
 
 EXPECTED_PARAMS = {"resnet18": 11_173_962, "resnet18_ln": 11_173_962, "custom_resnet": 6_573_130}
@@ -52,11 +53,7 @@ def test_compact_models_use_depthwise_and_dilated_convs_and_no_maxpool(name):
 @pytest.mark.parametrize("name", model_names())
 def test_gradcam_layers_include_16_and_8_pixel_maps(name):
     model = build_model(name, 10)
-    sizes = {}
-    for layer in model.gradcam_layers:
-        getattr(model, layer).register_forward_hook(
-            lambda _m, _i, out, layer=layer: sizes.__setitem__(layer, out.shape[-1]))
-    model(torch.randn(1, 3, 32, 32))
+    sizes = gradcam_layer_sizes(model, 32)
     assert {16, 8} <= set(sizes.values())
     assert model.default_gradcam_layer in model.gradcam_layers
 

@@ -11,11 +11,27 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from cifarlab.lr_finder import range_test
-from cifarlab.optim import lr_trace, make_optimizer
+from cifarlab.optim import Schedule, make_optimizer
 from conftest import ROOT
 
 TRAIN = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
 STEPS = 10
+
+
+def lr_trace(cfg: dict, steps_per_epoch: int, max_lr: float | None = None,
+             test_losses: list[float] | None = None) -> list[float]:
+    """The LR used at every optimiser step of a run, without training."""
+    model = nn.Linear(1, 1)
+    optimizer = make_optimizer(model, cfg)
+    schedule = Schedule(optimizer, cfg, steps_per_epoch, max_lr)
+    trace = []
+    for epoch in range(cfg["epochs"]):
+        for _ in range(steps_per_epoch):
+            trace.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step_batch()
+        schedule.step_epoch(test_losses[epoch] if test_losses else 0.0)
+    return trace
 
 
 def _cfg(name, epochs=24, **onecycle):

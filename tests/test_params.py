@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from cifarlab.params import ParamsError, check_consistency, load_params, validate
-from conftest import ROOT
+from conftest import ROOT, param_parent
 
 
 @pytest.fixture
@@ -21,10 +21,7 @@ def test_shipped_params_are_valid():
 
 def _set(params, dotted, value):
     params = copy.deepcopy(params)
-    *parents, last = dotted.split(".")
-    node = params
-    for key in parents:
-        node = node[key]
+    node, last = param_parent(params, dotted)
     node[last] = value
     return params
 

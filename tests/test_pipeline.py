@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import browser
-from conftest import ROOT, SHARED_JPEG, copy_project, make_arrays, write_image_tree
+from conftest import ROOT, SHARED_JPEG, copy_project, make_arrays, param_parent, write_image_tree
 
 pytestmark = pytest.mark.slow
 STAGES = ["download", "stats", "train", "evaluate", "misclassify", "gradcam", "report"]
@@ -55,10 +55,7 @@ def make_project(root: Path, source: str, **overrides) -> Path:
     params["train"]["batch_size"] = 16
     params["misclassify"]["count"] = 4
     for dotted, value in overrides.items():
-        *parents, last = dotted.split("__")
-        node = params
-        for key in parents:
-            node = node[key]
+        node, last = param_parent(params, dotted.replace("__", "."))
         node[last] = value
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "init", "-q", cwd=project)

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 import yaml
 
-from conftest import copy_project
+from conftest import copy_project, param_parent
 
 OUTPUT_DIRS = {"data", "models", "metrics", "plots", "eval", "reports"}
 
@@ -23,10 +23,7 @@ def project(tmp_path, image_tree):
 
 def _edit(project, dotted, value=None, rename=None):
     params = yaml.safe_load((project / "params.yaml").read_text())
-    *parents, last = dotted.split(".")
-    node = params
-    for key in parents:
-        node = node[key]
+    node, last = param_parent(params, dotted)
     if rename:
         node[rename] = node.pop(last)
     else:

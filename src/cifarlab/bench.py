@@ -24,7 +24,7 @@ from cifarlab.facts import macs_per_image
 from cifarlab.models import build_model, model_names
 from cifarlab.optim import Schedule, make_optimizer
 from cifarlab.stats import channel_stats
-from cifarlab.training import autocast, to_device, train_epoch
+from cifarlab.training import autocast, make_scaler, to_device, train_epoch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,7 +99,7 @@ def bench_model(name: str, data: Prepared, params: dict, stats: dict, device: to
         "data_device_img_s": _rate(count, lambda: _drain(device_path), device, repeats),
         "train_step_img_s": _step_rate(model, optimizer, device, cfg["batch_size"], steps, repeats),
         "epoch_device_path_img_s": _rate(count, lambda: train_epoch(
-            model, device_path, optimizer, schedule, device, 1, f"{name} epoch"), device, repeats),
+            model, device_path, optimizer, schedule, make_scaler(device), device, 1, f"{name} epoch"), device, repeats),
         "epoch_reference_img_s": _rate(count, lambda: _reference_epoch(model, optimizer, albumentations, device),
                                        device, repeats),
     }

@@ -12,11 +12,10 @@ from torch.utils.data import DataLoader
 from cifarlab.training import predict
 
 
-def predict_with_flip(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits averaged over each image and its horizontal mirror (flip TTA)."""
-    plain, labels = predict(model, loader, device)
+def flip_tta(model: nn.Module, loader: DataLoader, device: torch.device, plain: torch.Tensor) -> torch.Tensor:
+    """Flip TTA: the logits `plain` of the loader's images averaged with those of their mirrors."""
     flipped, _ = predict(model, _Mirrored(loader), device)
-    return (plain + flipped) / 2, labels
+    return (plain + flipped) / 2
 
 
 class _Mirrored:

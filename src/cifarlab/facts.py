@@ -2,7 +2,6 @@
 receptive field of its final feature map."""
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
@@ -68,8 +67,6 @@ def receptive_field(model: nn.Module) -> int:
         field[node] = (rf, jump)
     output = next(node for node in graph.graph.nodes if node.op == "output")
     return field[output][0]
-
-
 
 
 def gradcam_layer_sizes(model: nn.Module, image_size: int = 32) -> dict[str, int]:

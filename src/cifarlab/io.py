@@ -27,6 +27,14 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         tmp.unlink(missing_ok=True)
 
 
+def update_digest(digest, path: str | Path):
+    """Feed a file's bytes to a hashlib object in 1 MiB blocks; returns the digest."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_open(path, "w") as handle:
         json.dump(obj, handle, indent=2)

@@ -46,24 +46,25 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataL
     lrs, losses, smoothed, best = [], [], 0.0, math.inf
     model.train()
     batches = _batches(loader)
-    for step in tqdm(range(num_iter), desc="LR range test", unit="batch", leave=False):
-        lr = start_lr * factor ** step
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        images, labels = next(batches)
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(images.to(device)), labels.to(device))
-        loss.backward()
-        optimizer.step()
-        value = loss.item()
-        smoothed = value if step == 0 else smoothing * value + (1 - smoothing) * smoothed
-        if not math.isfinite(smoothed):
-            break
-        lrs.append(lr)
-        losses.append(smoothed)
-        best = min(best, smoothed)
-        if smoothed > diverge * best:
-            break
+    with tqdm(range(num_iter), desc="LR range test", unit="batch", leave=False) as steps:
+        for step in steps:
+            lr = start_lr * factor ** step
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images, labels = next(batches)
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(images.to(device)), labels.to(device))
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            smoothed = value if step == 0 else smoothing * value + (1 - smoothing) * smoothed
+            if not math.isfinite(smoothed):
+                break
+            lrs.append(lr)
+            losses.append(smoothed)
+            best = min(best, smoothed)
+            if smoothed > diverge * best:
+                break
     model.load_state_dict(saved_model)
     optimizer.load_state_dict(saved_optimizer)
     return RangeTest(lrs, losses, suggest_lr(lrs, losses))

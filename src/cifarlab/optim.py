@@ -74,18 +74,3 @@ class Schedule:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state)
 
-
-def lr_trace(cfg: dict, steps_per_epoch: int, max_lr: float | None = None,
-             test_losses: list[float] | None = None) -> list[float]:
-    """The LR used at every optimiser step of a run, without training (for plots and tests)."""
-    model = nn.Linear(1, 1)
-    optimizer = make_optimizer(model, cfg)
-    schedule = Schedule(optimizer, cfg, steps_per_epoch, max_lr)
-    trace = []
-    for epoch in range(cfg["epochs"]):
-        for _ in range(steps_per_epoch):
-            trace.append(optimizer.param_groups[0]["lr"])
-            optimizer.step()
-            schedule.step_batch()
-        schedule.step_epoch(test_losses[epoch] if test_losses else 0.0)
-    return trace

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cifarlab.errors import UserError
-from cifarlab.io import save_torch
+from cifarlab.io import save_torch, update_digest
 from cifarlab.optim import Schedule
 
 
@@ -45,6 +46,7 @@ class Progress:
     best_weights: dict | None = None
 
 
+@functools.cache
 def _half_dtype(device: torch.device) -> torch.dtype | None:
     """bf16 on CUDA where supported, else fp16 on CUDA; None (full precision) elsewhere."""
     if device.type != "cuda":
@@ -75,17 +77,21 @@ def reseed(loader, seed: int, epoch: int) -> None:
     loader.dataset.transform.set_random_seed(value)
 
 
-def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
-    if not math.isfinite(loss_sum.item()):
+def make_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 autocast; a pass-through for bf16 and full precision."""
+    return torch.amp.GradScaler(device.type, enabled=_half_dtype(device) == torch.float16)
+
+
+def _check_finite(loss_sum: float, epoch: int, step: int) -> None:
+    if not math.isfinite(loss_sum):
         raise NonFiniteLoss(f"loss became NaN/inf in epoch {epoch} by batch {step}; the learning "
                             "rate is probably too high (lower train.optimizer.lr or the scheduler's max_lr)")
 
 
-def train_epoch(model: nn.Module, loader: DataLoader, optimizer, schedule: Schedule,
+def train_epoch(model: nn.Module, loader: DataLoader, optimizer, schedule: Schedule, scaler: torch.amp.GradScaler,
                 device: torch.device, epoch: int, desc: str, label_smoothing: float = 0.0) -> tuple[float, float]:
     """One pass over `loader`; returns mean loss and accuracy (%). Shows a tqdm bar."""
     model.train()
-    scaler = torch.amp.GradScaler(device.type, enabled=_half_dtype(device) == torch.float16)  # fp16 only
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
@@ -103,9 +109,10 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer, schedule: Sched
             loss_sum += loss.detach().float() * len(labels)
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
-            if step % 20 == 0 or step == len(loader) or device.type == "cpu":
-                _check_finite(loss_sum, epoch, step)
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%")
+            if step % 20 == 0 or step == len(loader) or device.type == "cpu":  # a host sync: not every step on GPUs
+                total = loss_sum.item()
+                _check_finite(total, epoch, step)
+                bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%")
     return loss_sum.item() / seen, 100.0 * correct.item() / seen
 
 
@@ -143,9 +150,7 @@ def run_fingerprint(params: dict, *files: Path) -> str:
     digest = hashlib.sha256(json.dumps([params[k] for k in ("model", "augment", "train")],
                                        sort_keys=True).encode())
     for path in files:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_digest(digest, path)
     return digest.hexdigest()
 
 
@@ -167,6 +172,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLo
     """Train for cfg['epochs'] epochs, scoring the test split after each and keeping the best
     weights; with `resume` (from load_resume_state) it carries on after the saved epoch."""
     schedule = Schedule(optimizer, cfg, len(train_loader), max_lr)
+    scaler = make_scaler(device)
     progress, start = Progress(), 1
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -181,7 +187,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: DataLo
         reseed(train_loader, cfg["seed"], epoch)
         lr = optimizer.param_groups[0]["lr"]
         try:
-            train_loss, train_acc = train_epoch(model, train_loader, optimizer, schedule, device, epoch,
+            train_loss, train_acc = train_epoch(model, train_loader, optimizer, schedule, scaler, device, epoch,
                                                 f"epoch {epoch}/{cfg['epochs']}", cfg["label_smoothing"])
         except NonFiniteLoss as err:
             err.progress = progress  # the caller keeps the best checkpoint so far

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cifarlab.errors import UserError
+from cifarlab.io import update_digest
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -33,11 +34,7 @@ class _DataOnlyUnpickler(pickle.Unpickler):
 
 
 def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return update_digest(hashlib.md5(), path).hexdigest()
 
 
 def download(url: str, dest: Path, md5: str) -> Path:

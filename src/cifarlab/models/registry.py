@@ -32,10 +32,15 @@ def gradcam_layer_names(name: str) -> list[str]:
     return list(_MODELS[name].gradcam_layers)
 
 
-def gradcam_layer(model: nn.Module, layer: str) -> nn.Module:
-    """The module to explain: `layer` is 'default' or one of the model's gradcam_layers."""
+def gradcam_layer_name(model: nn.Module, layer: str) -> str:
+    """The layer `layer` names: 'default' resolved, anything else checked against gradcam_layers."""
     name = model.default_gradcam_layer if layer == "default" else layer
     if name not in model.gradcam_layers:
         raise UserError(f"gradcam layer {layer!r} is not a layer of "
                         f"{type(model).__name__}; allowed: default, {', '.join(model.gradcam_layers)}")
-    return getattr(model, name)
+    return name
+
+
+def gradcam_layer(model: nn.Module, layer: str) -> nn.Module:
+    """The module to explain: `layer` is 'default' or one of the model's gradcam_layers."""
+    return getattr(model, gradcam_layer_name(model, layer))
