@@ -1,14 +1,14 @@
 """Stage 1 — download: get data.source into data/prepared.npz (uint8 NHWC + labels + classes)."""
 from cifarlab import paths
+from cifarlab.config import load_params
 from cifarlab.data.prepared import save_prepared
 from cifarlab.data.sources import prepare
 from cifarlab.errors import run_stage
-from cifarlab.params import load_params
 
 
 def main() -> None:
-    cfg = load_params()["data"]
-    data = prepare(cfg["source"], cfg["image_size"], cfg["subset"], cfg["seed"], paths.RAW_DIR)
+    cfg = load_params().data
+    data = prepare(cfg.source, cfg.image_size, cfg.subset.model_dump(), cfg.seed, paths.RAW_DIR)
     save_prepared(paths.PREPARED, data)
     print(f"prepared {len(data.y_train)} train / {len(data.y_test)} test images of "
           f"{data.x_train.shape[1]}x{data.x_train.shape[2]}, {data.num_classes} classes "

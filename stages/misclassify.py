@@ -4,31 +4,28 @@ explains, so both show the same images."""
 import pandas as pd
 
 from cifarlab import paths
+from cifarlab.config import load_params
 from cifarlab.data.prepared import load_prepared
 from cifarlab.errors import UserError, run_stage
+from cifarlab.explain.mistakes import TITLES, caption, choose_mistakes
 from cifarlab.io import save_figure, write_csv
-from cifarlab.misclassify import caption, choose_mistakes
-from cifarlab.params import load_params
-from cifarlab.plots import gallery_figure
-
-TITLES = {"confidence": "most confident mistakes", "index": "first mistakes by index",
-          "random": "random mistakes", "per_class": "mistakes, class by class"}
+from cifarlab.report.plots import gallery_figure
 
 
 def main() -> None:
-    cfg = load_params()["misclassify"]
+    cfg = load_params().misclassify
     data = load_prepared(paths.PREPARED)
-    if cfg["count"] > len(data.y_test):
-        raise UserError(f"params.yaml: misclassify.count = {cfg['count']} exceeds the "
+    if cfg.count > len(data.y_test):
+        raise UserError(f"params.yaml: misclassify.count = {cfg.count} exceeds the "
                         f"{len(data.y_test)} test images; allowed: 1..{len(data.y_test)}")
-    chosen = choose_mistakes(pd.read_csv(paths.PREDICTIONS), cfg["count"], cfg["order"], cfg["seed"])
+    chosen = choose_mistakes(pd.read_csv(paths.PREDICTIONS), cfg.count, cfg.order, cfg.seed)
     images = [data.x_test[i] for i in chosen["index"]]
-    title = (f"{len(chosen)} {TITLES[cfg['order']]}: predicted (confidence) / actual"
+    title = (f"{len(chosen)} {TITLES[cfg.order]}: predicted (confidence) / actual"
              if len(chosen) else "no misclassified test images")
     figure = gallery_figure(images, [caption(row) for row in chosen.itertuples()], title=title)
     write_csv(paths.MISCLASSIFIED, chosen)
     save_figure(paths.GALLERY_PNG, figure)
-    print(f"chose {len(chosen)} of {cfg['count']} requested misclassified images -> {paths.GALLERY_PNG}")
+    print(f"chose {len(chosen)} of {cfg.count} requested misclassified images -> {paths.GALLERY_PNG}")
 
 
 if __name__ == "__main__":

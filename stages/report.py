@@ -1,42 +1,13 @@
 """Stage 7 — report: one HTML page (self-contained, opens offline) and a Markdown twin with the
 run summary, params, curves, LR range test, confusion matrix, per-class table, mistakes,
 GradCAM grids and the model summary."""
-import yaml
-
 from cifarlab import paths
-from cifarlab.checkpoint import load_checkpoint
+from cifarlab.config import load_params
 from cifarlab.errors import run_stage
 from cifarlab.io import read_json, write_text
-from cifarlab.params import load_params
-from cifarlab.report import Section, model_summary, render_html, render_markdown
-
-
-def run_summary(train: dict, evaluation: dict, gradcam: dict) -> list[tuple[str, str]]:
-    deletion = gradcam["deletion"]
-    tta = (f" with flip TTA ({evaluation['accuracy_without_tta']:.2f}% without)" if evaluation["flip_tta"] else "")
-    max_lr = "n/a" if train["max_lr"] is None else f"{train['max_lr']:.4g}" + (
-        " (from the LR range test)" if train["lr_finder_lr"] is not None else "")
-    return [
-        ("model", train["model"]), ("parameters", f"{train['params']:,}"),
-        ("multiply-adds per image", f"{train['macs']:,}"), ("receptive field", f"{train['receptive_field']} px"),
-        ("epochs", train["epochs"]), ("device", train["device"]),
-        ("training time", f"{train['train_seconds']} s ({train['train_images_per_s']} images/s)"),
-        ("OneCycle max_lr", max_lr),
-        ("best test accuracy while training", f"{train['best_test_acc']:.2f}% at epoch {train['best_epoch']}"),
-        ("test accuracy of the checkpoint", f"{evaluation['accuracy']:.2f}%{tta} on "
-                                            f"{evaluation['num_test_images']} images of the test split"),
-        ("test loss", f"{evaluation['loss']:.4f}"),
-        ("GradCAM faithfulness", f"occluding the top {deletion['percent']}% GradCAM pixels at {deletion['layer']} "
-                                 f"drops confidence by {deletion['confidence_drop_gradcam']:.3f}; random pixels: "
-                                 f"{deletion['confidence_drop_random']:.3f} ({deletion['images']} test images)"),
-    ]
-
-
-def per_class_rows(evaluation: dict) -> list[tuple[str, str]]:
-    def pct(value):
-        return "n/a" if value is None else f"{value:.1f}%"
-    return [(name, f"accuracy (recall) {pct(acc)}, precision {pct(evaluation['per_class_precision'][name])}")
-            for name, acc in evaluation["per_class_accuracy"].items()]
+from cifarlab.models.checkpoint import load_checkpoint
+from cifarlab.report.render import render_html, render_markdown
+from cifarlab.report.sections import report_sections
 
 
 def main() -> None:
@@ -44,21 +15,7 @@ def main() -> None:
     train, evaluation = read_json(paths.METRICS_TRAIN), read_json(paths.METRICS_EVAL)
     gradcam = read_json(paths.METRICS_GRADCAM)
     model, ckpt = load_checkpoint(paths.MODEL)
-    confused = [(f"{pair['actual']} taken for {pair['predicted']}", f"{pair['count']} images")
-                for pair in evaluation["most_confused"]]
-    sections = [
-        Section("Run summary", "table", run_summary(train, evaluation, gradcam)),
-        Section("Loss, accuracy and learning rate", "image", paths.CURVES_PNG),
-        Section("LR range test", "image", paths.LR_FINDER_PNG),
-        Section("Confusion matrix", "image", paths.CONFUSION_PNG),
-        Section("Per-class results", "table", per_class_rows(evaluation)),
-        Section("Most confused classes", "table", confused or [("none", "no mistakes")]),
-        Section("Misclassified test images", "image", paths.GALLERY_PNG),
-        *[Section(f"GradCAM at {name}, on the same images", "image", paths.GRADCAM_DIR / f"{name}.png")
-          for name in gradcam["layers"]],
-        Section("Params", "pre", yaml.safe_dump(params, sort_keys=False)),
-        Section("Model summary (torchsummary)", "pre", model_summary(model, params["data"]["image_size"])),
-    ]
+    sections = report_sections(params, train, evaluation, gradcam, model)
     title = f"cifarlab report: {ckpt['model']}"
     write_text(paths.REPORT_HTML, render_html(title, sections))
     write_text(paths.REPORT_MD, render_markdown(title, sections, paths.REPORT_MD.parent))

@@ -1,17 +1,20 @@
 """Shared fixtures: small generated datasets in every source format the download stage reads."""
 from __future__ import annotations
 
-import os
+import copy
+import functools
 import pickle
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+from cifarlab.config import Params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_JPEG = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -41,6 +44,28 @@ def param_parent(params: dict, dotted: str) -> tuple[dict, str]:
     for key in parents:
         params = params[key]
     return params, last
+
+
+@functools.cache
+def _committed_text() -> str:
+    """params.yaml as committed: `dvc exp run` rewrites the workspace copy, and the tests must not
+    depend on whatever experiment ran last (outside a git checkout, the file itself)."""
+    shown = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else (ROOT / "params.yaml").read_text()
+
+
+def committed_params_dict(**changes) -> dict:
+    """The committed params as a plain mapping, with dotted-key changes ('train.epochs': 2)."""
+    params = copy.deepcopy(yaml.safe_load(_committed_text()))
+    for dotted, value in changes.items():
+        node, last = param_parent(params, dotted)
+        node[last] = value
+    return params
+
+
+def committed_params(**changes) -> Params:
+    """The committed params, validated, with dotted-key changes ({'train.epochs': 2})."""
+    return parse_params(committed_params_dict(**changes))
 
 
 def write_image_tree(root: Path, arrays: dict, fmt: str = "png") -> Path:
@@ -90,10 +115,10 @@ def run_python():
 
 
 def copy_project(dest: Path) -> Path:
-    """Copy the pipeline (dvc.yaml, params.yaml, stages, src) into `dest`."""
+    """Copy the pipeline (dvc.yaml, the committed params.yaml, stages, src) into `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, dest / name)
+    shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
+    (dest / "params.yaml").write_text(_committed_text())
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dest

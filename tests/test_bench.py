@@ -4,17 +4,20 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from cifarlab import bench
+from conftest import committed_params_dict
 
 FIGURES = ("data_albumentations_img_s", "data_device_img_s", "train_step_img_s", "epoch_device_path_img_s",
            "epoch_reference_img_s", "epoch_speedup", "achieved_tflops")
 
 
 def test_benchmark_writes_a_row_per_model(tmp_path, capsys):
-    out = tmp_path / "bench.json"
+    out, params = tmp_path / "bench.json", tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(committed_params_dict()))
     bench.main(["--models", "tiny,s9net", "--images", "64", "--batch-size", "32", "--steps", "1", "--repeats", "1",
-                "--out", str(out)])
+                "--params", str(params), "--out", str(out)])
     report = json.loads(out.read_text())
     assert report["device"] == "cpu" and report["torch"]
     assert [row["model"] for row in report["results"]] == ["tiny", "s9net"]

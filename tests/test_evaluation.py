@@ -9,10 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from cifarlab.evaluation import (confusion_matrix, flip_tta, most_confused, per_class_rates, predictions_table,
-                                 summary_metrics)
-from cifarlab.misclassify import caption, choose_mistakes
-from cifarlab.training import predict
+from cifarlab.explain.evaluation import (
+    confusion_matrix,
+    flip_tta,
+    most_confused,
+    per_class_rates,
+    predictions_table,
+    summary_metrics,
+)
+from cifarlab.explain.mistakes import caption, choose_mistakes
+from cifarlab.inference import predict
 
 CLASSES = ["cat", "dog", "ship"]
 

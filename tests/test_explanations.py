@@ -3,21 +3,19 @@ falls inside the patch (pointing game), and occluding its top pixels hurts the p
 more than occluding random ones (deletion test)."""
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch import nn
 
-from cifarlab.augment import eval_transform
-from cifarlab.dataset import make_loader
-from cifarlab.gradcam import deletion_drops, gradcam_maps, overlay
-from cifarlab.models import build_model
-from cifarlab.optim import make_optimizer
-from cifarlab.training import fit
-from conftest import ROOT
+from cifarlab.config import AugmentConfig
+from cifarlab.data.augment import normalised
+from cifarlab.data.prepared import Prepared
+from cifarlab.data.stats import Stats
+from cifarlab.explain.gradcam import deletion_drops, gradcam_maps
+from cifarlab.report.plots import overlay
+from cifarlab.train.run import run
+from conftest import committed_params
 
 PATCH = 8
 
@@ -43,18 +41,17 @@ def patch_model():
     rng = np.random.default_rng(0)
     x_train, y_train, _ = patch_images(900, rng)
     x_test, y_test, corners = patch_images(300, rng)
-    cfg = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text())["train"])
-    cfg.update(epochs=6, batch_size=32, seed=0)
-    cfg["scheduler"]["onecycle"].update(max_lr=0.05, peak_epoch=2)
-    transform = eval_transform([0.5] * 3, [0.29] * 3)
-    torch.manual_seed(0)
-    model = build_model("tiny", 3)
-    train = make_loader(x_train, y_train, transform, 32, shuffle=True, seed=0)
-    test = make_loader(x_test, y_test, transform, 100)
-    progress = fit(model, make_optimizer(model, cfg), train, test, cfg, torch.device("cpu"), lambda *_: None, 0.05)
-    assert progress.history[-1].test_acc > 90
-    inputs = torch.stack([transform(image=img)["image"] for img in x_test])
-    return model.eval(), inputs, y_test, corners
+    no_augmentation = {f"augment.{name}.p": 0.0 for name in AugmentConfig.model_fields}
+    params = committed_params(**{"model": "tiny", "train.epochs": 6, "train.batch_size": 32, "train.seed": 0,
+                                 "evaluate.batch_size": 100, "train.scheduler.onecycle.max_lr": 0.05,
+                                 "train.scheduler.onecycle.peak_epoch": 2,
+                                 **no_augmentation})
+    stats = Stats([0.5] * 3, [0.29] * 3)
+    result = run(params, Prepared(x_train, y_train, x_test, y_test, ["h", "v", "none"]), stats,
+                 device=torch.device("cpu"))
+    assert result.history[-1].test_acc > 90
+    model = result.model.eval()
+    return model, normalised(x_test, stats), y_test, corners
 
 
 def test_pointing_game_gradcam_peak_lies_inside_the_patch(patch_model):

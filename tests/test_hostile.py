@@ -7,10 +7,11 @@ import threading
 import pytest
 import torch
 
-from cifarlab.checkpoint import load_checkpoint, save_checkpoint
 from cifarlab.data import cifar
+from cifarlab.data.stats import Stats
 from cifarlab.errors import UserError
 from cifarlab.models import build_model
+from cifarlab.models.checkpoint import load_checkpoint, save_checkpoint
 
 MARKER = "cifarlab-test-code-ran"
 
@@ -30,7 +31,8 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
 
 def test_a_real_checkpoint_round_trips(tmp_path):
     model = build_model("tiny", 3)
-    save_checkpoint(tmp_path / "model.pt", model, "tiny", ["a", "b", "c"], [0.5] * 3, [0.2] * 3, 4, 71.5)
+    save_checkpoint(tmp_path / "model.pt", "tiny", model.state_dict(), ["a", "b", "c"], Stats([0.5] * 3, [0.2] * 3), 4,
+                    {"split": "test", "accuracy": 71.5})
     loaded, meta = load_checkpoint(tmp_path / "model.pt")
     assert meta["epoch"] == 4 and meta["classes"] == ["a", "b", "c"] and not loaded.training
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
@@ -38,7 +40,8 @@ def test_a_real_checkpoint_round_trips(tmp_path):
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "model.pt"
-    save_checkpoint(path, build_model("tiny", 3), "tiny", ["a", "b", "c"], [0.5] * 3, [0.2] * 3, 1, 1.0)
+    save_checkpoint(path, "tiny", build_model("tiny", 3).state_dict(), ["a", "b", "c"], Stats([0.5] * 3, [0.2] * 3), 1,
+                    {"split": "test", "accuracy": 1.0})
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(UserError, match="model.pt"):
         load_checkpoint(path)

@@ -36,6 +36,12 @@ def prepared_project(tmp_path_factory):
     return project
 
 
+def _default_sigint() -> None:
+    """A shell's background job inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt; a user's Ctrl-C is what this test imitates."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _train(project) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *TRAIN], cwd=project, capture_output=True, text=True)
 
@@ -73,7 +79,7 @@ def test_killed_mid_run_then_rerun_equals_uninterrupted(prepared_project, uninte
     _clean(project)
     state = project / ".cache" / "train_state.pt"
     process = subprocess.Popen([sys.executable, *TRAIN], cwd=project, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     while not state.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -6,26 +6,28 @@ import copy
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from cifarlab.lr_finder import range_test
-from cifarlab.optim import Schedule, make_optimizer
-from conftest import ROOT
+from cifarlab.config import TrainConfig
+from cifarlab.train.lr_finder import range_test
+from cifarlab.train.optim import make_optimizer
+from cifarlab.train.schedule import Schedule
+from conftest import committed_params_dict
 
-TRAIN = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+TRAIN = committed_params_dict()["train"]
 STEPS = 10
 
 
-def lr_trace(cfg: dict, steps_per_epoch: int, max_lr: float | None = None,
+def lr_trace(raw: dict, steps_per_epoch: int, max_lr: float | None = None,
              test_losses: list[float] | None = None) -> list[float]:
     """The LR used at every optimiser step of a run, without training."""
+    cfg = TrainConfig.model_validate(raw)
     model = nn.Linear(1, 1)
-    optimizer = make_optimizer(model, cfg)
-    schedule = Schedule(optimizer, cfg, steps_per_epoch, max_lr)
+    optimizer = make_optimizer(model, cfg.optimizer)
+    schedule = Schedule(optimizer, cfg.scheduler, cfg.epochs, steps_per_epoch, max_lr)
     trace = []
-    for epoch in range(cfg["epochs"]):
+    for epoch in range(cfg.epochs):
         for _ in range(steps_per_epoch):
             trace.append(optimizer.param_groups[0]["lr"])
             optimizer.step()
@@ -80,7 +82,7 @@ def test_range_test_picks_an_lr_inside_the_swept_range_and_restores_the_model():
     loader = DataLoader(TensorDataset(inputs, labels), batch_size=32, shuffle=True)
     model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
     before = copy.deepcopy(model.state_dict())
-    optimizer = make_optimizer(model, TRAIN)
+    optimizer = make_optimizer(model, TrainConfig.model_validate(TRAIN).optimizer)
     sweep = range_test(model, optimizer, loader, torch.device("cpu"), 1e-5, 10.0, 100)
     assert 1e-5 <= sweep.suggested_lr <= 10.0
     assert 1e-3 <= sweep.suggested_lr <= 3.0  # where SGD learns this toy problem, not where it stalls or diverges

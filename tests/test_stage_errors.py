@@ -59,7 +59,8 @@ BAD_PARAMS = [
 ]
 
 
-@pytest.mark.parametrize("edit, message", BAD_PARAMS, ids=[e["dotted"] + ("~" if "rename" in e else "") for e, _ in BAD_PARAMS])
+@pytest.mark.parametrize("edit, message", BAD_PARAMS,
+                         ids=[e["dotted"] + ("~" if "rename" in e else "") for e, _ in BAD_PARAMS])
 def test_bad_params_stop_the_first_stage_before_it_writes(project, run_python, edit, message):
     _edit(project, **edit)
     _assert_one_line_error(run_python(["stages/download.py"], cwd=project), message)

@@ -14,19 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
-from cifarlab.augment import train_transform
-from cifarlab.data.prepared import Prepared
-from cifarlab.dataset import make_loader, make_loaders
-from cifarlab.device import describe, select_device
-from cifarlab.facts import macs_per_image
+from cifarlab.config import Params, load_params
+from cifarlab.data.batches import train_batches
+from cifarlab.data.stats import Stats, channel_stats
+from cifarlab.device import autocast, describe, make_scaler, memory_format, select_device, to_device
 from cifarlab.models import build_model, model_names
-from cifarlab.optim import Schedule, make_optimizer
-from cifarlab.stats import channel_stats
-from cifarlab.training import autocast, make_scaler, to_device, train_epoch
-
-ROOT = Path(__file__).resolve().parents[2]
+from cifarlab.models.facts import macs_per_image
+from cifarlab.train.loop import train_epoch
+from cifarlab.train.optim import make_optimizer
+from cifarlab.train.schedule import Schedule
 
 
 def _sync(device: torch.device) -> None:
@@ -47,8 +44,8 @@ def _rate(images: int, run, device: torch.device, repeats: int) -> float:
     return float(np.median(rates))
 
 
-def _drain(loader) -> None:
-    for images, _labels in loader:
+def _drain(batches) -> None:
+    for _batch in batches:
         pass
 
 
@@ -66,10 +63,10 @@ def _step_rate(model, optimizer, device, batch_size: int, steps: int, repeats: i
     return _rate(batch_size * steps, run, device, repeats)
 
 
-def _reference_epoch(model, optimizer, loader, device) -> None:
+def _reference_epoch(model, optimizer, batches, device) -> None:
     """The seeds' loop: per-image albumentations in a DataLoader, fp32, one .item() per step."""
     model.train()
-    for images, labels in loader:
+    for images, labels in batches:
         images, labels = images.to(device), labels.to(device)
         optimizer.zero_grad()
         loss = F.cross_entropy(model(images), labels)
@@ -78,26 +75,23 @@ def _reference_epoch(model, optimizer, loader, device) -> None:
         loss.item()
 
 
-def bench_model(name: str, data: Prepared, params: dict, stats: dict, device: torch.device, steps: int,
-                repeats: int) -> dict:
-    cfg = {**params["train"], "optimizer": {**params["train"]["optimizer"], "lr": 1e-3}}  # speed, not learning
+def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Params, stats: Stats,
+                device: torch.device, steps: int, repeats: int) -> dict:
+    cfg = params.train
     torch.manual_seed(0)
-    model = build_model(name, data.num_classes)
+    model = build_model(name, 10)
     macs = macs_per_image(model)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    model = model.to(device)
-    optimizer = make_optimizer(model, cfg)
-    schedule = Schedule(optimizer, {**cfg, "scheduler": {**cfg["scheduler"], "name": "none"}}, 1)
-    albumentations = make_loader(data.x_train, data.y_train, train_transform(
-        params["augment"], stats["mean"], stats["std"], 32, seed=0), cfg["batch_size"], shuffle=True)
-    device_path, _ = make_loaders({**params, "train": {**cfg, "loader": "device"}}, data, stats, device)
-    count = len(data.y_train)
+    model = model.to(device, memory_format=memory_format(device))
+    optimizer = make_optimizer(model, cfg.optimizer.model_copy(update={"lr": 1e-3}))  # speed, not learning
+    schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
+    albumentations, device_path = (train_batches(loader, images, labels, params.augment, stats, cfg.batch_size, 0,
+                                                 device) for loader in ("albumentations", "device"))
+    count = len(labels)
     result = {
         "model": name, "macs_per_image": macs,
         "data_albumentations_img_s": _rate(count, lambda: _drain(albumentations), device, repeats),
         "data_device_img_s": _rate(count, lambda: _drain(device_path), device, repeats),
-        "train_step_img_s": _step_rate(model, optimizer, device, cfg["batch_size"], steps, repeats),
+        "train_step_img_s": _step_rate(model, optimizer, device, cfg.batch_size, steps, repeats),
         "epoch_device_path_img_s": _rate(count, lambda: train_epoch(
             model, device_path, optimizer, schedule, make_scaler(device), device, 1, f"{name} epoch"), device, repeats),
         "epoch_reference_img_s": _rate(count, lambda: _reference_epoch(model, optimizer, albumentations, device),
@@ -114,7 +108,8 @@ def markdown_table(results: list[dict]) -> str:
              "| epoch: reference | epoch speed-up | TFLOP/s |", "|---|" + "---:|" * 8]
     for r in results:
         lines.append(f"| {r['model']} | {r['macs_per_image'] / 1e6:.1f} M | {r['data_albumentations_img_s']:,.0f} | "
-                     f"{r['data_device_img_s']:,.0f} | {r['train_step_img_s']:,.0f} | {r['epoch_device_path_img_s']:,.0f} | "
+                     f"{r['data_device_img_s']:,.0f} | {r['train_step_img_s']:,.0f} | "
+                     f"{r['epoch_device_path_img_s']:,.0f} | "
                      f"{r['epoch_reference_img_s']:,.0f} | {r['epoch_speedup']:.1f}x | {r['achieved_tflops']:.3f} |")
     return "\n".join(lines)
 
@@ -127,27 +122,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="synthetic training steps per timed call")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per figure (the median is kept)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+                        help="augmentations and optimiser settings from this file (default: ./params.yaml)")
     parser.add_argument("--out", type=Path, help="JSON file for the results (default benchmarks/<device>.json)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.models.split(",")) - set(model_names()))
     if unknown:
         parser.error(f"unknown models {', '.join(unknown)}; known: {', '.join(model_names())}")
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"]["batch_size"] = args.batch_size
+    params = load_params(args.params)
+    params = params.model_copy(update={"train": params.train.model_copy(update={"batch_size": args.batch_size})})
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, args.images).astype(np.int64)
-    data = Prepared(images, labels, images[:64], labels[:64], [str(i) for i in range(10)])
-    mean, std = channel_stats(images)
     device = select_device()
-    results = [bench_model(name, data, params, {"mean": mean, "std": std}, device, args.steps, args.repeats)
+    results = [bench_model(name, images, labels, params, channel_stats(images), device, args.steps, args.repeats)
                for name in args.models.split(",")]
     report = {"date": datetime.date.today().isoformat(), "device": describe(device), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "images": args.images, "batch_size": args.batch_size,
               "repeats": args.repeats,
               "augment": "crop(pad 4) + hflip + cutout 16 (params.yaml defaults)", "results": results}
-    out = args.out or ROOT / "benchmarks" / f"{device.type}.json"
+    out = args.out or Path("benchmarks") / f"{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{report['date']}, {report['device']}, torch {report['torch']}, {report['threads']} threads, "

@@ -1,1 +1,2 @@
-"""Getting a dataset from any supported source into the one prepared format later stages read."""
+"""The data path: sources to the prepared arrays (download), channel stats, augmentations and
+the two batch paths that feed training and scoring."""

@@ -35,7 +35,7 @@ def _scan(root: Path) -> tuple[list[str], dict[str, tuple[list[Path], np.ndarray
     listing = {}
     for split in SPLITS:
         paths, labels = [], []
-        for label, (name, folder) in enumerate(_class_dirs(root / split).items()):
+        for name, folder in _class_dirs(root / split).items():
             files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
             if not files:
                 raise UserError(f"{folder}: empty class folder; every class needs at least one image")

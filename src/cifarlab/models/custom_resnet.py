@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cifarlab.models.blocks import conv_bn_relu
 from cifarlab.models.registry import register
 
 
@@ -13,18 +14,13 @@ def _conv_pool_bn_relu(cin: int, cout: int) -> nn.Sequential:
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def _conv_bn_relu(channels: int) -> list[nn.Module]:
-    return [nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True)]
-
-
 class ResidualLayer(nn.Module):
     """X = conv-pool-bn-relu(x); out = X + ResBlock(X), so the module's output is after the add."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.conv = _conv_pool_bn_relu(cin, cout)
-        self.res = nn.Sequential(*_conv_bn_relu(cout), *_conv_bn_relu(cout))
+        self.res = nn.Sequential(conv_bn_relu(cout, cout), conv_bn_relu(cout, cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
@@ -38,8 +34,7 @@ class CustomResNet(nn.Module):
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
-        self.prep = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(64), nn.ReLU(inplace=True))
+        self.prep = conv_bn_relu(3, 64)
         self.layer1 = ResidualLayer(64, 128)
         self.layer2 = _conv_pool_bn_relu(128, 256)
         self.layer3 = ResidualLayer(256, 512)

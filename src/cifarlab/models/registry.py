@@ -1,7 +1,7 @@
 """Models by name. Each model class lists the submodules GradCAM may target and a default."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

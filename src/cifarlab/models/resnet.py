@@ -2,7 +2,7 @@
 [2, 2, 2, 2] of 64-128-256-512 channels; the normalisation layer is a parameter."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-ORDERS = ("confidence", "index", "random", "per_class")
+TITLES = {"confidence": "most confident mistakes", "index": "first mistakes by index",
+          "random": "random mistakes", "per_class": "mistakes, class by class"}
+ORDERS = tuple(TITLES)
 
 
 def choose_mistakes(predictions: pd.DataFrame, count: int, order: str = "confidence", seed: int = 0) -> pd.DataFrame:

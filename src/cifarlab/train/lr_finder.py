@@ -5,13 +5,18 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from cifarlab.data.batches import Batches
+
+if TYPE_CHECKING:
+    from cifarlab.config import LRFinderConfig, SchedulerConfig
 
 
 @dataclass
@@ -21,9 +26,9 @@ class RangeTest:
     suggested_lr: float
 
 
-def _batches(loader: DataLoader):
+def _endless(batches: Batches):
     while True:
-        yield from loader
+        yield from batches
 
 
 def suggest_lr(lrs: list[float], losses: list[float]) -> float:
@@ -35,7 +40,7 @@ def suggest_lr(lrs: list[float], losses: list[float]) -> float:
     return float(lrs[int(np.argmin(slopes))])
 
 
-def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
+def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches,
                device: torch.device, start_lr: float, end_lr: float, num_iter: int,
                smoothing: float = 0.05, diverge: float = 4.0) -> RangeTest:
     """Sweep from start_lr to end_lr over num_iter batches (stops early when the loss exceeds
@@ -45,13 +50,13 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataL
     factor = (end_lr / start_lr) ** (1 / max(num_iter - 1, 1))
     lrs, losses, smoothed, best = [], [], 0.0, math.inf
     model.train()
-    batches = _batches(loader)
+    stream = _endless(batches)
     with tqdm(range(num_iter), desc="LR range test", unit="batch", leave=False) as steps:
         for step in steps:
             lr = start_lr * factor ** step
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            images, labels = next(batches)
+            images, labels = next(stream)
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(images.to(device)), labels.to(device))
             loss.backward()
@@ -70,17 +75,14 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataL
     return RangeTest(lrs, losses, suggest_lr(lrs, losses))
 
 
-def choose_max_lr(cfg: dict, model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                  device: torch.device, resumed: dict | None) -> tuple[float | None, RangeTest | None]:
-    """OneCycle's peak LR: as configured, from a resumed run, or from a range test when 'auto'."""
-    if cfg["scheduler"]["name"] != "onecycle":
+def choose_max_lr(scheduler: SchedulerConfig, finder: LRFinderConfig, model: nn.Module,
+                  optimizer: torch.optim.Optimizer, batches: Batches,
+                  device: torch.device) -> tuple[float | None, RangeTest | None]:
+    """OneCycle's peak LR: as configured, or from a range test when 'auto'."""
+    if scheduler.name != "onecycle":
         return None, None
-    if resumed is not None:
-        return resumed["max_lr"], None
-    configured = cfg["scheduler"]["onecycle"]["max_lr"]
-    if configured != "auto":
-        return float(configured), None
-    finder = cfg["lr_finder"]
-    sweep = range_test(model, optimizer, loader, device, finder["start_lr"], finder["end_lr"], finder["num_iter"])
+    if scheduler.onecycle.max_lr != "auto":
+        return float(scheduler.onecycle.max_lr), None
+    sweep = range_test(model, optimizer, batches, device, finder.start_lr, finder.end_lr, finder.num_iter)
     print(f"LR range test over {len(sweep.lrs)} batches picked max_lr {sweep.suggested_lr:.4g}", flush=True)
     return sweep.suggested_lr, sweep

@@ -7,25 +7,25 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
-from cifarlab.training import predict
+from cifarlab.data.batches import Batches
+from cifarlab.inference import accuracy, predict
 
 
-def flip_tta(model: nn.Module, loader: DataLoader, device: torch.device, plain: torch.Tensor) -> torch.Tensor:
-    """Flip TTA: the logits `plain` of the loader's images averaged with those of their mirrors."""
-    flipped, _ = predict(model, _Mirrored(loader), device)
+def flip_tta(model: nn.Module, batches: Batches, device: torch.device, plain: torch.Tensor) -> torch.Tensor:
+    """Flip TTA: the logits `plain` of the batches' images averaged with those of their mirrors."""
+    flipped, _ = predict(model, _Mirrored(batches), device)
     return (plain + flipped) / 2
 
 
 class _Mirrored:
-    """Iterates a loader's batches with every image flipped left-right."""
+    """Iterates batches with every image flipped left-right."""
 
-    def __init__(self, loader: DataLoader) -> None:
-        self.loader = loader
+    def __init__(self, batches: Batches) -> None:
+        self.batches = batches
 
     def __iter__(self):
-        for images, labels in self.loader:
+        for images, labels in self.batches:
             yield torch.flip(images, dims=[-1]), labels
 
 
@@ -74,7 +74,7 @@ def summary_metrics(logits: torch.Tensor, labels: torch.Tensor, matrix: np.ndarr
     """Test accuracy (%), mean cross-entropy, image count, per-class numbers, confused pairs."""
     recall, precision = per_class_rates(matrix)
     return {
-        "accuracy": round(100.0 * (logits.argmax(dim=1) == labels).float().mean().item(), 4),
+        "accuracy": round(accuracy(logits, labels), 4),
         "loss": round(F.cross_entropy(logits.float(), labels).item(), 6),
         "num_test_images": int(len(labels)),
         "per_class_accuracy": dict(zip(classes, recall)),

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # files only, no display: also on a machine without a screen
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
 
 
 def curves_figure(history: pd.DataFrame):
@@ -59,19 +60,45 @@ def gallery_figure(images: list[np.ndarray], captions: list[str], columns: int =
     return fig
 
 
-def lr_finder_figure(lrs: list[float], losses: list[float], chosen: float | None, note: str = ""):
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a jet-coloured [0, 1] map over a uint8 RGB image; an all-zero map leaves it grey-ish
+    untouched rather than painting it the colour of zero."""
+    if cam.max() <= 0:
+        return image / 255.0 * 0.5 + 0.25
+    heat = colormaps["jet"](cam)[..., :3]
+    return ((1 - alpha) * image / 255.0 + alpha * heat).clip(0, 1)
+
+
+def _no_evidence(cam: np.ndarray) -> str:
+    return "" if cam.max() > 0 else "\n(map all zero: no positive evidence)"
+
+
+def gradcam_figure(layer: str, images: list[np.ndarray], predicted: np.ndarray, actual: np.ndarray,
+                   captions: list[str], chosen: pd.DataFrame):
+    """Per image: the image, GradCAM for the predicted class, GradCAM for the actual class."""
+    if not images:
+        return gallery_figure([], [], columns=6, title="no misclassified test images to explain")
+    panels, texts = [], []
+    for img, cam_p, cam_a, text, row in zip(images, predicted, actual, captions, chosen.itertuples()):
+        panels += [img, overlay(img, cam_p), overlay(img, cam_a)]
+        texts += [text, f"why {row.predicted}?{_no_evidence(cam_p)}", f"where is {row.actual}?{_no_evidence(cam_a)}"]
+    return gallery_figure(panels, texts, columns=6,
+                          title=f"GradCAM at {layer}: image | predicted class | actual class")
+
+
+def lr_finder_figure(sweep, chosen: float | None):
     """Smoothed loss against LR (log scale) with the chosen LR marked; or a note when not run."""
-    fig, ax = plt.subplots(figsize=(7, 4) if lrs else (7, 0.8))
-    if lrs:
-        ax.plot(lrs, losses)
+    fig, ax = plt.subplots(figsize=(7, 4) if sweep else (7, 0.8))
+    if sweep:
+        ax.plot(sweep.lrs, sweep.losses)
         ax.set_xscale("log")
-        if chosen is not None:
-            ax.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen max_lr {chosen:.3g}")
-            ax.legend()
+        ax.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen max_lr {chosen:.3g}")
+        ax.legend()
         ax.set(xlabel="learning rate", ylabel="smoothed training loss", title="LR range test")
         ax.grid(alpha=0.3)
     else:
         ax.axis("off")
-        ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True)
+        ax.text(0.5, 0.5, f"LR range test not run: max_lr is {chosen} (set train.scheduler.onecycle.max_lr: auto)",
+                ha="center", va="center", wrap=True)
     fig.tight_layout()
     return fig

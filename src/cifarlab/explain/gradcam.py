@@ -2,16 +2,11 @@
 that the highlighted pixels really carry the prediction."""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from captum.attr import LayerAttribution, LayerGradCam  # noqa: E402
-from matplotlib import colormaps  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import nn
 
 
 def gradcam_maps(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
@@ -25,15 +20,6 @@ def gradcam_maps(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
     peak = cam.reshape(len(cam), -1).max(axis=1)
     scale = np.where(peak > 0, peak, 1.0)
     return cam / scale[:, None, None]
-
-
-def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend a jet-coloured [0, 1] map over a uint8 RGB image; an all-zero map leaves it grey-ish
-    untouched rather than painting it the colour of zero."""
-    if cam.max() <= 0:
-        return image / 255.0 * 0.5 + 0.25
-    heat = colormaps["jet"](cam)[..., :3]
-    return ((1 - alpha) * image / 255.0 + alpha * heat).clip(0, 1)
 
 
 def _occlude(inputs: torch.Tensor, masks: np.ndarray) -> torch.Tensor:

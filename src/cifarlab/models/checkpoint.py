@@ -1,5 +1,6 @@
-"""Model checkpoints: weights plus what is needed to rebuild the model (name, classes, stats).
-Loading uses weights_only=True, so a crafted file cannot run code while being read."""
+"""Model checkpoints: weights plus what is needed to rebuild the model and feed it (name,
+classes, normalisation stats). Loading uses weights_only=True, so a crafted file cannot run
+code while being read."""
 from __future__ import annotations
 
 import pickle
@@ -8,16 +9,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cifarlab.data.stats import Stats
 from cifarlab.errors import UserError
 from cifarlab.io import save_torch
-from cifarlab.models import build_model
+from cifarlab.models.registry import build_model
 
 
-def save_checkpoint(path: Path, model: nn.Module, model_name: str, classes: list[str],
-                    mean: list[float], std: list[float], epoch: int, test_acc: float) -> None:
-    save_torch(path, {"model": model_name, "classes": list(classes), "mean": list(mean),
-                      "std": list(std), "epoch": epoch, "test_acc": test_acc,
-                      "state_dict": model.state_dict()})
+def save_checkpoint(path: Path, model_name: str, weights: dict, classes: list[str], stats: Stats,
+                    epoch: int, chosen_by: dict) -> None:
+    save_torch(path, {"model": model_name, "classes": list(classes), "mean": list(stats.mean),
+                      "std": list(stats.std), "epoch": epoch, "chosen_by": chosen_by, "state_dict": weights})
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
@@ -31,3 +32,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
     model = build_model(ckpt["model"], len(ckpt["classes"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
+
+
+def checkpoint_stats(ckpt: dict) -> Stats:
+    return Stats(ckpt["mean"], ckpt["std"])

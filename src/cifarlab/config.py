@@ -1,0 +1,273 @@
+"""params.yaml as typed config: one pydantic model per section, so every function takes the
+sub-config it needs and a typo fails before a stage writes anything, in one line that names the
+key, the bad value and what is allowed. Each option list is owned by its registry (models,
+optimisers, schedulers, mistake orders, loaders); this module only assembles them."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import annotated_types
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+
+from cifarlab.data.batches import LOADERS, unsupported_on_device
+from cifarlab.errors import UserError
+from cifarlab.explain.mistakes import ORDERS
+from cifarlab.models import gradcam_layer_names, model_names
+from cifarlab.train.optim import OPTIMIZERS
+from cifarlab.train.schedule import SCHEDULERS
+
+
+class ParamsError(UserError):
+    pass
+
+
+def _choice(options) -> Any:
+    return Literal[tuple(options)]
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class Section(BaseModel):
+    """Every section: no unknown keys, no silent type coercion (True is not 1, "1" is not 1)."""
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Subset(Section):
+    train: int = Field(ge=0)
+    test: int = Field(ge=0)
+
+
+class DataConfig(Section):
+    source: str = Field(min_length=1)
+    image_size: int = Field(ge=8)
+    subset: Subset
+    seed: int = Field(ge=0)
+
+
+class Crop(Section):
+    p: Probability
+    padding: int = Field(ge=0)
+
+
+class Flip(Section):
+    p: Probability
+
+
+class Rotate(Section):
+    p: Probability
+    limit: float = Field(ge=0, le=180)
+
+
+class ShiftScaleRotate(Section):
+    p: Probability
+    shift: float = Field(ge=0, le=1)
+    scale: float = Field(ge=0, le=1)
+    rotate: float = Field(ge=0, le=180)
+
+
+class Cutout(Section):
+    p: Probability
+    size: int = Field(ge=1)
+
+
+class AugmentConfig(Section):
+    """Named transforms in the order they run, each with its own probability."""
+    crop: Crop
+    hflip: Flip
+    rotate: Rotate
+    shift_scale_rotate: ShiftScaleRotate
+    cutout: Cutout
+    to_gray: Flip
+
+
+class OptimizerConfig(Section):
+    name: _choice(OPTIMIZERS)
+    lr: float = Field(gt=0)
+    momentum: float = Field(ge=0, le=1)
+    nesterov: bool
+    weight_decay: float = Field(ge=0)
+
+
+class OneCycleConfig(Section):
+    max_lr: Union[Literal["auto"], Positive] = Field(description="a number > 0 or 'auto'")
+    div_factor: float = Field(ge=1)
+    peak_epoch: float = Field(gt=0)
+    anneal: bool
+
+
+class PlateauConfig(Section):
+    factor: float = Field(gt=0, le=1)
+    patience: int = Field(ge=0)
+
+
+class StepConfig(Section):
+    step_size: int = Field(ge=1)
+    gamma: float = Field(gt=0, le=1)
+
+
+class CosineConfig(Section):
+    min_lr: float = Field(ge=0)
+
+
+class SchedulerConfig(Section):
+    name: _choice(SCHEDULERS)
+    onecycle: OneCycleConfig
+    plateau: PlateauConfig
+    step: StepConfig
+    cosine: CosineConfig
+
+
+class LRFinderConfig(Section):
+    start_lr: float = Field(gt=0)
+    end_lr: float = Field(gt=0)
+    num_iter: int = Field(ge=5)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    label_smoothing: float = Field(ge=0, le=1)
+    loader: _choice(LOADERS)
+    compile: bool
+    optimizer: OptimizerConfig
+    scheduler: SchedulerConfig
+    lr_finder: LRFinderConfig
+
+
+class EvaluateConfig(Section):
+    batch_size: int = Field(ge=1)
+    flip_tta: bool
+
+
+class MisclassifyConfig(Section):
+    count: int = Field(ge=1)
+    order: _choice(ORDERS)
+    seed: int = Field(ge=0)
+
+
+class DeletionConfig(Section):
+    percent: float = Field(gt=0, le=100)
+    images: int = Field(ge=1)
+
+
+class GradcamConfig(Section):
+    layers: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1,
+                                                              description="a non-empty list, e.g. [default]")
+    deletion: DeletionConfig
+
+
+class Params(Section):
+    model: _choice(model_names())
+    data: DataConfig
+    augment: AugmentConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    misclassify: MisclassifyConfig
+    gradcam: GradcamConfig
+
+    @model_validator(mode="after")
+    def _keys_that_agree(self) -> Params:
+        """Rules that tie two keys together (a ParamsError passes through pydantic unchanged)."""
+        train = self.train
+        peak = train.scheduler.onecycle.peak_epoch
+        if train.scheduler.name == "onecycle" and peak >= train.epochs:
+            raise ParamsError(f"params.yaml: train.scheduler.onecycle.peak_epoch = {peak:g} must be less "
+                              f"than train.epochs = {train.epochs}")
+        if train.loader == "device":
+            active = unsupported_on_device(self.augment)
+            if active:
+                raise ParamsError("params.yaml: train.loader = device does not run "
+                                  + ", ".join(active) + "; set " + ", ".join(f"augment.{a}.p = 0" for a in active)
+                                  + " or use train.loader: albumentations")
+        if train.lr_finder.start_lr >= train.lr_finder.end_lr:
+            raise ParamsError(f"params.yaml: train.lr_finder.start_lr = {train.lr_finder.start_lr} must be "
+                              f"below train.lr_finder.end_lr = {train.lr_finder.end_lr}")
+        layers = ["default", *gradcam_layer_names(self.model)]
+        for index, layer in enumerate(self.gradcam.layers):
+            if layer not in layers:
+                raise ParamsError(f"params.yaml: gradcam.layers[{index}] = {layer!r} is not a layer "
+                                  f"of {self.model}; allowed: {', '.join(layers)}")
+        return self
+
+
+def _allowed(field: FieldInfo) -> str:
+    """What a field accepts, in words, from its type and bounds."""
+    if field.description:
+        return field.description
+    kind = field.annotation
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(get_args(kind))
+    if kind is bool:
+        return "true or false"
+    if kind is str:
+        return "a non-empty string"
+    words = {">=": "ge", ">": "gt", "<=": "le", "<": "lt"}
+    bounds = [f"{symbol} {getattr(rule, attr)}" for rule in field.metadata for symbol, attr in words.items()
+              if isinstance(rule, annotated_types.BaseMetadata) and hasattr(rule, attr)]
+    return ("an integer" if kind is int else "a number") + (" " + " and ".join(bounds) if bounds else "")
+
+
+def _walk(loc: tuple) -> tuple[type[BaseModel], str, FieldInfo | None]:
+    """The model holding the field at `loc`, its dotted key and the field (None for a section)."""
+    model, key, field = Params, "", None
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+            continue
+        fields = model.model_fields
+        if part not in fields:  # a union member's tag or an unknown key: the key ends here
+            break
+        key = f"{key}.{part}" if key else part
+        field = fields[part]
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            model, field = field.annotation, None
+    return model, key, field
+
+
+def _message(error: dict) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent, where, _ = _walk(loc[:-1])
+        key = f"{where}.{loc[-1]}" if where else str(loc[-1])
+        near = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=1)
+        hint = f" (did you mean '{where + '.' if where else ''}{near[0]}'?)" if near else ""
+        return (f"unknown key '{key}'{hint}; allowed at {where or 'the top level'}: "
+                + ", ".join(parent.model_fields))
+    _, key, field = _walk(loc)
+    if kind == "missing":
+        return f"missing key '{key}'"
+    if field is None and kind in ("model_type", "model_attributes_type"):
+        return f"{key or 'the top level'} must be a mapping of keys, got {error['input']!r}"
+    if any(isinstance(part, int) for part in loc):  # an element of gradcam.layers
+        return f"{key} = {error['input']!r} is not allowed; expected a non-empty string"
+    return f"{key} = {error['input']!r} is not allowed; expected {_allowed(field)}"
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate a params mapping; the first problem becomes one ParamsError line."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        errors = err.errors()
+        unknown = [e for e in errors if e["type"] == "extra_forbidden"]  # a typo also shows as a missing key
+        raise ParamsError(f"params.yaml: {_message((unknown or errors)[0])}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read params.yaml with a safe loader and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: not found; run the stage from the project root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({err})") from None
+    return parse_params(raw)

@@ -1,0 +1,164 @@
+"""Batches for training and scoring, on either path train.loader chooses, behind one interface:
+iterate (images, labels) batches, len() batches per pass, and set_epoch(epoch) (as
+DistributedSampler does) so each epoch's shuffle and augmentation depend only on (seed, epoch)
+and an interrupted run resumes to the same result.
+
+- albumentations: per-image augmentation on the CPU in a DataLoader (the seeds' way);
+- device: the uint8 dataset lives on the training device and whole batches are cropped,
+  flipped, cut out and normalised there with torch ops, matching the albumentations pipeline's
+  crop, flip and cutout (mean padding and fill, the same offset and hole ranges). It removes the
+  per-sample CPU work that otherwise sets the pace on a GPU."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cifarlab.data.augment import eval_transform, train_transform
+from cifarlab.data.stats import Stats
+
+if TYPE_CHECKING:
+    from cifarlab.config import AugmentConfig
+
+LOADERS = ("albumentations", "device")
+ON_DEVICE = ("crop", "hflip", "cutout")  # the augmentations the device path implements
+
+
+class Batches(Protocol):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def __len__(self) -> int: ...
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1000 + epoch
+
+
+def unsupported_on_device(augment: AugmentConfig) -> list[str]:
+    """Active augmentations (p > 0) that the device path does not implement."""
+    return [name for name, cfg in augment if name not in ON_DEVICE and cfg.p > 0]
+
+
+class _ArrayDataset(Dataset):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(image=self.images[index])["image"], int(self.labels[index])
+
+
+class ArrayBatches:
+    """Per-image albumentations batches from a DataLoader in the main process."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, pin_memory: bool = False) -> None:
+        self.seed, self.transform = seed, transform
+        self.generator = torch.Generator().manual_seed(seed) if shuffle else None
+        self.loader = DataLoader(_ArrayDataset(images, labels, transform), batch_size=batch_size, shuffle=shuffle,
+                                 generator=self.generator, pin_memory=pin_memory)
+
+    def set_epoch(self, epoch: int) -> None:
+        value = epoch_seed(self.seed, epoch)
+        if self.generator is not None:
+            self.generator.manual_seed(value)
+        self.transform.set_random_seed(value)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+    """Random crop with mean padding, horizontal flip and one mean-filled square hole, per image,
+    on a float (N, C, H, W) batch in 0-255; each with its own probability from params."""
+    n, _, height, width = images.shape
+    device = images.device
+
+    def chance(p: float) -> torch.Tensor:
+        return torch.rand(n, device=device, generator=generator) < p
+
+    def randint(high: int) -> torch.Tensor:
+        return torch.randint(0, high + 1, (n,), device=device, generator=generator)
+
+    pad = augment.crop.padding
+    if pad and augment.crop.p > 0:
+        canvas = fill.view(1, -1, 1, 1).expand(n, -1, height + 2 * pad, width + 2 * pad).clone()
+        canvas[:, :, pad:pad + height, pad:pad + width] = images
+        cropping = chance(augment.crop.p)
+        top = torch.where(cropping, randint(2 * pad), pad)
+        left = torch.where(cropping, randint(2 * pad), pad)
+        rows = (top[:, None] + torch.arange(height, device=device))[:, None, :, None]
+        cols = (left[:, None] + torch.arange(width, device=device))[:, None, None, :]
+        batch = torch.arange(n, device=device)[:, None, None, None]
+        channel = torch.arange(images.shape[1], device=device)[None, :, None, None]
+        images = canvas[batch, channel, rows, cols]
+    flipping = chance(augment.hflip.p).view(n, 1, 1, 1)
+    images = torch.where(flipping, images.flip(-1), images)
+    size = augment.cutout.size
+    if augment.cutout.p > 0:
+        top, left = randint(height - size), randint(width - size)
+        ys = torch.arange(height, device=device)[None, :, None]
+        xs = torch.arange(width, device=device)[None, None, :]
+        hole = ((ys >= top[:, None, None]) & (ys < top[:, None, None] + size)
+                & (xs >= left[:, None, None]) & (xs < left[:, None, None] + size))
+        hole &= chance(augment.cutout.p)[:, None, None]
+        images = torch.where(hole[:, None], fill.view(1, -1, 1, 1), images)
+    return images
+
+
+class DeviceBatches:
+    """Batches generated on `device` from the whole uint8 dataset kept there."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, augment: AugmentConfig | None, stats: Stats,
+                 batch_size: int, device: torch.device, shuffle: bool = False, seed: int = 0) -> None:
+        self.images = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous()
+        self.labels = torch.from_numpy(labels).to(device)
+        self.augment, self.batch_size, self.shuffle, self.device, self.seed = augment, batch_size, shuffle, device, seed
+        self.fill = torch.tensor(stats.fill, dtype=torch.float32, device=device)
+        self.mean = torch.tensor(stats.mean, device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(stats.std, device=device).view(1, -1, 1, 1) * 255
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(epoch_seed(self.seed, epoch))
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self):
+        count = len(self.labels)
+        order = (torch.randperm(count, device=self.device, generator=self.generator) if self.shuffle
+                 else torch.arange(count, device=self.device))
+        for start in range(0, count, self.batch_size):
+            index = order[start:start + self.batch_size]
+            batch = self.images[index].float()
+            if self.augment is not None:
+                batch = augment_batch(batch, self.augment, self.fill, self.generator)
+            yield (batch - self.mean) / self.std, self.labels[index]
+
+
+def train_batches(loader: str, images: np.ndarray, labels: np.ndarray, augment: AugmentConfig, stats: Stats,
+                  batch_size: int, seed: int, device: torch.device) -> Batches:
+    """Shuffled, augmented training batches on the path `loader` names."""
+    if loader == "device":
+        return DeviceBatches(images, labels, augment, stats, batch_size, device, shuffle=True, seed=seed)
+    transform = train_transform(augment, stats, images.shape[1], seed=seed)
+    return ArrayBatches(images, labels, transform, batch_size, shuffle=True, seed=seed,
+                        pin_memory=device.type == "cuda")
+
+
+def eval_batches(images: np.ndarray, labels: np.ndarray, stats: Stats, batch_size: int, device: torch.device,
+                 loader: str = "albumentations") -> Batches:
+    """Normalised batches in order, for scoring."""
+    if loader == "device":
+        return DeviceBatches(images, labels, None, stats, batch_size, device)
+    return ArrayBatches(images, labels, eval_transform(stats), batch_size, pin_memory=device.type == "cuda")

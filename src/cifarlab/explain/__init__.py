@@ -1,0 +1,1 @@
+"""Explaining a trained model: test-split evaluation, which mistakes to show, and GradCAM."""

@@ -1,0 +1,107 @@
+"""The training loop: epochs of optimiser steps, each followed by a score on the split that
+decides, keeping the best weights. A NaN/inf loss stops it at once and is returned as the
+run's failure with everything achieved so far."""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from cifarlab.data.batches import Batches
+from cifarlab.device import autocast, to_device
+from cifarlab.inference import score
+from cifarlab.train.schedule import Schedule
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    lr: float
+
+
+@dataclass
+class Progress:
+    """What a run has achieved so far; saved with the resume state."""
+    history: list[EpochResult] = field(default_factory=list)
+    best_epoch: int = 0
+    best_acc: float = -1.0
+    best_weights: dict | None = None
+    failure: str | None = None  # why training stopped early, if it did
+
+    def record(self, result: EpochResult, model: nn.Module) -> None:
+        self.history.append(result)
+        if result.test_acc > self.best_acc:
+            self.best_epoch, self.best_acc = result.epoch, result.test_acc
+            self.best_weights = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN or infinite: training cannot continue."""
+
+
+def _check_finite(loss_sum: float, epoch: int, step: int) -> None:
+    if not math.isfinite(loss_sum):
+        raise NonFiniteLoss(f"loss became NaN/inf in epoch {epoch} by batch {step}; the learning "
+                            "rate is probably too high (lower train.optimizer.lr or the scheduler's max_lr)")
+
+
+def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, schedule: Schedule,
+                scaler: torch.amp.GradScaler, device: torch.device, epoch: int, desc: str,
+                label_smoothing: float = 0.0) -> tuple[float, float]:
+    """One pass over `batches`; returns mean loss and accuracy (%). Shows a tqdm bar."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    with tqdm(batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True) as bar:
+        for step, (images, labels) in enumerate(bar, start=1):
+            images, labels = to_device(images, device), labels.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device):
+                logits = model(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step_batch()
+            loss_sum += loss.detach().float() * len(labels)
+            correct += (logits.argmax(1) == labels).sum()
+            seen += len(labels)
+            if step % 20 == 0 or step == len(batches) or device.type == "cpu":  # a host sync: not every step on GPUs
+                total = loss_sum.item()
+                _check_finite(total, epoch, step)
+                bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%")
+    return loss_sum.item() / seen, 100.0 * correct.item() / seen
+
+
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, scaler: torch.amp.GradScaler,
+        train: Batches, monitor: Batches, epochs: int, device: torch.device, progress: Progress,
+        on_epoch_end: Callable[[Progress], None], label_smoothing: float = 0.0) -> Progress:
+    """Train from the epoch after `progress`'s last up to `epochs`, scoring `monitor` after each
+    and calling on_epoch_end (which saves state and writes history)."""
+    for epoch in range(len(progress.history) + 1, epochs + 1):
+        train.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        try:
+            train_loss, train_acc = train_epoch(model, train, optimizer, schedule, scaler, device, epoch,
+                                                f"epoch {epoch}/{epochs}", label_smoothing)
+        except NonFiniteLoss as err:
+            progress.failure = str(err)
+            return progress
+        test_loss, test_acc = score(model, monitor, device)
+        schedule.step_epoch(test_loss)
+        progress.record(EpochResult(epoch, train_loss, train_acc, test_loss, test_acc, lr), model)
+        print(f"epoch {epoch:3d}/{epochs}: train loss {train_loss:.4f} acc {train_acc:6.2f}% | "
+              f"test loss {test_loss:.4f} acc {test_acc:6.2f}% | lr {lr:.5f}", flush=True)
+        on_epoch_end(progress)
+    return progress

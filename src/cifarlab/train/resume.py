@@ -1,0 +1,57 @@
+"""Resume state: after every epoch the whole run (weights, optimiser, schedule, RNG, history,
+best weights, LR range test) is saved, so a run cut short carries on to the same result. A
+state from other params, data or model code is ignored."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cifarlab.io import save_torch
+from cifarlab.train.loop import EpochResult, Progress
+
+
+def fingerprint(settings: list, arrays: list[np.ndarray], model: nn.Module) -> str:
+    """What makes two runs the same: the settings that training reads, the data's bytes, and the
+    model's parameter names and shapes (a changed model definition does not resume)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).data)
+    digest.update(json.dumps([(name, list(t.shape)) for name, t in model.state_dict().items()]).encode())
+    return digest.hexdigest()
+
+
+def save_state(path: Path, key: str, model: nn.Module, optimizer, schedule, progress: Progress,
+               extras: dict) -> None:
+    save_torch(path, {
+        "fingerprint": key, "epoch": len(progress.history), "extras": extras,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+        "torch_rng": torch.get_rng_state(), "history": [asdict(r) for r in progress.history],
+        "best_epoch": progress.best_epoch, "best_acc": progress.best_acc, "best_weights": progress.best_weights,
+    })
+
+
+def load_resume_state(path: Path, key: str) -> dict | None:
+    """The saved state of an interrupted run with the same fingerprint, else None."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # an unreadable state is only a lost shortcut: start over
+        return None
+    return state if state.get("fingerprint") == key else None
+
+
+def restore(state: dict, model: nn.Module, optimizer, schedule) -> Progress:
+    """Put a saved run back in place; returns its progress."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["torch_rng"])
+    return Progress([EpochResult(**row) for row in state["history"]], state["best_epoch"], state["best_acc"],
+                    state["best_weights"])

@@ -1,0 +1,68 @@
+"""LR schedules from train.scheduler, behind one interface: step_batch() after each optimiser
+step, step_epoch() after each epoch's validation score. OneCycle moves per batch, the others
+per epoch."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from cifarlab.config import SchedulerConfig
+
+SCHEDULERS = ("onecycle", "plateau", "step", "cosine", "none")
+ANNIHILATION = 1e4  # OneCycle with anneal: the last LR is the starting LR / 1e4
+
+
+class OneCycle:
+    """Piecewise-linear one-cycle factor of max_lr: start -> 1 at step `peak` -> end at step
+    `total` (the DAWNBench ResNet9 shape). Defined for any number of steps."""
+
+    def __init__(self, total: int, peak: int, start: float, end: float) -> None:
+        self.total, self.peak, self.start, self.end = total, peak, start, end
+
+    def __call__(self, step: int) -> float:
+        if step <= self.peak:
+            return self.start + (1 - self.start) * step / max(self.peak, 1)
+        return 1 + (self.end - 1) * min(step - self.peak, self.total - self.peak) / max(self.total - self.peak, 1)
+
+
+class Schedule:
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, epochs: int, steps_per_epoch: int,
+                 max_lr: float | None = None) -> None:
+        self.name = cfg.name
+        lr_sched = torch.optim.lr_scheduler
+        if self.name == "onecycle":
+            one = cfg.onecycle
+            for group in optimizer.param_groups:
+                group["lr"] = max_lr
+            cycle = OneCycle(total=epochs * steps_per_epoch - 1, peak=round(one.peak_epoch * steps_per_epoch),
+                             start=1 / one.div_factor,
+                             end=1 / one.div_factor / (ANNIHILATION if one.anneal else 1.0))
+            self.scheduler = lr_sched.LambdaLR(optimizer, cycle)
+        elif self.name == "plateau":
+            self.scheduler = lr_sched.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau.factor,
+                                                        patience=cfg.plateau.patience)
+        elif self.name == "step":
+            self.scheduler = lr_sched.StepLR(optimizer, step_size=cfg.step.step_size, gamma=cfg.step.gamma)
+        elif self.name == "cosine":
+            self.scheduler = lr_sched.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=cfg.cosine.min_lr)
+        else:
+            self.scheduler = None
+
+    def step_batch(self) -> None:
+        if self.name == "onecycle":
+            self.scheduler.step()
+
+    def step_epoch(self, monitored_loss: float) -> None:
+        if self.name == "plateau":
+            self.scheduler.step(monitored_loss)
+        elif self.name in ("step", "cosine"):
+            self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state)
