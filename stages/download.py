@@ -8,9 +8,9 @@ from cifarlab.errors import run_stage
 
 def main() -> None:
     cfg = load_params().data
-    data = prepare(cfg.source, cfg.image_size, cfg.subset.model_dump(), cfg.seed, paths.RAW_DIR)
+    data = prepare(cfg.source, cfg.image_size, cfg.subset.model_dump(), cfg.seed, paths.RAW_DIR, cfg.val)
     save_prepared(paths.PREPARED, data)
-    print(f"prepared {len(data.y_train)} train / {len(data.y_test)} test images of "
+    print(f"prepared {len(data.y_train)} train / {len(data.y_val)} validation / {len(data.y_test)} test images of "
           f"{data.x_train.shape[1]}x{data.x_train.shape[2]}, {data.num_classes} classes "
           f"({', '.join(data.classes)}) -> {paths.PREPARED}")
 

@@ -48,9 +48,9 @@ def param_parent(params: dict, dotted: str) -> tuple[dict, str]:
 
 @functools.cache
 def _committed_text() -> str:
-    """params.yaml as committed: `dvc exp run` rewrites the workspace copy, and the tests must not
+    """params.yaml as committed (git's index): `dvc exp run` rewrites the workspace copy, and the tests must not
     depend on whatever experiment ran last (outside a git checkout, the file itself)."""
-    shown = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True, text=True)
+    shown = subprocess.run(["git", "show", ":params.yaml"], cwd=ROOT, capture_output=True, text=True)
     return shown.stdout if shown.returncode == 0 else (ROOT / "params.yaml").read_text()
 
 

@@ -75,6 +75,30 @@ def test_subset_is_class_balanced_and_seeded(image_tree, tmp_path):
     np.testing.assert_array_equal(same.x_train, data.x_train)
 
 
+def test_validation_split_is_held_out_of_training_balanced_and_seeded(every_source, tmp_path):
+    """data.val images come from the training split, never the test split, and leave training."""
+    for kind, source in every_source.items():
+        data = prepare(str(source), 32, ALL, 0, tmp_path / "raw", val=6)
+        assert np.bincount(data.y_val).tolist() == [2, 2, 2], kind
+        assert len(data.y_train) == 18 - 6 and len(data.y_test) == 9, kind
+        train_pixels = {image.tobytes() for image in data.x_train}
+        assert not any(image.tobytes() in train_pixels for image in data.x_val), kind
+        again = prepare(str(source), 32, ALL, 0, tmp_path / "raw", val=6)
+        np.testing.assert_array_equal(again.x_val, data.x_val)
+
+
+def test_subset_applies_to_what_validation_leaves(image_tree, tmp_path):
+    data = prepare(str(image_tree), 32, {"train": 6, "test": 3}, 0, tmp_path, val=3)
+    assert np.bincount(data.y_train).tolist() == [2, 2, 2] and np.bincount(data.y_val).tolist() == [1, 1, 1]
+    save_prepared(tmp_path / "p.npz", data)
+    np.testing.assert_array_equal(load_prepared(tmp_path / "p.npz").x_val, data.x_val)
+
+
+def test_validation_larger_than_the_training_split_is_refused(image_tree, tmp_path):
+    with pytest.raises(UserError, match=r"data.val = 18 leaves no training images \(the source has 18\)"):
+        prepare(str(image_tree), 32, ALL, 0, tmp_path, val=18)
+
+
 def test_balanced_indices_gives_remainder_to_first_classes():
     labels = np.repeat([0, 1, 2], 10)
     picked = balanced_indices(labels, 8, seed=0)
@@ -169,6 +193,18 @@ def test_hostile_tar_members_are_refused(tmp_path, name, kind):
     with pytest.raises(UserError, match="refusing member"):
         prepare(str(archive), 32, ALL, 0, tmp_path / "raw")
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_pythons_without_tarfile_data_filter_still_refuse_and_extract(tmp_path, arrays, monkeypatch):
+    """tarfile's filter='data' needs Python >= 3.10.12 / 3.11.4; without it our own member checks guard."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    member = tarfile.TarInfo("../evil.txt")
+    member.size = 1
+    with pytest.raises(UserError, match="refusing member"):
+        prepare(str(_tar_with_member(tmp_path / "evil.tar.gz", member)), 32, ALL, 0, tmp_path / "raw")
+    tree = write_image_tree(tmp_path / "tree", arrays)
+    data = prepare(str(_tar(tree, tmp_path / "tree.tar.gz", "cifar-like")), 32, ALL, 0, tmp_path / "raw")
+    np.testing.assert_array_equal(data.x_train, arrays["train"][0])
 
 
 def test_zip_with_parent_path_is_refused(tmp_path):

@@ -26,10 +26,11 @@ def prepared_project(tmp_path_factory):
     tree = write_image_tree(root / "tree", make_arrays(per_class_train=40, per_class_test=6))
     project = copy_project(root / "project")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"]["source"] = str(tree)
+    params["data"].update(source=str(tree), val=12)
     params["model"] = "tiny"
     params["train"].update(epochs=4, batch_size=8)
-    params["train"]["scheduler"]["onecycle"]["peak_epoch"] = 1
+    params["train"]["scheduler"]["onecycle"].update(peak_epoch=1, max_lr="auto")  # the LR range test must resume too
+    params["train"]["lr_finder"]["num_iter"] = 10
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for stage in ("stages/download.py", "stages/stats.py"):
         subprocess.run([sys.executable, stage], cwd=project, check=True, capture_output=True)
@@ -46,11 +47,13 @@ def _train(project) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *TRAIN], cwd=project, capture_output=True, text=True)
 
 
-def _results(project) -> tuple[str, dict]:
+def _results(project) -> tuple[str, str, dict]:
+    """History, LR range test and every metric but the timings."""
     metrics = json.loads((project / "metrics" / "train.json").read_text())
-    for timing in ("train_seconds", "train_images_per_s"):
+    for timing in ("train_seconds", "epoch_seconds", "train_images_per_s"):
         metrics.pop(timing)
-    return (project / "plots" / "history.csv").read_text(), metrics
+    return ((project / "plots" / "history.csv").read_text(), (project / "plots" / "lr_finder.csv").read_text(),
+            metrics)
 
 
 def _clean(project) -> None:
@@ -91,7 +94,7 @@ def test_killed_mid_run_then_rerun_equals_uninterrupted(prepared_project, uninte
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not list(project.rglob("*.tmp")), "a temp file was left behind"
     saved = torch.load(state, weights_only=True)
-    assert 1 <= saved["epoch"] < 4 and len(saved["history"]) == saved["epoch"]
+    assert 1 <= saved["epoch"] < 4 and len(saved["progress"]["history"]) == saved["epoch"]
 
     rerun = _train(project)
     assert rerun.returncode == 0, rerun.stderr

@@ -2,6 +2,7 @@
 DVC reruns only what a change touches."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -48,7 +49,7 @@ def git_commit(cwd: Path, message: str) -> None:
 def make_project(root: Path, source: str, **overrides) -> Path:
     project = copy_project(root)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"]["source"] = source
+    params["data"].update(source=source, val=6)
     params["model"] = "tiny"
     params["train"]["epochs"] = 1
     params["train"]["scheduler"]["onecycle"]["peak_epoch"] = 0.5
@@ -128,6 +129,28 @@ def test_changing_the_model_reruns_train_and_after_only(first_run):
     report = (project / "reports" / "report.html").read_text()
     assert "cifarlab report: s9net" in report and report.count("data:image/png;base64,") == 5
     assert "s9net" in dvc("exp", "show", "--md", cwd=project)
+
+
+
+def test_evaluation_knobs_never_retrain(first_run):
+    project, _ = first_run
+    log = dvc("exp", "run", "-S", "evaluate.batch_size=7", "-S", "misclassify.count=3",
+              "-S", "gradcam.deletion.images=5", cwd=project)
+    assert ran(log) == ["evaluate", "misclassify", "gradcam", "report"]
+    log = dvc("exp", "run", "-S", "gradcam.deletion.percent=20", cwd=project)
+    assert ran(log) == ["gradcam", "report"]
+
+
+def test_editing_a_library_file_makes_exactly_its_importers_stale(first_run):
+    project, _ = first_run
+    assert "up to date" in dvc("status", cwd=project)
+    for module, stale in (("report/render.py", {"report"}), ("explain/evaluation.py", {"evaluate"}),
+                          ("train/loop.py", {"train"})):
+        path = project / "src" / "cifarlab" / module
+        original = path.read_text()
+        path.write_text(original + "\n# edited\n")
+        assert set(json.loads(dvc("status", "--json", cwd=project))) == stale, module
+        path.write_text(original)
 
 
 SMOKE = ["-S", "train.epochs=2", "-S", "train.scheduler.onecycle.peak_epoch=1",

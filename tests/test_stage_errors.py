@@ -16,7 +16,7 @@ OUTPUT_DIRS = {"data", "models", "metrics", "plots", "eval", "reports"}
 def project(tmp_path, image_tree):
     root = copy_project(tmp_path / "project")
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["data"]["source"] = str(image_tree)
+    params["data"].update(source=str(image_tree), val=3)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
 

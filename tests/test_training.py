@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -26,9 +27,13 @@ def _params(**changes):
                                "train.scheduler.onecycle.peak_epoch": 1, **changes})
 
 
-def _data():
+def _data(val: int = 3, test_labels=None):
+    """24 training images (`val` of them held out for validation) and 6 test images."""
     arrays = make_arrays(per_class_train=8, per_class_test=2)
-    return Prepared(*arrays["train"], *arrays["test"], CLASSES)
+    (x, y), (x_test, y_test) = arrays["train"], arrays["test"]
+    held_out = np.arange(len(y)) % (len(y) // val) == 0 if val else np.zeros(len(y), bool)
+    return Prepared(x[~held_out], y[~held_out], x_test, y_test if test_labels is None else test_labels, CLASSES,
+                    x[held_out], y[held_out])
 
 
 def test_one_training_step_lowers_the_loss():
@@ -42,18 +47,49 @@ def test_one_training_step_lowers_the_loss():
     assert F.cross_entropy(model(images), labels).item() < before.item()
 
 
-def _run(params, on_epoch_end=lambda history: None, **kwargs):
-    result = run(params, _data(), STATS, on_epoch_end=on_epoch_end, device=torch.device("cpu"), **kwargs)
+def _run(params, on_epoch_end=lambda history: None, data=None, **kwargs):
+    result = run(params, data or _data(), STATS, on_epoch_end=on_epoch_end, device=torch.device("cpu"), **kwargs)
     return [asdict(r) for r in result.history], result
+
+
+def _weights_equal(a, b) -> bool:
+    a, b = a.model.state_dict(), b.model.state_dict()
+    return all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_same_seed_gives_the_same_history():
     first, result = _run(_params())
-    assert len(first) == 2 and {"epoch", "train_loss", "test_acc", "lr"} <= set(first[0])
+    assert len(first) == 2 and {"epoch", "train_loss", "val_acc", "test_acc", "lr"} <= set(first[0])
     again, result_again = _run(_params())
-    weights, weights_again = result.model.state_dict(), result_again.model.state_dict()
     assert first == again
-    assert all(torch.equal(weights[k], weights_again[k]) for k in weights)
+    assert _weights_equal(result, result_again)
+
+
+def test_test_labels_decide_nothing():
+    """Permuting the test labels changes the displayed test scores and nothing else: the same
+    weights, the same checkpoint epoch, with the plateau schedule and best_val checkpoints too."""
+    params = _params(**{"train.epochs": 4, "train.checkpoint": "best_val", "train.scheduler.name": "plateau",
+                        "train.scheduler.plateau.patience": 0})
+    data = _data()
+    _, honest = _run(params, data=data)
+    history, shuffled = _run(params, data=_data(test_labels=(data.y_test + 1) % 3))  # every label changed
+    assert _weights_equal(honest, shuffled) and honest.kept_epoch == shuffled.kept_epoch
+    assert [row.test_loss for row in honest.history] != [row["test_loss"] for row in history]
+
+
+def test_checkpoint_last_keeps_the_final_weights_and_best_val_the_best_epoch():
+    params = _params(**{"train.epochs": 4})
+    history, last = _run(params)
+    assert last.kept_epoch == 4
+    _, best = _run(_params(**{"train.epochs": 4, "train.checkpoint": "best_val"}))
+    val = [row["val_acc"] for row in history]
+    assert best.kept_epoch == 1 + val.index(max(val)) == best.best_val_epoch
+
+
+def test_without_a_validation_split_the_last_epoch_is_kept():
+    history, result = _run(_params(**{"train.epochs": 2, "data.val": 0}), data=_data(val=0))
+    assert result.kept_epoch == 2 and result.best_val_acc is None
+    assert all(np.isnan(row["val_acc"]) for row in history)
 
 
 class _Cut(Exception):
@@ -76,9 +112,23 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
 
     resumed, resumed_result = _run(params, state_path=state)
     assert resumed == whole
-    whole_weights, resumed_weights = whole_result.model.state_dict(), resumed_result.model.state_dict()
-    assert all(torch.equal(whole_weights[k], resumed_weights[k]) for k in whole_weights)
+    assert _weights_equal(whole_result, resumed_result)
     assert not state.exists()
+
+
+def test_a_state_saved_by_another_model_definition_is_ignored_with_a_notice(tmp_path, capsys):
+    params = _params(**{"train.epochs": 2})
+    state = tmp_path / "state.pt"
+
+    def cut(history):
+        raise _Cut
+    with pytest.raises(_Cut):
+        _run(params, cut, state_path=state)
+    saved = torch.load(state, weights_only=True)
+    saved["fingerprint"] = "a run of an older model definition"
+    torch.save(saved, state)
+    history, _ = _run(params, state_path=state)
+    assert len(history) == 2 and "ignoring" in capsys.readouterr().out
 
 
 def test_nan_loss_stops_at_once_with_a_hint_and_keeps_the_best_so_far():

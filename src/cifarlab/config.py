@@ -47,6 +47,7 @@ class DataConfig(Section):
     source: str = Field(min_length=1)
     image_size: int = Field(ge=8)
     subset: Subset
+    val: int = Field(ge=0)
     seed: int = Field(ge=0)
 
 
@@ -135,6 +136,7 @@ class TrainConfig(Section):
     seed: int = Field(ge=0)
     label_smoothing: float = Field(ge=0, le=1)
     loader: _choice(LOADERS)
+    checkpoint: Literal["last", "best_val"]  # the weights after the last epoch, or of the best validation epoch
     compile: bool
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig
@@ -186,6 +188,11 @@ class Params(Section):
                 raise ParamsError("params.yaml: train.loader = device does not run "
                                   + ", ".join(active) + "; set " + ", ".join(f"augment.{a}.p = 0" for a in active)
                                   + " or use train.loader: albumentations")
+        if self.data.val == 0:
+            for key, value in (("train.checkpoint", train.checkpoint), ("train.scheduler.name", train.scheduler.name)):
+                if value in ("best_val", "plateau"):
+                    raise ParamsError(f"params.yaml: {key} = {value} decides on the validation split, but data.val "
+                                      f"= 0 turns it off; set data.val > 0 (e.g. 5000) or choose another value")
         if train.lr_finder.start_lr >= train.lr_finder.end_lr:
             raise ParamsError(f"params.yaml: train.lr_finder.start_lr = {train.lr_finder.start_lr} must be "
                               f"below train.lr_finder.end_lr = {train.lr_finder.end_lr}")

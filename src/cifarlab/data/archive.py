@@ -37,6 +37,9 @@ def extract_archive(archive: Path, dest: Path) -> None:
                     if not (member.isfile() or member.isdir()):
                         raise UserError(f"{archive}: refusing member '{member.name}' "
                                         "(links and device files are not allowed)")
-                tf.extractall(dest, filter="data")
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: a second, stdlib guard
+                    tf.extractall(dest, filter="data")
+                else:  # older Pythons: the member checks above are the guard
+                    tf.extractall(dest)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
         raise UserError(f"{archive}: corrupt or truncated archive ({err})") from None

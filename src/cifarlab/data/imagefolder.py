@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from cifarlab.data.prepared import Prepared, balanced_indices
+from cifarlab.data.prepared import Prepared, split_indices
 from cifarlab.errors import UserError
 
 SPLITS = ("train", "test")
@@ -59,14 +59,16 @@ def read_image(path: Path, size: int) -> np.ndarray:
         raise UserError(f"{path}: not a readable image ({err})") from None
 
 
-def load_image_tree(root: Path, image_size: int, subset: dict[str, int], seed: int) -> Prepared:
-    """Read the tree, decoding only the images a class-balanced subset keeps."""
+def load_image_tree(root: Path, image_size: int, subset: dict[str, int], val: int, seed: int) -> Prepared:
+    """Read the tree, decoding only the images the splits keep."""
     classes, listing = _scan(root)
+    chosen = split_indices(listing["train"][1], listing["test"][1], subset, val, seed)
     arrays = {}
-    for split in SPLITS:
-        paths, labels = listing[split]
-        keep = balanced_indices(labels, subset[split], seed)
+    for split, source in (("train", "train"), ("val", "train"), ("test", "test")):
+        paths, labels = listing[source]
+        keep = chosen[split]
         with tqdm(keep, desc=f"read {split}", unit="img", leave=False) as bar:  # closed before an error prints
             images = [read_image(paths[i], image_size) for i in bar]
-        arrays[split] = (np.stack(images), labels[keep])
-    return Prepared(*arrays["train"], *arrays["test"], classes)
+        shape = (0, image_size, image_size, 3)
+        arrays[split] = (np.stack(images) if images else np.zeros(shape, np.uint8), labels[keep])
+    return Prepared(*arrays["train"], *arrays["test"], classes, *arrays["val"])

@@ -1,7 +1,9 @@
-"""The prepared dataset: uint8 NHWC images, int64 labels and class names, in one .npz file."""
+"""The prepared dataset: uint8 NHWC images and int64 labels of the train, validation and test
+splits, and class names, in one .npz file. The validation split is carved from the source's
+training images, so the test split can stay out of every decision made while training."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,13 @@ class Prepared:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: list[str]
+    x_val: np.ndarray = field(default=None)  # empty when data.val is 0
+    y_val: np.ndarray = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.x_val is None:
+            self.x_val = self.x_train[:0]
+            self.y_val = self.y_train[:0]
 
     @property
     def num_classes(self) -> int:
@@ -24,8 +33,8 @@ class Prepared:
 
 
 def save_prepared(path: str | Path, data: Prepared) -> None:
-    save_arrays(path, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
-                y_test=data.y_test, classes=np.array(data.classes, dtype=str))
+    save_arrays(path, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val, y_val=data.y_val,
+                x_test=data.x_test, y_test=data.y_test, classes=np.array(data.classes, dtype=str))
 
 
 def load_prepared(path: str | Path) -> Prepared:
@@ -34,7 +43,21 @@ def load_prepared(path: str | Path) -> Prepared:
         raise UserError(f"{path}: prepared dataset not found; run `dvc repro download` first")
     with np.load(path, allow_pickle=False) as npz:
         return Prepared(npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"],
-                        [str(name) for name in npz["classes"]])
+                        [str(name) for name in npz["classes"]], npz["x_val"], npz["y_val"])
+
+
+def split_indices(train_labels: np.ndarray, test_labels: np.ndarray, subset: dict[str, int], val: int,
+                  seed: int) -> dict[str, np.ndarray]:
+    """Which source images each split keeps: `val` class-balanced training images are held out
+    first, then the class-balanced subsets (0 = all) of the rest and of the test images.
+    'train' and 'val' index the source's training images, 'test' its test images."""
+    if val >= len(train_labels):
+        raise UserError(f"params.yaml: data.val = {val} leaves no training images (the source has "
+                        f"{len(train_labels)}); allowed: 0..{len(train_labels) - 1}")
+    held_out = balanced_indices(train_labels, val, seed) if val else np.array([], dtype=np.int64)
+    rest = np.setdiff1d(np.arange(len(train_labels)), held_out)
+    return {"train": rest[balanced_indices(train_labels[rest], subset["train"], seed)], "val": held_out,
+            "test": balanced_indices(test_labels, subset["test"], seed)}
 
 
 def balanced_indices(labels: np.ndarray, count: int, seed: int) -> np.ndarray:

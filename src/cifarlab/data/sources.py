@@ -10,7 +10,7 @@ import numpy as np
 from cifarlab.data import cifar
 from cifarlab.data.archive import extract_archive, is_archive
 from cifarlab.data.imagefolder import is_image_tree, load_image_tree
-from cifarlab.data.prepared import Prepared, balanced_indices
+from cifarlab.data.prepared import Prepared, split_indices
 from cifarlab.errors import UserError
 
 OFFICIAL = "cifar10"
@@ -37,27 +37,32 @@ def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
 
     if images.shape[1:3] == (size, size):
         return images
+    if not len(images):
+        return np.zeros((0, size, size, images.shape[-1]), dtype=np.uint8)
     return np.stack([np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
                      for img in images])
 
 
-def _load_batches(root: Path, image_size: int, subset: dict[str, int], seed: int) -> Prepared:
+def _load_batches(root: Path, image_size: int, subset: dict[str, int], val: int, seed: int) -> Prepared:
     x_train, y_train, x_test, y_test, classes = cifar.load_batch_dir(root)
-    train = balanced_indices(y_train, subset["train"], seed)
-    test = balanced_indices(y_test, subset["test"], seed)
+    keep = split_indices(y_train, y_test, subset, val, seed)
+    train, held_out, test = keep["train"], keep["val"], keep["test"]
     return Prepared(_resize_all(x_train[train], image_size), y_train[train],
-                    _resize_all(x_test[test], image_size), y_test[test], classes)
+                    _resize_all(x_test[test], image_size), y_test[test], classes,
+                    _resize_all(x_train[held_out], image_size), y_train[held_out])
 
 
-def _load_folder(root: Path, image_size: int, subset: dict[str, int], seed: int) -> Prepared:
+def _load_folder(root: Path, image_size: int, subset: dict[str, int], val: int, seed: int) -> Prepared:
     root = _find_root(root)
     if cifar.is_batch_dir(root):
-        return _load_batches(root, image_size, subset, seed)
-    return load_image_tree(root, image_size, subset, seed)
+        return _load_batches(root, image_size, subset, val, seed)
+    return load_image_tree(root, image_size, subset, val, seed)
 
 
-def prepare(source: str, image_size: int, subset: dict[str, int], seed: int, raw_dir: Path) -> Prepared:
-    """Load `source` into the prepared format (archives are extracted to a temp folder)."""
+def prepare(source: str, image_size: int, subset: dict[str, int], seed: int, raw_dir: Path,
+            val: int = 0) -> Prepared:
+    """Load `source` into the prepared format (archives are extracted to a temp folder), holding
+    out `val` class-balanced training images as the validation split."""
     if source == OFFICIAL:
         path = cifar.download(cifar.CIFAR10_URL, raw_dir / "cifar-10-python.tar.gz", cifar.CIFAR10_MD5)
     else:
@@ -66,10 +71,10 @@ def prepare(source: str, image_size: int, subset: dict[str, int], seed: int, raw
             raise UserError(f"params.yaml: data.source = {source!r}: no such file or folder; "
                             f"expected {ALLOWED}")
     if path.is_dir():
-        return _load_folder(path, image_size, subset, seed)
+        return _load_folder(path, image_size, subset, val, seed)
     if not is_archive(path):
         raise UserError(f"data.source = {source!r} is a file but not a .tar.gz/.tgz/.tar/.zip "
                         f"archive; expected {ALLOWED}")
     with tempfile.TemporaryDirectory(prefix="cifarlab-") as tmp:
         extract_archive(path, Path(tmp))
-        return _load_folder(Path(tmp), image_size, subset, seed)
+        return _load_folder(Path(tmp), image_size, subset, val, seed)

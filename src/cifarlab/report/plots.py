@@ -9,15 +9,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def curves_figure(history: pd.DataFrame):
-    """Loss and accuracy per epoch, train vs test on the same axes, plus the learning rate."""
+    """Loss and accuracy per epoch, train vs validation (and test, for display only: it decides
+    nothing) on the same axes, plus the learning rate."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy (%)")):
         ax.plot(history["epoch"], history[f"train_{metric}"], "o-", label="train")
-        ax.plot(history["epoch"], history[f"test_{metric}"], "o-", label="test")
+        if history[f"val_{metric}"].notna().any():
+            ax.plot(history["epoch"], history[f"val_{metric}"], "o-", label="validation")
+        ax.plot(history["epoch"], history[f"test_{metric}"], "o--", alpha=0.6, label="test (display only)")
         ax.set(xlabel="epoch", ylabel=label, title=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
     axes[2].plot(history["epoch"], history["lr"], "o-", color="tab:green")

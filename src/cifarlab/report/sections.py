@@ -23,11 +23,16 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict) -> list[tuple[str,
         ("model", train["model"]), ("parameters", f"{train['params']:,}"),
         ("multiply-adds per image", f"{train['macs']:,}"), ("receptive field", f"{train['receptive_field']} px"),
         ("epochs", train["epochs"]), ("device", train["device"]),
-        ("training time", f"{train['train_seconds']} s ({train['train_images_per_s']} images/s)"),
+        ("training time", f"{train['train_seconds']} s in training steps ({train['train_images_per_s']} images/s); "
+                          f"{train['epoch_seconds']} s with validation and test scoring"),
         ("OneCycle max_lr", max_lr),
-        ("best test accuracy while training", f"{train['best_test_acc']:.2f}% at epoch {train['best_epoch']}"),
-        ("test accuracy of the checkpoint", f"{evaluation['accuracy']:.2f}%{tta} on "
-                                            f"{evaluation['num_test_images']} images of the test split"),
+        ("checkpoint", f"epoch {train['checkpoint']['epoch']}, chosen by {train['checkpoint']['chosen_by']}"),
+        ("validation accuracy", "no validation split (data.val = 0)" if train["best_val_acc"] is None else
+         f"best {train['best_val_acc']:.2f}% at epoch {train['best_val_epoch']}, last {train['final_val_acc']:.2f}% "
+         f"({train['val_images']} held-out training images)"),
+        ("test accuracy (the result)", f"{evaluation['accuracy']:.2f}%{tta} on "
+                                       f"{evaluation['num_test_images']} images of the test split, which no "
+                                       "training decision saw"),
         ("test loss", f"{evaluation['loss']:.4f}"),
         ("GradCAM faithfulness", f"occluding the top {deletion['percent']}% GradCAM pixels at {deletion['layer']} "
                                  f"drops confidence by {deletion['confidence_drop_gradcam']:.3f}; random pixels: "

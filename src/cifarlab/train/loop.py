@@ -1,10 +1,12 @@
-"""The training loop: epochs of optimiser steps, each followed by a score on the split that
-decides, keeping the best weights. A NaN/inf loss stops it at once and is returned as the
-run's failure with everything achieved so far."""
+"""The training loop: epochs of optimiser steps, each followed by a score on the validation
+split, which alone decides (the plateau schedule and, with checkpoint best_val, which weights
+are kept); the test split is scored only for display. A NaN/inf loss stops the loop at once and
+is returned as the run's failure with everything achieved so far."""
 from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,13 +20,17 @@ from cifarlab.device import autocast, to_device
 from cifarlab.inference import score
 from cifarlab.train.schedule import Schedule
 
+NO_SCORE = (math.nan, math.nan)
+
 
 @dataclass
 class EpochResult:
     epoch: int
     train_loss: float
     train_acc: float
-    test_loss: float
+    val_loss: float  # NaN without a validation split
+    val_acc: float
+    test_loss: float  # display only: the seeds' "train vs test" curves; never used for a decision
     test_acc: float
     lr: float
 
@@ -33,16 +39,24 @@ class EpochResult:
 class Progress:
     """What a run has achieved so far; saved with the resume state."""
     history: list[EpochResult] = field(default_factory=list)
-    best_epoch: int = 0
-    best_acc: float = -1.0
-    best_weights: dict | None = None
+    kept_epoch: int = 0  # the epoch whose weights the checkpoint holds
+    kept_weights: dict | None = None
+    best_val_acc: float = -1.0
+    best_val_epoch: int = 0
+    train_seconds: float = 0.0  # inside the training steps' epochs, not scoring, plotting or saving
+    epoch_seconds: float = 0.0  # whole epochs: training steps plus scoring
     failure: str | None = None  # why training stopped early, if it did
 
-    def record(self, result: EpochResult, model: nn.Module) -> None:
+    def record(self, result: EpochResult, model: nn.Module, checkpoint: str) -> None:
+        """Add an epoch; keep its weights if it is the last (checkpoint 'last') or the best on
+        validation so far (checkpoint 'best_val')."""
         self.history.append(result)
-        if result.test_acc > self.best_acc:
-            self.best_epoch, self.best_acc = result.epoch, result.test_acc
-            self.best_weights = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
+        improved = result.val_acc > self.best_val_acc  # False for NaN: no validation split
+        if improved:
+            self.best_val_acc, self.best_val_epoch = result.val_acc, result.epoch
+        if checkpoint == "last" or improved:
+            self.kept_epoch = result.epoch
+            self.kept_weights = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
 
 
 class NonFiniteLoss(Exception):
@@ -85,11 +99,13 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, scaler: torch.amp.GradScaler,
-        train: Batches, monitor: Batches, epochs: int, device: torch.device, progress: Progress,
-        on_epoch_end: Callable[[Progress], None], label_smoothing: float = 0.0) -> Progress:
-    """Train from the epoch after `progress`'s last up to `epochs`, scoring `monitor` after each
-    and calling on_epoch_end (which saves state and writes history)."""
+        train: Batches, val: Batches | None, test: Batches | None, epochs: int, device: torch.device,
+        progress: Progress, on_epoch_end: Callable[[Progress], None], checkpoint: str = "last",
+        label_smoothing: float = 0.0) -> Progress:
+    """Train from the epoch after `progress`'s last up to `epochs`, scoring validation (and, for
+    display, test) after each and calling on_epoch_end (which saves state and writes history)."""
     for epoch in range(len(progress.history) + 1, epochs + 1):
+        began = time.perf_counter()
         train.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         try:
@@ -98,10 +114,15 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
         except NonFiniteLoss as err:
             progress.failure = str(err)
             return progress
-        test_loss, test_acc = score(model, monitor, device)
-        schedule.step_epoch(test_loss)
-        progress.record(EpochResult(epoch, train_loss, train_acc, test_loss, test_acc, lr), model)
-        print(f"epoch {epoch:3d}/{epochs}: train loss {train_loss:.4f} acc {train_acc:6.2f}% | "
-              f"test loss {test_loss:.4f} acc {test_acc:6.2f}% | lr {lr:.5f}", flush=True)
+        progress.train_seconds += time.perf_counter() - began
+        val_loss, val_acc = score(model, val, device) if val is not None else NO_SCORE
+        test_loss, test_acc = score(model, test, device) if test is not None else NO_SCORE
+        schedule.step_epoch(val_loss)
+        progress.record(EpochResult(epoch, train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, lr),
+                        model, checkpoint)
+        shown = f"val loss {val_loss:.4f} acc {val_acc:6.2f}%" if val is not None else "no validation split"
+        print(f"epoch {epoch:3d}/{epochs}: train loss {train_loss:.4f} acc {train_acc:6.2f}% | {shown} | "
+              f"lr {lr:.5f}", flush=True)
+        progress.epoch_seconds += time.perf_counter() - began
         on_epoch_end(progress)
     return progress

@@ -31,8 +31,8 @@ def save_state(path: Path, key: str, model: nn.Module, optimizer, schedule, prog
     save_torch(path, {
         "fingerprint": key, "epoch": len(progress.history), "extras": extras,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-        "torch_rng": torch.get_rng_state(), "history": [asdict(r) for r in progress.history],
-        "best_epoch": progress.best_epoch, "best_acc": progress.best_acc, "best_weights": progress.best_weights,
+        "torch_rng": torch.get_rng_state(),
+        "progress": {**vars(progress), "history": [asdict(r) for r in progress.history]},
     })
 
 
@@ -53,5 +53,5 @@ def restore(state: dict, model: nn.Module, optimizer, schedule) -> Progress:
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     torch.set_rng_state(state["torch_rng"])
-    return Progress([EpochResult(**row) for row in state["history"]], state["best_epoch"], state["best_acc"],
-                    state["best_weights"])
+    saved = state["progress"]
+    return Progress(**{**saved, "history": [EpochResult(**row) for row in saved["history"]]})

@@ -2,7 +2,7 @@
 seeding, model and layout, batches, the LR range test, resume, the loop, and the best weights."""
 from __future__ import annotations
 
-import time
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +29,17 @@ if TYPE_CHECKING:
 
 @dataclass
 class TrainResult:
-    model: nn.Module  # holding the best weights
+    model: nn.Module  # holding the kept weights (train.checkpoint)
     history: list[EpochResult]
-    best_epoch: int
-    best_acc: float
+    kept_epoch: int
+    best_val_acc: float | None  # None without a validation split
+    best_val_epoch: int
     max_lr: float | None
     sweep: RangeTest | None
     facts: dict  # parameters, MACs per image, receptive field
     device: str
-    seconds: float
+    train_seconds: float  # the training steps of every epoch, resumed runs included
+    epoch_seconds: float  # whole epochs, with validation and test scoring
     failure: str | None  # set when a NaN/inf loss stopped training early
 
 
@@ -57,14 +59,18 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
           f"receptive field {facts['receptive_field']} px; on {describe(device)}", flush=True)
     train = train_batches(cfg.loader, data.x_train, data.y_train, params.augment, stats, cfg.batch_size, cfg.seed,
                           device)
-    monitor = eval_batches(data.x_test, data.y_test, stats, params.evaluate.batch_size, device, cfg.loader)
+    val = (eval_batches(data.x_val, data.y_val, stats, cfg.batch_size, device, cfg.loader)
+           if len(data.y_val) else None)
+    test = eval_batches(data.x_test, data.y_test, stats, cfg.batch_size, device, cfg.loader)
     if cfg.compile:
         model.compile()
     optimizer = make_optimizer(model, cfg.optimizer)
-    key = fingerprint([params.model, params.augment.model_dump(), cfg.model_dump(),
-                       params.evaluate.batch_size, stats.mean, stats.std],
-                      [data.x_train, data.y_train, data.x_test, data.y_test], model)
+    key = fingerprint([params.model, params.augment.model_dump(), cfg.model_dump(), stats.mean, stats.std],
+                      [data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test], model)
     state = load_resume_state(state_path, key) if state_path is not None else None
+    if state is None and state_path is not None and state_path.is_file():
+        print(f"ignoring {state_path}: saved by a run with other params, data or model code; starting over",
+              flush=True)
     if state is None:
         max_lr, sweep = choose_max_lr(cfg.scheduler, cfg.lr_finder, model, optimizer, train, device)
     else:
@@ -81,17 +87,39 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
                        {"max_lr": max_lr, "sweep": None if sweep is None else vars(sweep)})
         on_epoch_end(progress.history)
 
-    start = time.perf_counter()
-    progress = fit(model, optimizer, schedule, make_scaler(device), train, monitor, cfg.epochs, device, progress,
-                   epoch_done, cfg.label_smoothing)
-    seconds = time.perf_counter() - start
-    if progress.best_weights is not None:
-        model.load_state_dict(progress.best_weights)
+    progress = fit(model, optimizer, schedule, make_scaler(device), train, val, test, cfg.epochs, device, progress,
+                   epoch_done, cfg.checkpoint, cfg.label_smoothing)
+    if progress.kept_weights is not None:
+        model.load_state_dict(progress.kept_weights)
     if progress.failure is None and state_path is not None:
         state_path.unlink(missing_ok=True)
-    return TrainResult(model, progress.history, progress.best_epoch, progress.best_acc, max_lr, sweep, facts,
-                       describe(device), seconds, progress.failure)
+    return TrainResult(model, progress.history, progress.kept_epoch,
+                       progress.best_val_acc if val is not None else None, progress.best_val_epoch, max_lr, sweep,
+                       facts, describe(device), progress.train_seconds, progress.epoch_seconds, progress.failure)
 
 
 def _sweep(saved: dict | None) -> RangeTest | None:
     return None if saved is None else RangeTest(**saved)
+
+
+def train_metrics(params: Params, result: TrainResult, train_images: int, val_images: int) -> dict:
+    """metrics/train.json: what was trained, how fast, and which split chose the checkpoint. No
+    test accuracy: the evaluate stage alone reports that, as the result."""
+    last = result.history[-1]
+    if params.train.checkpoint == "best_val":
+        chosen_by = f"best validation accuracy ({val_images} held-out training images)"
+    else:
+        chosen_by = "last epoch" + ("" if val_images else "; no validation split (data.val = 0)")
+    return {
+        "model": params.model, **result.facts, "device": result.device, "epochs": params.train.epochs,
+        "checkpoint": {"rule": params.train.checkpoint, "epoch": result.kept_epoch, "chosen_by": chosen_by},
+        "val_images": val_images,
+        "best_val_acc": None if result.best_val_acc is None else round(result.best_val_acc, 4),
+        "best_val_epoch": result.best_val_epoch if val_images else None,
+        "final_train_acc": round(last.train_acc, 4),
+        "final_val_acc": None if math.isnan(last.val_acc) else round(last.val_acc, 4),
+        "max_lr": result.max_lr, "lr_finder_lr": result.sweep.suggested_lr if result.sweep else None,
+        "train_seconds": round(result.train_seconds, 2),
+        "epoch_seconds": round(result.epoch_seconds, 2),
+        "train_images_per_s": round(len(result.history) * train_images / result.train_seconds, 1),
+    }
