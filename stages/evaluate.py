@@ -7,7 +7,7 @@ from cifarlab.data.batches import eval_batches
 from cifarlab.data.prepared import load_prepared
 from cifarlab.device import select_device
 from cifarlab.errors import run_stage
-from cifarlab.explain.evaluation import confusion_matrix, flip_tta, predictions_table, summary_metrics
+from cifarlab.explain.evaluation import class_details, confusion_matrix, flip_tta, predictions_table, summary_metrics
 from cifarlab.inference import accuracy, predict
 from cifarlab.io import save_figure, write_csv, write_json
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
@@ -26,11 +26,12 @@ def main() -> None:
         logits = flip_tta(model, batches, device, logits)
     table = predictions_table(logits, labels, data.classes)
     matrix = confusion_matrix(table["actual_id"].to_numpy(), table["predicted_id"].to_numpy(), data.num_classes)
-    metrics = summary_metrics(logits, labels, matrix, data.classes)
+    metrics = summary_metrics(logits, labels)
     metrics.update(flip_tta=cfg.flip_tta, accuracy_without_tta=round(plain_accuracy, 4))
     write_csv(paths.PREDICTIONS, table)
     write_csv(paths.CONFUSION_CSV, table[["actual", "predicted"]])
     save_figure(paths.CONFUSION_PNG, confusion_figure(matrix, data.classes))
+    write_json(paths.CLASS_DETAILS, class_details(matrix, data.classes))
     write_json(paths.METRICS_EVAL, metrics)
     tta = f" (flip TTA; {plain_accuracy:.2f}% without)" if cfg.flip_tta else ""
     print(f"scored {metrics['num_test_images']} images of the test split: accuracy "

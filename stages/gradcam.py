@@ -1,6 +1,6 @@
 """Stage 6 — gradcam: captum LayerGradCam on the images the misclassify stage chose, at each
 layer of gradcam.layers, for the predicted class ("why did it say cat") and the actual class
-("where did it look for dog"); one grid per layer in plots/gradcam/<layer>.png. Then a deletion
+("where did it look for dog"); one grid per layer in plots/gradcam/<map size>px.png. Then a deletion
 check of faithfulness on the first test images -> metrics/gradcam.json."""
 import pandas as pd
 import torch
@@ -10,7 +10,7 @@ from cifarlab.config import load_params
 from cifarlab.data.augment import normalised
 from cifarlab.data.prepared import load_prepared
 from cifarlab.errors import run_stage
-from cifarlab.explain.gradcam import deletion_drops, gradcam_maps
+from cifarlab.explain.gradcam import deletion_drops, figure_names, gradcam_maps
 from cifarlab.explain.mistakes import caption
 from cifarlab.io import save_figure, write_json
 from cifarlab.models import gradcam_layer_name
@@ -38,14 +38,15 @@ def main() -> None:
     drop_top, drop_random = deletion_drops(model, getattr(model, names[0]), normalised(sample, stats),
                                            cfg.deletion.percent)
 
+    stems = figure_names(model, names, data.x_test.shape[1])
     paths.GRADCAM_DIR.mkdir(parents=True, exist_ok=True)
     for stale in paths.GRADCAM_DIR.glob("*.png"):
-        if stale.stem not in figures:
+        if stale.stem not in stems.values():
             stale.unlink()
     for name, figure in figures.items():
-        save_figure(paths.GRADCAM_DIR / f"{name}.png", figure)
+        save_figure(paths.GRADCAM_DIR / f"{stems[name]}.png", figure)
     write_json(paths.METRICS_GRADCAM, {
-        "layers": names, "explained_images": len(images),
+        "layers": names, "figures": [f"{stems[name]}.png" for name in names], "explained_images": len(images),
         "deletion": {"layer": names[0], "percent": cfg.deletion.percent, "images": len(sample),
                      "confidence_drop_gradcam": round(drop_top, 6), "confidence_drop_random": round(drop_random, 6)},
     })

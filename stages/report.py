@@ -13,9 +13,9 @@ from cifarlab.report.sections import report_sections
 def main() -> None:
     params = load_params()
     train, evaluation = read_json(paths.METRICS_TRAIN), read_json(paths.METRICS_EVAL)
-    gradcam = read_json(paths.METRICS_GRADCAM)
+    details, gradcam = read_json(paths.CLASS_DETAILS), read_json(paths.METRICS_GRADCAM)
     model, ckpt = load_checkpoint(paths.MODEL)
-    sections = report_sections(params, train, evaluation, gradcam, model)
+    sections = report_sections(params, train, evaluation, details, gradcam, model)
     title = f"cifarlab report: {ckpt['model']}"
     write_text(paths.REPORT_HTML, render_html(title, sections))
     write_text(paths.REPORT_MD, render_markdown(title, sections, paths.REPORT_MD.parent))

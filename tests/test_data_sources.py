@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cifarlab import paths
 from cifarlab.data import cifar
 from cifarlab.data.prepared import balanced_indices, load_prepared, save_prepared
 from cifarlab.data.sources import prepare
@@ -263,3 +264,16 @@ def test_cifar_batch_that_would_run_code_is_refused(every_source, capsys):
     with pytest.raises(UserError, match="not a readable CIFAR batch"):
         cifar.load_batch_dir(folder)
     assert "owned" not in capsys.readouterr().out
+
+
+def test_relative_sources_mean_the_project_root_also_in_an_experiment_copy(tmp_path, image_tree, monkeypatch):
+    """`dvc exp run --temp/--queue` runs in <project>/.dvc/tmp/exps/<run>/: ../tree must still be
+    the tree beside the project."""
+    project = tmp_path / "project"  # beside image_tree, which is tmp_path / "tree"
+    copy = project / ".dvc" / "tmp" / "exps" / "tmpab12"
+    copy.mkdir(parents=True)
+    for cwd in (project, copy):
+        monkeypatch.chdir(cwd)
+        data = prepare("../tree", 32, ALL, 0, tmp_path / "raw")
+        assert data.classes == CLASSES
+    assert paths.project_root(copy) == project.resolve()

@@ -56,6 +56,12 @@ def test_onecycle_peaks_at_the_requested_epoch_and_ends_where_asked(anneal, last
     assert trace[-1] == pytest.approx(last, rel=0.15, abs=1e-3 * last)
 
 
+def test_a_peak_beyond_the_run_moves_to_a_quarter_of_training():
+    cfg = _cfg("onecycle", epochs=4, peak_epoch=5, div_factor=10)
+    trace = lr_trace(cfg, STEPS, max_lr=0.4)
+    assert abs(int(np.argmax(trace)) - STEPS) <= 1 and max(trace) == pytest.approx(0.4)
+
+
 def test_plateau_cuts_the_lr_when_test_loss_stalls():
     cfg = _cfg("plateau", epochs=8)
     cfg["scheduler"]["plateau"].update(factor=0.1, patience=2)

@@ -22,7 +22,8 @@ STAGES = ["download", "stats", "train", "evaluate", "misclassify", "gradcam", "r
 
 
 def _env() -> dict:
-    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", DVC_NO_ANALYTICS="1")
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
     return env
 
@@ -176,8 +177,10 @@ def test_every_readme_recipe_runs_in_smoke_form(tmp_path):
         params = yaml.safe_load((project / "params.yaml").read_text())
         train = yaml.safe_load((project / "metrics" / "train.json").read_text())
         assert train["model"] == params["model"] and train["epochs"] == 2, name
-        for layer in params["gradcam"]["layers"]:
-            assert layer == "default" or (project / "plots" / "gradcam" / f"{layer}.png").is_file(), name
+        gradcam = json.loads((project / "metrics" / "gradcam.json").read_text())
+        drawn = sorted(path.name for path in (project / "plots" / "gradcam").glob("*.png"))
+        assert len(gradcam["figures"]) == len(params["gradcam"]["layers"]) and drawn == sorted(gradcam["figures"]), name
+        assert all(re.fullmatch(r"\d+px(-\w+)?\.png", figure) for figure in drawn), drawn
         chosen = pd.read_csv(project / "eval" / "misclassified.csv")
         predictions = pd.read_csv(project / "eval" / "predictions.csv")
         mistakes = int((predictions["actual"] != predictions["predicted"]).sum())
@@ -188,12 +191,44 @@ def test_every_readme_recipe_runs_in_smoke_form(tmp_path):
     assert all(name in table for name, _ in recipes)
 
 
+def readme_commands(prefix: str) -> list[str]:
+    """Every line of the README's bash blocks that starts with `prefix` (continuations joined)."""
+    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines() if line.startswith(prefix)]
+
+
 @pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")
-def test_pipeline_on_the_real_cifar10_images(tmp_path):
-    project = make_project(tmp_path / "project", str(SHARED_JPEG),
-                           data__subset__train=300, data__subset__test=100)
-    assert ran(dvc("repro", cwd=project)) == STAGES
-    metrics = yaml.safe_load((project / "metrics" / "evaluate.json").read_text())
-    assert metrics["num_test_images"] == 100
-    assert set(metrics["per_class_accuracy"]) == {"airplane", "automobile", "bird", "cat", "deer",
-                                                  "dog", "frog", "horse", "ship", "truck"}
+def test_readme_first_cpu_run_verbatim_learns_on_real_images(tmp_path):
+    """The Quick start's CPU command, as written, with ../shared beside the project as in a checkout."""
+    (smoke,) = [c for c in readme_commands("dvc exp run -S data.source=") if "cifar10-jpeg" in c]
+    (tmp_path / "shared").symlink_to(SHARED_JPEG.parents[1])
+    project = make_project(tmp_path / "project", "cifar10")
+    log = dvc(*shlex.split(smoke)[1:], cwd=project)
+    assert ran(log) == STAGES
+    metrics = json.loads((project / "metrics" / "evaluate.json").read_text())
+    assert metrics["num_test_images"] == 500
+    # chance is 10%; measured 36-41% on CPU (2026-11); 25% leaves room for platform noise
+    assert metrics["accuracy"] > 25.0, metrics
+    classes = json.loads((project / "eval" / "classes.json").read_text())["per_class_accuracy"]
+    assert set(classes) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+
+
+def test_temp_and_queued_experiments_read_a_relative_source_from_the_project(tmp_path):
+    """`dvc exp run --temp` runs in .dvc/tmp/exps/...: data.source ../tree is still the tree beside the project."""
+    write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
+    project = make_project(tmp_path / "project", "../tree")
+    log = dvc("exp", "run", "--temp", "-n", "temp-run", cwd=project)
+    assert ran(log) == STAGES, log
+    assert "temp-run" in dvc("exp", "show", "--md", cwd=project)
+
+
+def test_readme_compare_commands_run_after_a_committed_baseline(first_run):
+    project, _ = first_run
+    (baseline,) = readme_commands("git add dvc.lock")
+    sh("bash", "-c", baseline, cwd=project)
+    assert "Data and pipelines are up to date" in dvc("status", cwd=project)
+    for command in readme_commands("dvc exp show") + readme_commands("dvc metrics diff") + readme_commands(
+            "dvc plots diff"):
+        sh(*shlex.split(command), cwd=project)
+    assert (project / "dvc_plots" / "index.html").is_file()

@@ -178,10 +178,6 @@ class Params(Section):
     def _keys_that_agree(self) -> Params:
         """Rules that tie two keys together (a ParamsError passes through pydantic unchanged)."""
         train = self.train
-        peak = train.scheduler.onecycle.peak_epoch
-        if train.scheduler.name == "onecycle" and peak >= train.epochs:
-            raise ParamsError(f"params.yaml: train.scheduler.onecycle.peak_epoch = {peak:g} must be less "
-                              f"than train.epochs = {train.epochs}")
         if train.loader == "device":
             active = unsupported_on_device(self.augment)
             if active:

@@ -1,11 +1,32 @@
 """Where each stage reads and writes, relative to the project root (mirrors dvc.yaml)."""
 from pathlib import Path
 
+EXPERIMENT_WORKSPACE = (".dvc", "tmp", "exps")  # where `dvc exp run --temp/--queue` runs a copy of the project
+
+
+def project_root(cwd: Path | None = None) -> Path:
+    """The project the user works in: the working directory, or, inside the copy that
+    `dvc exp run --temp/--queue` makes under .dvc/tmp/exps/, the project that holds it."""
+    cwd = (cwd or Path.cwd()).resolve()
+    parts, width = cwd.parts, len(EXPERIMENT_WORKSPACE)
+    for start in range(len(parts) - width + 1):
+        if parts[start:start + width] == EXPERIMENT_WORKSPACE:
+            return Path(*parts[:start])
+    return cwd
+
+
+def user_path(text: str) -> Path:
+    """A path from params.yaml: ~ expanded, and a relative one taken from the project root, so
+    `data.source: ../shared/...` means the same in the workspace and in an experiment's copy."""
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else project_root() / path
+
 RAW_DIR = Path("data/raw")
 PREPARED = Path("data/prepared.npz")
 STATS = Path("data/stats.json")
 MODEL = Path("models/model.pt")
 PREDICTIONS = Path("eval/predictions.csv")
+CLASS_DETAILS = Path("eval/classes.json")  # per-class accuracy and precision, most-confused pairs
 MISCLASSIFIED = Path("eval/misclassified.csv")
 METRICS_TRAIN = Path("metrics/train.json")
 METRICS_EVAL = Path("metrics/evaluate.json")

@@ -12,6 +12,7 @@ from cifarlab.data.archive import extract_archive, is_archive
 from cifarlab.data.imagefolder import is_image_tree, load_image_tree
 from cifarlab.data.prepared import Prepared, split_indices
 from cifarlab.errors import UserError
+from cifarlab.paths import user_path
 
 OFFICIAL = "cifar10"
 ALLOWED = ("'cifar10' (official download) or a local path to cifar-10-python.tar.gz, an extracted "
@@ -66,7 +67,7 @@ def prepare(source: str, image_size: int, subset: dict[str, int], seed: int, raw
     if source == OFFICIAL:
         path = cifar.download(cifar.CIFAR10_URL, raw_dir / "cifar-10-python.tar.gz", cifar.CIFAR10_MD5)
     else:
-        path = Path(source).expanduser()
+        path = user_path(source)
         if not path.exists():
             raise UserError(f"params.yaml: data.source = {source!r}: no such file or folder; "
                             f"expected {ALLOWED}")

@@ -40,26 +40,27 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict) -> list[tuple[str,
     ]
 
 
-def per_class_rows(evaluation: dict) -> list[tuple[str, str]]:
+def per_class_rows(details: dict) -> list[tuple[str, str]]:
     def pct(value):
         return "n/a" if value is None else f"{value:.1f}%"
-    return [(name, f"accuracy (recall) {pct(acc)}, precision {pct(evaluation['per_class_precision'][name])}")
-            for name, acc in evaluation["per_class_accuracy"].items()]
+    return [(name, f"accuracy (recall) {pct(acc)}, precision {pct(details['per_class_precision'][name])}")
+            for name, acc in details["per_class_accuracy"].items()]
 
 
-def report_sections(params: Params, train: dict, evaluation: dict, gradcam: dict, model: nn.Module) -> list[Section]:
+def report_sections(params: Params, train: dict, evaluation: dict, details: dict, gradcam: dict,
+                    model: nn.Module) -> list[Section]:
     confused = [(f"{pair['actual']} taken for {pair['predicted']}", f"{pair['count']} images")
-                for pair in evaluation["most_confused"]]
+                for pair in details["most_confused"]]
     return [
         Section("Run summary", "table", run_summary(train, evaluation, gradcam)),
         Section("Loss, accuracy and learning rate", "image", paths.CURVES_PNG),
         Section("LR range test", "image", paths.LR_FINDER_PNG),
         Section("Confusion matrix", "image", paths.CONFUSION_PNG),
-        Section("Per-class results", "table", per_class_rows(evaluation)),
+        Section("Per-class results", "table", per_class_rows(details)),
         Section("Most confused classes", "table", confused or [("none", "no mistakes")]),
         Section("Misclassified test images", "image", paths.GALLERY_PNG),
-        *[Section(f"GradCAM at {name}, on the same images", "image", paths.GRADCAM_DIR / f"{name}.png")
-          for name in gradcam["layers"]],
+        *[Section(f"GradCAM at {name}, on the same images", "image", paths.GRADCAM_DIR / figure)
+          for name, figure in zip(gradcam["layers"], gradcam["figures"])],
         Section("Params", "pre", yaml.safe_dump(params.model_dump(), sort_keys=False)),
         Section("Model summary (torchsummary)", "pre", model_summary(model, params.data.image_size)),
     ]

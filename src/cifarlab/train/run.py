@@ -21,7 +21,7 @@ from cifarlab.train.loop import EpochResult, Progress, fit
 from cifarlab.train.lr_finder import RangeTest, choose_max_lr
 from cifarlab.train.optim import make_optimizer
 from cifarlab.train.resume import fingerprint, load_resume_state, restore, save_state
-from cifarlab.train.schedule import Schedule
+from cifarlab.train.schedule import Schedule, onecycle_peak
 
 if TYPE_CHECKING:
     from cifarlab.config import Params
@@ -75,6 +75,10 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
         max_lr, sweep = choose_max_lr(cfg.scheduler, cfg.lr_finder, model, optimizer, train, device)
     else:
         max_lr, sweep = state["extras"]["max_lr"], _sweep(state["extras"]["sweep"])
+    peak = cfg.scheduler.onecycle.peak_epoch
+    if cfg.scheduler.name == "onecycle" and onecycle_peak(peak, cfg.epochs) != peak:
+        print(f"note: train.scheduler.onecycle.peak_epoch = {peak:g} is not before the end of "
+              f"{cfg.epochs} epochs; OneCycle peaks at epoch {onecycle_peak(peak, cfg.epochs):g} instead", flush=True)
     schedule = Schedule(optimizer, cfg.scheduler, cfg.epochs, len(train), max_lr)
     progress = Progress()
     if state is not None:

@@ -14,6 +14,12 @@ SCHEDULERS = ("onecycle", "plateau", "step", "cosine", "none")
 ANNIHILATION = 1e4  # OneCycle with anneal: the last LR is the starting LR / 1e4
 
 
+def onecycle_peak(peak_epoch: float, epochs: int) -> float:
+    """The epoch where OneCycle peaks: as configured, or a quarter of training when the configured
+    peak is not before the end (so `-S train.epochs=2` alone makes a valid short run)."""
+    return peak_epoch if peak_epoch < epochs else epochs / 4
+
+
 class OneCycle:
     """Piecewise-linear one-cycle factor of max_lr: start -> 1 at step `peak` -> end at step
     `total` (the DAWNBench ResNet9 shape). Defined for any number of steps."""
@@ -36,7 +42,8 @@ class Schedule:
             one = cfg.onecycle
             for group in optimizer.param_groups:
                 group["lr"] = max_lr
-            cycle = OneCycle(total=epochs * steps_per_epoch - 1, peak=round(one.peak_epoch * steps_per_epoch),
+            peak = onecycle_peak(one.peak_epoch, epochs)
+            cycle = OneCycle(total=epochs * steps_per_epoch - 1, peak=round(peak * steps_per_epoch),
                              start=1 / one.div_factor,
                              end=1 / one.div_factor / (ANNIHILATION if one.anneal else 1.0))
             self.scheduler = lr_sched.LambdaLR(optimizer, cycle)
