@@ -1,7 +1,8 @@
 """Stage 6 — gradcam: captum LayerGradCam on the images the misclassify stage chose, at each
 layer of gradcam.layers, for the predicted class ("why did it say cat") and the actual class
-("where did it look for dog"); one grid per layer in plots/gradcam/<map size>px.png. Then a deletion
-check of faithfulness on the first test images -> metrics/gradcam.json."""
+("where did it look for dog"); one grid per layer in plots/gradcam/<map size>px.png. Then ROAD
+faithfulness of every layer on the first test images: metrics/gradcam.json, the curves in
+eval/faithfulness.csv and plots/faithfulness.png."""
 import pandas as pd
 import torch
 
@@ -10,12 +11,13 @@ from cifarlab.config import load_params
 from cifarlab.data.augment import normalised
 from cifarlab.data.prepared import load_prepared
 from cifarlab.errors import run_stage
-from cifarlab.explain.gradcam import deletion_drops, figure_names, gradcam_maps
+from cifarlab.explain.faithfulness import road_curves
+from cifarlab.explain.gradcam import figure_names, gradcam_maps
 from cifarlab.explain.mistakes import caption
-from cifarlab.io import save_figure, write_json
+from cifarlab.io import save_figure, write_csv, write_json
 from cifarlab.models import gradcam_layer_name
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
-from cifarlab.report.plots import gradcam_figure
+from cifarlab.report.plots import faithfulness_figure, gradcam_figure
 
 
 def main() -> None:
@@ -29,14 +31,17 @@ def main() -> None:
     inputs = normalised(images, stats) if images else None
     targets = [torch.tensor(chosen[column].to_numpy()) for column in ("predicted_id", "actual_id")]
     captions = [caption(row) for row in chosen.itertuples()]
-    figures = {}
+    figures, curves = {}, {}
+    sample = normalised(data.x_test[: cfg.faithfulness.images], stats)
+    with torch.no_grad():
+        sample_predicted = model(sample).argmax(1)
     for name in names:
-        maps = [gradcam_maps(model, getattr(model, name), inputs, target) for target in targets] if images else [[], []]
+        layer = getattr(model, name)
+        maps = [gradcam_maps(model, layer, inputs, target) for target in targets] if images else [[], []]
         figures[name] = gradcam_figure(name, images, *maps, captions, chosen)
-
-    sample = data.x_test[: cfg.deletion.images]
-    drop_top, drop_random = deletion_drops(model, getattr(model, names[0]), normalised(sample, stats),
-                                           cfg.deletion.percent)
+        relevance = gradcam_maps(model, layer, sample, sample_predicted)
+        curves[name] = road_curves(model, sample, relevance, cfg.faithfulness.fractions)
+    ranked = sorted(names, key=lambda name: -curves[name].gap)
 
     stems = figure_names(model, names, data.x_test.shape[1])
     paths.GRADCAM_DIR.mkdir(parents=True, exist_ok=True)
@@ -45,14 +50,18 @@ def main() -> None:
             stale.unlink()
     for name, figure in figures.items():
         save_figure(paths.GRADCAM_DIR / f"{stems[name]}.png", figure)
+    write_csv(paths.FAITHFULNESS_CSV, pd.DataFrame(
+        [{"layer": name, "order": order, "fraction": fraction, "probability": round(probability, 6)}
+         for name in names for order, values in curves[name].probability.items()
+         for fraction, probability in zip(curves[name].fractions, values)]))
+    save_figure(paths.FAITHFULNESS_PNG, faithfulness_figure(curves, ranked))
     write_json(paths.METRICS_GRADCAM, {
         "layers": names, "figures": [f"{stems[name]}.png" for name in names], "explained_images": len(images),
-        "deletion": {"layer": names[0], "percent": cfg.deletion.percent, "images": len(sample),
-                     "confidence_drop_gradcam": round(drop_top, 6), "confidence_drop_random": round(drop_random, 6)},
+        "faithfulness_images": len(sample), "most_faithful_layer": ranked[0],
+        "road_gap": {name: round(curves[name].gap, 6) for name in names},
     })
-    print(f"GradCAM at {', '.join(names)} for {len(images)} images -> {paths.GRADCAM_DIR}/; occluding the top "
-          f"{cfg.deletion.percent}% GradCAM pixels drops confidence by {drop_top:.3f} vs {drop_random:.3f} "
-          f"for random pixels")
+    print(f"GradCAM at {', '.join(names)} for {len(images)} images -> {paths.GRADCAM_DIR}/; ROAD gap (LeRF - MoRF "
+          f"probability) " + ", ".join(f"{name} {curves[name].gap:.3f}" for name in ranked))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def _set(params, dotted, value):
     ("train.optimizer.nesterov", "yes", "true or false"),
     ("misclassify.order", "worst", "one of confidence, index, random, per_class"),
     ("gradcam.layers", "layer3", "a non-empty list"),
-    ("gradcam.deletion.percent", 150, "gradcam.deletion.percent = 150"),
+    ("gradcam.faithfulness.images", 0, "gradcam.faithfulness.images = 0"),
+    ("gradcam.faithfulness.fractions", [0.5, 1.0], "= 1.0 is not allowed; expected a number > 0 and < 1"),
     ("data.subset.train", -1, "data.subset.train"),
     ("train.optimizer.lr", 0, "a number > 0"),
 ])

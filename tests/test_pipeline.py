@@ -103,6 +103,8 @@ def test_report_renders_in_a_browser_with_every_image_and_section(first_run, tmp
                   "Misclassified test images", "GradCAM at c4, on the same images", "Params",
                   "Model summary (torchsummary)"):
         assert title in rendered["sections"], title
+    assert any(title.startswith("How faithful is GradCAM?") for title in rendered["sections"])
+    assert "LR range test" not in rendered["sections"]  # max_lr was set, so the test did not run
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
@@ -136,9 +138,9 @@ def test_changing_the_model_reruns_train_and_after_only(first_run):
 def test_evaluation_knobs_never_retrain(first_run):
     project, _ = first_run
     log = dvc("exp", "run", "-S", "evaluate.batch_size=7", "-S", "misclassify.count=3",
-              "-S", "gradcam.deletion.images=5", cwd=project)
+              "-S", "gradcam.faithfulness.images=5", cwd=project)
     assert ran(log) == ["evaluate", "misclassify", "gradcam", "report"]
-    log = dvc("exp", "run", "-S", "gradcam.deletion.percent=20", cwd=project)
+    log = dvc("exp", "run", "-S", "gradcam.faithfulness.fractions=[0.2,0.8]", cwd=project)
     assert ran(log) == ["gradcam", "report"]
 
 

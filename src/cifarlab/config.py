@@ -154,15 +154,16 @@ class MisclassifyConfig(Section):
     seed: int = Field(ge=0)
 
 
-class DeletionConfig(Section):
-    percent: float = Field(gt=0, le=100)
+class FaithfulnessConfig(Section):
+    fractions: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        min_length=1, description="a non-empty list of fractions between 0 and 1, e.g. [0.1, 0.5, 0.9]")
     images: int = Field(ge=1)
 
 
 class GradcamConfig(Section):
     layers: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1,
                                                               description="a non-empty list, e.g. [default]")
-    deletion: DeletionConfig
+    faithfulness: FaithfulnessConfig
 
 
 class Params(Section):
@@ -249,8 +250,8 @@ def _message(error: dict) -> str:
         return f"missing key '{key}'"
     if field is None and kind in ("model_type", "model_attributes_type"):
         return f"{key or 'the top level'} must be a mapping of keys, got {error['input']!r}"
-    if any(isinstance(part, int) for part in loc):  # an element of gradcam.layers
-        return f"{key} = {error['input']!r} is not allowed; expected a non-empty string"
+    if any(isinstance(part, int) for part in loc):  # an element of a list: say what one element may be
+        field = FieldInfo.from_annotation(get_args(field.annotation)[0])
     return f"{key} = {error['input']!r} is not allowed; expected {_allowed(field)}"
 
 

@@ -91,6 +91,23 @@ def gradcam_figure(layer: str, images: list[np.ndarray], predicted: np.ndarray, 
                           title=f"GradCAM at {layer}: image | predicted class | actual class")
 
 
+def faithfulness_figure(curves: dict, ranked: list[str]):
+    """ROAD curves, one panel per layer (most faithful first): the predicted class's probability
+    as pixels are removed most-relevant first, least-relevant first and at random."""
+    fig, axes = plt.subplots(1, len(ranked), figsize=(4.2 * len(ranked), 3.6), squeeze=False, sharey=True)
+    styles = {"morf": ("most relevant first", "tab:red"), "lerf": ("least relevant first", "tab:blue"),
+              "random": ("random order", "tab:gray")}
+    for ax, name in zip(axes.flat, ranked):
+        for order, (label, colour) in styles.items():
+            ax.plot(curves[name].fractions, curves[name].probability[order], "o-", color=colour, label=label)
+        ax.set(title=f"{name}: gap {curves[name].gap:.2f}", xlabel="fraction of pixels removed", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_ylabel("probability of the predicted class")
+    axes.flat[0].legend(fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def lr_finder_figure(sweep, chosen: float | None):
     """Smoothed loss against LR (log scale) with the chosen LR marked; or a note when not run."""
     fig, ax = plt.subplots(figsize=(7, 4) if sweep else (7, 0.8))

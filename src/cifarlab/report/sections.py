@@ -14,8 +14,21 @@ if TYPE_CHECKING:
     from cifarlab.config import Params
 
 
+def faithfulness_words(gradcam: dict) -> str:
+    """The ROAD result in a sentence a student can read."""
+    best = gradcam["most_faithful_layer"]
+    gap = gradcam["road_gap"][best]
+    verdict = ("GradCAM points at what the model uses" if gap >= 0.1 else
+               "GradCAM's highlights barely matter more than the rest of the image" if gap > 0.02 else
+               "GradCAM's highlights do not matter more than the rest of the image: do not trust these maps")
+    others = [f"{name} {value:.2f}" for name, value in gradcam["road_gap"].items() if name != best]
+    return (f"{verdict}. At {best}, the most faithful layer for this model, hiding the pixels GradCAM marks as "
+            f"most relevant lowers the predicted class's probability by {gap:.2f} more (averaged over 10-90% "
+            f"hidden, {gradcam['faithfulness_images']} test images) than hiding the least relevant ones"
+            + (f"; other layers: {', '.join(others)}" if others else "") + ".")
+
+
 def run_summary(train: dict, evaluation: dict, gradcam: dict) -> list[tuple[str, str]]:
-    deletion = gradcam["deletion"]
     tta = (f" with flip TTA ({evaluation['accuracy_without_tta']:.2f}% without)" if evaluation["flip_tta"] else "")
     max_lr = "n/a" if train["max_lr"] is None else f"{train['max_lr']:.4g}" + (
         " (from the LR range test)" if train["lr_finder_lr"] is not None else "")
@@ -34,9 +47,7 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict) -> list[tuple[str,
                                        f"{evaluation['num_test_images']} images of the test split, which no "
                                        "training decision saw"),
         ("test loss", f"{evaluation['loss']:.4f}"),
-        ("GradCAM faithfulness", f"occluding the top {deletion['percent']}% GradCAM pixels at {deletion['layer']} "
-                                 f"drops confidence by {deletion['confidence_drop_gradcam']:.3f}; random pixels: "
-                                 f"{deletion['confidence_drop_random']:.3f} ({deletion['images']} test images)"),
+        ("GradCAM faithfulness (ROAD)", faithfulness_words(gradcam)),
     ]
 
 
@@ -54,13 +65,15 @@ def report_sections(params: Params, train: dict, evaluation: dict, details: dict
     return [
         Section("Run summary", "table", run_summary(train, evaluation, gradcam)),
         Section("Loss, accuracy and learning rate", "image", paths.CURVES_PNG),
-        Section("LR range test", "image", paths.LR_FINDER_PNG),
+        *([Section("LR range test", "image", paths.LR_FINDER_PNG)] if train["lr_finder_lr"] is not None else []),
         Section("Confusion matrix", "image", paths.CONFUSION_PNG),
         Section("Per-class results", "table", per_class_rows(details)),
         Section("Most confused classes", "table", confused or [("none", "no mistakes")]),
         Section("Misclassified test images", "image", paths.GALLERY_PNG),
         *[Section(f"GradCAM at {name}, on the same images", "image", paths.GRADCAM_DIR / figure)
           for name, figure in zip(gradcam["layers"], gradcam["figures"])],
+        Section("How faithful is GradCAM? (ROAD: hide pixels, refill them from their neighbours)", "image",
+                paths.FAITHFULNESS_PNG),
         Section("Params", "pre", yaml.safe_dump(params.model_dump(), sort_keys=False)),
         Section("Model summary (torchsummary)", "pre", model_summary(model, params.data.image_size)),
     ]
