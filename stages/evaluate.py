@@ -5,7 +5,7 @@ from cifarlab import paths
 from cifarlab.config import load_params
 from cifarlab.data.batches import eval_batches
 from cifarlab.data.prepared import load_prepared
-from cifarlab.device import select_device
+from cifarlab.device import select_device, usable_precision
 from cifarlab.errors import run_stage
 from cifarlab.explain.evaluation import class_details, confusion_matrix, flip_tta, predictions_table, summary_metrics
 from cifarlab.inference import accuracy, predict
@@ -20,10 +20,11 @@ def main() -> None:
     model, ckpt = load_checkpoint(paths.MODEL, device)
     data = load_prepared(paths.PREPARED)
     batches = eval_batches(data.x_test, data.y_test, checkpoint_stats(ckpt), cfg.batch_size, device)
-    logits, labels = predict(model, batches, device)
+    precision = usable_precision(ckpt["precision"], device)
+    logits, labels = predict(model, batches, device, precision)
     plain_accuracy = accuracy(logits, labels)
     if cfg.flip_tta:
-        logits = flip_tta(model, batches, device, logits)
+        logits = flip_tta(model, batches, device, logits, precision)
     table = predictions_table(logits, labels, data.classes)
     matrix = confusion_matrix(table["actual_id"].to_numpy(), table["predicted_id"].to_numpy(), data.num_classes)
     metrics = summary_metrics(logits, labels)

@@ -34,7 +34,7 @@ def main() -> None:
     if result.history:
         metrics = train_metrics(params, result, len(data.y_train), len(data.y_val))
         save_checkpoint(paths.MODEL, params.model, result.model.state_dict(), data.classes, stats,
-                        result.kept_epoch, metrics["checkpoint"])
+                        result.kept_epoch, metrics["checkpoint"], result.precision)
     if result.failure:
         kept = f"; kept the checkpoint of epoch {result.kept_epoch} in {paths.MODEL}"
         raise UserError(result.failure + (kept if result.history else ""))

@@ -9,7 +9,8 @@ import yaml
 from cifarlab import bench
 from conftest import committed_params_dict
 
-FIGURES = ("data_albumentations_img_s", "data_device_img_s", "train_step_img_s", "epoch_device_path_img_s",
+FIGURES = ("data_albumentations_img_s", "data_device_img_s", "train_step_img_s", "epoch_default_img_s",
+           "epoch_device_path_img_s",
            "epoch_reference_img_s", "epoch_speedup", "achieved_tflops")
 
 

@@ -1,8 +1,9 @@
 """Speed benchmark: `python -m cifarlab.bench`. Per model, on the current device, images/s of
 (a) the data path alone (albumentations DataLoader and the device path), (b) a training step
-alone on synthetic tensors, (c) a real training epoch with the device path and with a plain
-reference loop in the seeds' style (DataLoader + albumentations + fp32 step), measured in the
-same run so their ratio is fair; with MACs per image and the compute rate achieved."""
+alone on synthetic tensors in the precision and layout training uses, (c) a real training epoch
+on our default path (params.yaml's loader, train.precision auto, channels-last) and with a plain
+reference loop in the seeds' style (DataLoader + albumentations, workers 0, fp32, contiguous),
+measured in the same run so their ratio is fair; with MACs per image and the compute rate."""
 from __future__ import annotations
 
 import argparse
@@ -16,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from cifarlab.config import Params, load_params
-from cifarlab.data.batches import train_batches
+from cifarlab.data.batches import resolve_workers, train_batches
 from cifarlab.data.stats import Stats, channel_stats
-from cifarlab.device import autocast, describe, make_scaler, memory_format, select_device, to_device
+from cifarlab.device import autocast, describe, make_scaler, memory_format, resolve_precision, select_device, to_device
 from cifarlab.models import build_model, model_names
 from cifarlab.models.facts import macs_per_image
 from cifarlab.train.loop import train_epoch
@@ -49,14 +50,14 @@ def _drain(batches) -> None:
         pass
 
 
-def _step_rate(model, optimizer, device, batch_size: int, steps: int, repeats: int) -> float:
+def _step_rate(model, optimizer, device, batch_size: int, steps: int, repeats: int, precision: str) -> float:
     images = torch.randn(batch_size, 3, 32, 32, device=device)
     labels = torch.randint(0, 10, (batch_size,), device=device)
 
     def run():
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
-            with autocast(device):
+            with autocast(device, precision):
                 loss = F.cross_entropy(model(to_device(images, device)), labels)
             loss.backward()
             optimizer.step()
@@ -79,36 +80,46 @@ def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Param
                 device: torch.device, steps: int, repeats: int) -> dict:
     cfg = params.train
     torch.manual_seed(0)
-    model = build_model(name, 10)
-    macs = macs_per_image(model)
-    model = model.to(device, memory_format=memory_format(device))
-    optimizer = make_optimizer(model, cfg.optimizer.model_copy(update={"lr": 1e-3}))  # speed, not learning
-    schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
+    reference = build_model(name, 10)
+    macs = macs_per_image(reference)
+    model = build_model(name, 10).to(device, memory_format=memory_format(device))
+    reference = reference.to(device)
+    precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
+    optimizers = [make_optimizer(m, cfg.optimizer.model_copy(update={"lr": 1e-3})) for m in (model, reference)]
+    schedule = Schedule(optimizers[0], cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
     albumentations, device_path = (train_batches(loader, images, labels, params.augment, stats, cfg.batch_size, 0,
                                                  device) for loader in ("albumentations", "device"))
+    default = train_batches(cfg.loader, images, labels, params.augment, stats, cfg.batch_size, 0, device,
+                            resolve_workers(cfg.workers))
+
+    def epoch(batches):
+        return lambda: train_epoch(model, batches, optimizers[0], schedule, make_scaler(device, precision), device, 1,
+                                   f"{name} epoch", precision=precision)
     count = len(labels)
     result = {
-        "model": name, "macs_per_image": macs,
+        "model": name, "macs_per_image": macs, "precision": precision,
         "data_albumentations_img_s": _rate(count, lambda: _drain(albumentations), device, repeats),
         "data_device_img_s": _rate(count, lambda: _drain(device_path), device, repeats),
-        "train_step_img_s": _step_rate(model, optimizer, device, cfg.batch_size, steps, repeats),
-        "epoch_device_path_img_s": _rate(count, lambda: train_epoch(
-            model, device_path, optimizer, schedule, make_scaler(device), device, 1, f"{name} epoch"), device, repeats),
-        "epoch_reference_img_s": _rate(count, lambda: _reference_epoch(model, optimizer, albumentations, device),
-                                       device, repeats),
+        "train_step_img_s": _step_rate(model, optimizers[0], device, cfg.batch_size, steps, repeats, precision),
+        "epoch_default_img_s": _rate(count, epoch(default), device, repeats),
+        "epoch_device_path_img_s": _rate(count, epoch(device_path), device, repeats),
+        "epoch_reference_img_s": _rate(count, lambda: _reference_epoch(reference, optimizers[1], albumentations,
+                                                                       device), device, repeats),
     }
     result["data_speedup"] = result["data_device_img_s"] / result["data_albumentations_img_s"]
-    result["epoch_speedup"] = result["epoch_device_path_img_s"] / result["epoch_reference_img_s"]
-    result["achieved_tflops"] = 6 * macs * result["epoch_device_path_img_s"] / 1e12  # fwd + bwd ~ 3x fwd
+    result["epoch_speedup"] = result["epoch_default_img_s"] / result["epoch_reference_img_s"]
+    result["achieved_tflops"] = 6 * macs * result["epoch_default_img_s"] / 1e12  # fwd + bwd ~ 3x fwd
     return result
 
 
 def markdown_table(results: list[dict]) -> str:
-    lines = ["| model | MACs/img | data: albumentations | data: device path | train step | epoch: device path "
-             "| epoch: reference | epoch speed-up | TFLOP/s |", "|---|" + "---:|" * 8]
+    lines = ["| model | precision | MACs/img | data: albumentations | data: device path | train step "
+             "| epoch: default path | epoch: device path | epoch: reference | epoch speed-up | TFLOP/s |",
+             "|---|---|" + "---:|" * 9]
     for r in results:
-        lines.append(f"| {r['model']} | {r['macs_per_image'] / 1e6:.1f} M | {r['data_albumentations_img_s']:,.0f} | "
-                     f"{r['data_device_img_s']:,.0f} | {r['train_step_img_s']:,.0f} | "
+        lines.append(f"| {r['model']} | {r['precision']} | {r['macs_per_image'] / 1e6:.1f} M | "
+                     f"{r['data_albumentations_img_s']:,.0f} | {r['data_device_img_s']:,.0f} | "
+                     f"{r['train_step_img_s']:,.0f} | {r['epoch_default_img_s']:,.0f} | "
                      f"{r['epoch_device_path_img_s']:,.0f} | "
                      f"{r['epoch_reference_img_s']:,.0f} | {r['epoch_speedup']:.1f}x | {r['achieved_tflops']:.3f} |")
     return "\n".join(lines)

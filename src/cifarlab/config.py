@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.fields import FieldInfo
 
 from cifarlab.data.batches import LOADERS, unsupported_on_device
+from cifarlab.device import PRECISIONS
 from cifarlab.errors import UserError
 from cifarlab.explain.mistakes import ORDERS
 from cifarlab.models import gradcam_layer_names, model_names
@@ -136,6 +137,9 @@ class TrainConfig(Section):
     seed: int = Field(ge=0)
     label_smoothing: float = Field(ge=0, le=1)
     loader: _choice(LOADERS)
+    workers: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = Field(
+        description="a number of DataLoader processes >= 0 or 'auto'")
+    precision: _choice(PRECISIONS)
     checkpoint: Literal["last", "best_val"]  # the weights after the last epoch, or of the best validation epoch
     compile: bool
     optimizer: OptimizerConfig

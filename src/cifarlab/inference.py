@@ -16,18 +16,19 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: Batches, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, batches: Batches, device: torch.device,
+            precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels for every sample of `batches`, in order, on the CPU."""
     model.eval()
     all_logits, all_labels = [], []
     for images, labels in batches:
-        with autocast(device):
+        with autocast(device, precision):
             all_logits.append(model(to_device(images, device)).float().cpu())
         all_labels.append(labels.cpu())
     return torch.cat(all_logits), torch.cat(all_labels)
 
 
-def score(model: nn.Module, batches: Batches, device: torch.device) -> tuple[float, float]:
+def score(model: nn.Module, batches: Batches, device: torch.device, precision: str = "fp32") -> tuple[float, float]:
     """Mean cross-entropy and accuracy (%) of `model` on `batches`."""
-    logits, labels = predict(model, batches, device)
+    logits, labels = predict(model, batches, device, precision)
     return F.cross_entropy(logits, labels).item(), accuracy(logits, labels)

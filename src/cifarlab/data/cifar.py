@@ -51,7 +51,7 @@ def download(url: str, dest: Path, md5: str) -> Path:
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc="download") as bar:
+            with tqdm(total=total, unit="B", unit_scale=True, desc="download", disable=None) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))

@@ -67,7 +67,8 @@ def load_image_tree(root: Path, image_size: int, subset: dict[str, int], val: in
     for split, source in (("train", "train"), ("val", "train"), ("test", "test")):
         paths, labels = listing[source]
         keep = chosen[split]
-        with tqdm(keep, desc=f"read {split}", unit="img", leave=False) as bar:  # closed before an error prints
+        # disable=None: no bar when not a terminal; the bar is closed before an error prints
+        with tqdm(keep, desc=f"read {split}", unit="img", leave=False, disable=None) as bar:
             images = [read_image(paths[i], image_size) for i in bar]
         shape = (0, image_size, image_size, 3)
         arrays[split] = (np.stack(images) if images else np.zeros(shape, np.uint8), labels[keep])

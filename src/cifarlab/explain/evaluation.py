@@ -12,9 +12,10 @@ from cifarlab.data.batches import Batches
 from cifarlab.inference import accuracy, predict
 
 
-def flip_tta(model: nn.Module, batches: Batches, device: torch.device, plain: torch.Tensor) -> torch.Tensor:
+def flip_tta(model: nn.Module, batches: Batches, device: torch.device, plain: torch.Tensor,
+             precision: str = "fp32") -> torch.Tensor:
     """Flip TTA: the logits `plain` of the batches' images averaged with those of their mirrors."""
-    flipped, _ = predict(model, _Mirrored(batches), device)
+    flipped, _ = predict(model, _Mirrored(batches), device, precision)
     return (plain + flipped) / 2
 
 

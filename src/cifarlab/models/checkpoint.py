@@ -16,9 +16,10 @@ from cifarlab.models.registry import build_model
 
 
 def save_checkpoint(path: Path, model_name: str, weights: dict, classes: list[str], stats: Stats,
-                    epoch: int, chosen_by: dict) -> None:
+                    epoch: int, chosen_by: dict, precision: str = "fp32") -> None:
     save_torch(path, {"model": model_name, "classes": list(classes), "mean": list(stats.mean),
-                      "std": list(stats.std), "epoch": epoch, "chosen_by": chosen_by, "state_dict": weights})
+                      "std": list(stats.std), "epoch": epoch, "chosen_by": chosen_by, "precision": precision,
+                      "state_dict": weights})
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:

@@ -35,7 +35,7 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict) -> list[tuple[str,
     return [
         ("model", train["model"]), ("parameters", f"{train['params']:,}"),
         ("multiply-adds per image", f"{train['macs']:,}"), ("receptive field", f"{train['receptive_field']} px"),
-        ("epochs", train["epochs"]), ("device", train["device"]),
+        ("epochs", train["epochs"]), ("device", f"{train['device']}, {train['precision']}, {train['layout']}"),
         ("training time", f"{train['train_seconds']} s in training steps ({train['train_images_per_s']} images/s); "
                           f"{train['epoch_seconds']} s with validation and test scoring"),
         ("OneCycle max_lr", max_lr),

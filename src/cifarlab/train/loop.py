@@ -71,17 +71,17 @@ def _check_finite(loss_sum: float, epoch: int, step: int) -> None:
 
 def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, schedule: Schedule,
                 scaler: torch.amp.GradScaler, device: torch.device, epoch: int, desc: str,
-                label_smoothing: float = 0.0) -> tuple[float, float]:
+                label_smoothing: float = 0.0, precision: str = "fp32") -> tuple[float, float]:
     """One pass over `batches`; returns mean loss and accuracy (%). Shows a tqdm bar."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    with tqdm(batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True) as bar:
+    with tqdm(batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=None) as bar:
         for step, (images, labels) in enumerate(bar, start=1):
             images, labels = to_device(images, device), labels.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            with autocast(device):
+            with autocast(device, precision):
                 logits = model(images)
                 loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
             scaler.scale(loss).backward()
@@ -101,7 +101,7 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, scaler: torch.amp.GradScaler,
         train: Batches, val: Batches | None, test: Batches | None, epochs: int, device: torch.device,
         progress: Progress, on_epoch_end: Callable[[Progress], None], checkpoint: str = "last",
-        label_smoothing: float = 0.0) -> Progress:
+        label_smoothing: float = 0.0, precision: str = "fp32") -> Progress:
     """Train from the epoch after `progress`'s last up to `epochs`, scoring validation (and, for
     display, test) after each and calling on_epoch_end (which saves state and writes history)."""
     for epoch in range(len(progress.history) + 1, epochs + 1):
@@ -110,13 +110,13 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
         lr = optimizer.param_groups[0]["lr"]
         try:
             train_loss, train_acc = train_epoch(model, train, optimizer, schedule, scaler, device, epoch,
-                                                f"epoch {epoch}/{epochs}", label_smoothing)
+                                                f"epoch {epoch}/{epochs}", label_smoothing, precision)
         except NonFiniteLoss as err:
             progress.failure = str(err)
             return progress
         progress.train_seconds += time.perf_counter() - began
-        val_loss, val_acc = score(model, val, device) if val is not None else NO_SCORE
-        test_loss, test_acc = score(model, test, device) if test is not None else NO_SCORE
+        val_loss, val_acc = score(model, val, device, precision) if val is not None else NO_SCORE
+        test_loss, test_acc = score(model, test, device, precision) if test is not None else NO_SCORE
         schedule.step_epoch(val_loss)
         progress.record(EpochResult(epoch, train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, lr),
                         model, checkpoint)

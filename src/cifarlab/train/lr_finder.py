@@ -14,6 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cifarlab.data.batches import Batches
+from cifarlab.device import autocast, to_device
 
 if TYPE_CHECKING:
     from cifarlab.config import LRFinderConfig, SchedulerConfig
@@ -42,7 +43,7 @@ def suggest_lr(lrs: list[float], losses: list[float]) -> float:
 
 def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches,
                device: torch.device, start_lr: float, end_lr: float, num_iter: int,
-               smoothing: float = 0.05, diverge: float = 4.0) -> RangeTest:
+               smoothing: float = 0.05, diverge: float = 4.0, precision: str = "fp32") -> RangeTest:
     """Sweep from start_lr to end_lr over num_iter batches (stops early when the loss exceeds
     `diverge` times its best); the model's and optimiser's states are put back afterwards."""
     saved_model = copy.deepcopy(model.state_dict())
@@ -51,14 +52,15 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batc
     lrs, losses, smoothed, best = [], [], 0.0, math.inf
     model.train()
     stream = _endless(batches)
-    with tqdm(range(num_iter), desc="LR range test", unit="batch", leave=False) as steps:
+    with tqdm(range(num_iter), desc="LR range test", unit="batch", leave=False, disable=None) as steps:
         for step in steps:
             lr = start_lr * factor ** step
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images, labels = next(stream)
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(images.to(device)), labels.to(device))
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(to_device(images, device)), labels.to(device))
             loss.backward()
             optimizer.step()
             value = loss.item()
@@ -76,13 +78,14 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batc
 
 
 def choose_max_lr(scheduler: SchedulerConfig, finder: LRFinderConfig, model: nn.Module,
-                  optimizer: torch.optim.Optimizer, batches: Batches,
-                  device: torch.device) -> tuple[float | None, RangeTest | None]:
+                  optimizer: torch.optim.Optimizer, batches: Batches, device: torch.device,
+                  precision: str = "fp32") -> tuple[float | None, RangeTest | None]:
     """OneCycle's peak LR: as configured, or from a range test when 'auto'."""
     if scheduler.name != "onecycle":
         return None, None
     if scheduler.onecycle.max_lr != "auto":
         return float(scheduler.onecycle.max_lr), None
-    sweep = range_test(model, optimizer, batches, device, finder.start_lr, finder.end_lr, finder.num_iter)
+    sweep = range_test(model, optimizer, batches, device, finder.start_lr, finder.end_lr, finder.num_iter,
+                       precision=precision)
     print(f"LR range test over {len(sweep.lrs)} batches picked max_lr {sweep.suggested_lr:.4g}", flush=True)
     return sweep.suggested_lr, sweep

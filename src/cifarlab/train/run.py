@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from cifarlab.data.batches import eval_batches, train_batches
+from cifarlab.data.batches import eval_batches, resolve_workers, train_batches
 from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
-from cifarlab.device import describe, make_scaler, memory_format, select_device
+from cifarlab.device import describe, make_scaler, memory_format, resolve_precision, select_device
 from cifarlab.models import build_model
 from cifarlab.models.facts import macs_per_image, parameter_count, receptive_field
 from cifarlab.train.loop import EpochResult, Progress, fit
@@ -38,6 +38,8 @@ class TrainResult:
     sweep: RangeTest | None
     facts: dict  # parameters, MACs per image, receptive field
     device: str
+    precision: str  # fp32, bf16 or fp16: what train.precision resolved to here
+    layout: str  # channels_last or contiguous
     train_seconds: float  # the training steps of every epoch, resumed runs included
     epoch_seconds: float  # whole epochs, with validation and test scoring
     failure: str | None  # set when a NaN/inf loss stopped training early
@@ -55,10 +57,12 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     facts = {"params": parameter_count(model), "macs": macs_per_image(model, data.x_train.shape[1]),
              "receptive_field": receptive_field(model)}
     model = model.to(device, memory_format=memory_format(device))
+    precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
+    layout = "channels_last" if memory_format(device) == torch.channels_last else "contiguous"
     print(f"model {params.model}: {facts['params']:,} parameters, {facts['macs']:,} MACs/image, "
-          f"receptive field {facts['receptive_field']} px; on {describe(device)}", flush=True)
+          f"receptive field {facts['receptive_field']} px; on {describe(device)} in {precision}, {layout}", flush=True)
     train = train_batches(cfg.loader, data.x_train, data.y_train, params.augment, stats, cfg.batch_size, cfg.seed,
-                          device)
+                          device, resolve_workers(cfg.workers))
     val = (eval_batches(data.x_val, data.y_val, stats, cfg.batch_size, device, cfg.loader)
            if len(data.y_val) else None)
     test = eval_batches(data.x_test, data.y_test, stats, cfg.batch_size, device, cfg.loader)
@@ -72,7 +76,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
         print(f"ignoring {state_path}: saved by a run with other params, data or model code; starting over",
               flush=True)
     if state is None:
-        max_lr, sweep = choose_max_lr(cfg.scheduler, cfg.lr_finder, model, optimizer, train, device)
+        max_lr, sweep = choose_max_lr(cfg.scheduler, cfg.lr_finder, model, optimizer, train, device, precision)
     else:
         max_lr, sweep = state["extras"]["max_lr"], _sweep(state["extras"]["sweep"])
     peak = cfg.scheduler.onecycle.peak_epoch
@@ -91,15 +95,16 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
                        {"max_lr": max_lr, "sweep": None if sweep is None else vars(sweep)})
         on_epoch_end(progress.history)
 
-    progress = fit(model, optimizer, schedule, make_scaler(device), train, val, test, cfg.epochs, device, progress,
-                   epoch_done, cfg.checkpoint, cfg.label_smoothing)
+    progress = fit(model, optimizer, schedule, make_scaler(device, precision), train, val, test, cfg.epochs, device,
+                   progress, epoch_done, cfg.checkpoint, cfg.label_smoothing, precision)
     if progress.kept_weights is not None:
         model.load_state_dict(progress.kept_weights)
     if progress.failure is None and state_path is not None:
         state_path.unlink(missing_ok=True)
     return TrainResult(model, progress.history, progress.kept_epoch,
                        progress.best_val_acc if val is not None else None, progress.best_val_epoch, max_lr, sweep,
-                       facts, describe(device), progress.train_seconds, progress.epoch_seconds, progress.failure)
+                       facts, describe(device), precision, layout, progress.train_seconds, progress.epoch_seconds,
+                       progress.failure)
 
 
 def _sweep(saved: dict | None) -> RangeTest | None:
@@ -115,7 +120,8 @@ def train_metrics(params: Params, result: TrainResult, train_images: int, val_im
     else:
         chosen_by = "last epoch" + ("" if val_images else "; no validation split (data.val = 0)")
     return {
-        "model": params.model, **result.facts, "device": result.device, "epochs": params.train.epochs,
+        "model": params.model, **result.facts, "device": result.device, "precision": result.precision,
+        "layout": result.layout, "epochs": params.train.epochs,
         "checkpoint": {"rule": params.train.checkpoint, "epoch": result.kept_epoch, "chosen_by": chosen_by},
         "val_images": val_images,
         "best_val_acc": None if result.best_val_acc is None else round(result.best_val_acc, 4),

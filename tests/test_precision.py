@@ -1,0 +1,76 @@
+"""train.precision and the layout: auto picks the same precision on every run of one machine and
+model, bf16 only where the hardware has it, and a bf16 run is as repeatable as an fp32 one;
+DataLoader workers keep a run repeatable."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from cifarlab import device as devices
+from cifarlab.data.batches import resolve_workers
+from cifarlab.data.prepared import Prepared
+from cifarlab.data.stats import Stats
+from cifarlab.device import resolve_precision, usable_precision
+from cifarlab.errors import UserError
+from cifarlab.models import build_model
+from cifarlab.train.run import run
+from conftest import CLASSES, committed_params, make_arrays
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+
+
+@pytest.fixture
+def plain_cpu(monkeypatch):
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx2"}))
+
+
+def test_auto_is_bf16_on_a_bf16_cpu_for_models_that_gain_and_fp32_for_s9net(bf16_cpu):
+    assert resolve_precision("auto", CPU, getattr(build_model("tiny", 10), "bf16_on_cpu", True)) == "bf16"
+    assert resolve_precision("auto", CPU, build_model("s9net", 10).bf16_on_cpu) == "fp32"
+    assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
+
+
+def test_without_native_bf16_auto_is_fp32_and_bf16_is_refused(plain_cpu):
+    assert resolve_precision("auto", CPU) == "fp32"
+    with pytest.raises(UserError, match="train.precision = bf16 needs native bf16"):
+        resolve_precision("bf16", CPU)
+    assert usable_precision("bf16", CPU) == "fp32"  # a bf16 checkpoint is scored in fp32 here
+
+
+def test_cuda_logic_bf16_where_supported_else_fp16_with_loss_scaling(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto", CUDA, False) == "bf16"  # the CPU preference does not apply on a GPU
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", CUDA) == "fp16"
+    assert devices.make_scaler(CPU, "fp16").is_enabled() and not devices.make_scaler(CPU, "bf16").is_enabled()
+    assert devices.memory_format(CUDA) == devices.memory_format(CPU) == torch.channels_last
+
+
+def _run(precision: str, workers: int | str = 0):
+    arrays = make_arrays(per_class_train=8, per_class_test=2)
+    data = Prepared(*arrays["train"], *arrays["test"], CLASSES)
+    params = committed_params(**{"model": "tiny", "data.val": 0, "train.epochs": 1, "train.batch_size": 8,
+                                 "train.precision": precision, "train.workers": workers})
+    result = run(params, data, Stats([0.5] * 3, [0.25] * 3), device=CPU)
+    return [asdict(row) for row in result.history], result
+
+
+def test_a_bf16_run_is_repeatable_and_says_what_it_ran(bf16_cpu):
+    first, result = _run("bf16")
+    again, _ = _run("bf16")
+    assert first == again and result.precision == "bf16" and result.layout == "channels_last"
+    fp32, fp32_result = _run("fp32")
+    assert fp32_result.precision == "fp32" and fp32 != first  # bf16 really ran: the numbers differ
+
+
+def test_workers_keep_a_run_repeatable():
+    first, _ = _run("fp32", workers=2)
+    assert first == _run("fp32", workers=2)[0]
+    assert resolve_workers(3) == 3 and resolve_workers("auto") >= 0
