@@ -37,7 +37,7 @@ def main() -> None:
         sample_predicted = model(sample).argmax(1)
     for name in names:
         layer = getattr(model, name)
-        maps = [gradcam_maps(model, layer, inputs, target) for target in targets] if images else [[], []]
+        maps = [gradcam_maps(model, layer, inputs, target, scaled=False) for target in targets] if images else [[], []]
         figures[name] = gradcam_figure(name, images, *maps, captions, chosen)
         relevance = gradcam_maps(model, layer, sample, sample_predicted)
         curves[name] = road_curves(model, sample, relevance, cfg.faithfulness.fractions)

@@ -8,14 +8,17 @@ from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
 
-def gradcam_maps(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> np.ndarray:
-    """ReLU'd GradCAM of each target logit at `layer`, bilinearly upsampled to the input size and
-    scaled to [0, 1] per image; a map with no positive evidence stays all zero."""
+def gradcam_maps(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                 scaled: bool = True) -> np.ndarray:
+    """ReLU'd GradCAM of each target logit at `layer`, bilinearly upsampled to the input size and,
+    when `scaled`, divided by its own maximum; a map with no positive evidence stays all zero.
+    Unscaled maps of two classes can be drawn on one scale."""
     model.eval()
     cam = LayerGradCam(model, layer).attribute(inputs, target=targets, relu_attributions=True)
     cam = LayerAttribution.interpolate(cam, tuple(inputs.shape[-2:]), interpolate_mode="bilinear")
     cam = cam.detach().squeeze(1).clamp(min=0).cpu().numpy()
+    if not scaled:
+        return cam
     peak = cam.reshape(len(cam), -1).max(axis=1)
     scale = np.where(peak > 0, peak, 1.0)
     return cam / scale[:, None, None]

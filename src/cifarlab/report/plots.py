@@ -50,18 +50,24 @@ def confusion_figure(matrix: np.ndarray, classes: list[str]):
     return fig
 
 
-def gallery_figure(images: list[np.ndarray], captions: list[str], columns: int = 5, title: str = ""):
-    """A grid of uint8 RGB images with a caption under each."""
+def gallery_figure(images: list[np.ndarray], captions: list[str], columns: int = 5, title: str = "",
+                   colorbar: str = ""):
+    """A grid of images with a readable caption over each, the title clear of the first row, and
+    optionally a jet colour bar (0-1) labelled `colorbar` at the right."""
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.7 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.8 * columns, 3.2 * rows + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions):
         ax.imshow(image, interpolation="nearest")
-        ax.set_title(caption, fontsize=9)
+        ax.set_title(caption, fontsize=11)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=14)
+    right = 0.92 if colorbar else 1.0
+    fig.tight_layout(rect=(0, 0, right, 1 - 0.6 / fig.get_figheight()))
+    if colorbar:
+        bar = fig.add_axes((0.94, 0.1, 0.015, 0.75))
+        fig.colorbar(plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, 1)), cax=bar).set_label(colorbar)
     return fig
 
 
@@ -85,10 +91,13 @@ def gradcam_figure(layer: str, images: list[np.ndarray], predicted: np.ndarray, 
         return gallery_figure([], [], columns=6, title="no misclassified test images to explain")
     panels, texts = [], []
     for img, cam_p, cam_a, text, row in zip(images, predicted, actual, captions, chosen.itertuples()):
+        peak = max(cam_p.max(), cam_a.max()) or 1.0  # one scale per image: a weak map looks weak
+        cam_p, cam_a = cam_p / peak, cam_a / peak
         panels += [img, overlay(img, cam_p), overlay(img, cam_a)]
         texts += [text, f"why {row.predicted}?{_no_evidence(cam_p)}", f"where is {row.actual}?{_no_evidence(cam_a)}"]
     return gallery_figure(panels, texts, columns=6,
-                          title=f"GradCAM at {layer}: image | predicted class | actual class")
+                          title=f"GradCAM at {layer}: image | predicted class | actual class",
+                          colorbar="GradCAM, 1 = the stronger of the image's two maps")
 
 
 def faithfulness_figure(curves: dict, ranked: list[str]):

@@ -39,7 +39,8 @@ def _html_section(section: Section) -> str:
         data = base64.b64encode(Path(section.body).read_bytes()).decode()
         return (f'<section>{title}<img alt="{html.escape(section.title)}" '
                 f'src="data:image/png;base64,{data}"></section>')
-    return f"<section>{title}<pre>{html.escape(str(section.body))}</pre></section>"
+    return (f"<section>{title}<details><summary>show</summary><pre>{html.escape(str(section.body))}</pre>"
+            "</details></section>")
 
 
 def render_html(title: str, sections: list[Section]) -> str:
