@@ -13,8 +13,8 @@ from cifarlab.data.prepared import load_prepared
 from cifarlab.errors import run_stage
 from cifarlab.explain.faithfulness import road_curves
 from cifarlab.explain.gradcam import figure_names, gradcam_maps
-from cifarlab.explain.mistakes import caption
-from cifarlab.io import save_figure, write_csv, write_json
+from cifarlab.explain.mistakes import PREDICTION_COLUMNS, caption
+from cifarlab.io import read_table, save_figure, write_csv, write_json
 from cifarlab.models import gradcam_layer_name
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
 from cifarlab.report.plots import faithfulness_figure, gradcam_figure
@@ -26,7 +26,7 @@ def main() -> None:
     # resolves 'default'; an unknown layer fails here, before anything is written
     names = list(dict.fromkeys(gradcam_layer_name(model, name) for name in cfg.layers))
     data, stats = load_prepared(paths.PREPARED), checkpoint_stats(ckpt)
-    chosen = pd.read_csv(paths.MISCLASSIFIED)
+    chosen = read_table(paths.MISCLASSIFIED, PREDICTION_COLUMNS)
     images = [data.x_test[i] for i in chosen["index"]]
     inputs = normalised(images, stats) if images else None
     targets = [torch.tensor(chosen[column].to_numpy()) for column in ("predicted_id", "actual_id")]

@@ -1,14 +1,12 @@
 """Stage 5 — misclassify: a gallery of misclassified test images chosen reproducibly
 (misclassify.order), shown from the raw pixels, and the list of chosen images that gradcam
 explains, so both show the same images."""
-import pandas as pd
-
 from cifarlab import paths
 from cifarlab.config import load_params
 from cifarlab.data.prepared import load_prepared
 from cifarlab.errors import UserError, run_stage
-from cifarlab.explain.mistakes import TITLES, caption, choose_mistakes
-from cifarlab.io import save_figure, write_csv
+from cifarlab.explain.mistakes import PREDICTION_COLUMNS, TITLES, caption, choose_mistakes
+from cifarlab.io import read_table, save_figure, write_csv
 from cifarlab.report.plots import gallery_figure
 
 
@@ -18,7 +16,8 @@ def main() -> None:
     if cfg.count > len(data.y_test):
         raise UserError(f"params.yaml: misclassify.count = {cfg.count} exceeds the "
                         f"{len(data.y_test)} test images; allowed: 1..{len(data.y_test)}")
-    chosen = choose_mistakes(pd.read_csv(paths.PREDICTIONS), cfg.count, cfg.order, cfg.seed)
+    predictions = read_table(paths.PREDICTIONS, PREDICTION_COLUMNS, rows=len(data.y_test))
+    chosen = choose_mistakes(predictions, cfg.count, cfg.order, cfg.seed)
     images = [data.x_test[i] for i in chosen["index"]]
     title = (f"{len(chosen)} {TITLES[cfg.order]}: predicted (confidence) / actual"
              if len(chosen) else "no misclassified test images")

@@ -4,7 +4,7 @@ GradCAM grids and the model summary."""
 from cifarlab import paths
 from cifarlab.config import load_params
 from cifarlab.errors import run_stage
-from cifarlab.io import read_json, write_text
+from cifarlab.io import read_output_json, write_text
 from cifarlab.models.checkpoint import load_checkpoint
 from cifarlab.report.render import render_html, render_markdown
 from cifarlab.report.sections import report_sections
@@ -12,8 +12,8 @@ from cifarlab.report.sections import report_sections
 
 def main() -> None:
     params = load_params()
-    train, evaluation = read_json(paths.METRICS_TRAIN), read_json(paths.METRICS_EVAL)
-    details, gradcam = read_json(paths.CLASS_DETAILS), read_json(paths.METRICS_GRADCAM)
+    train, evaluation = read_output_json(paths.METRICS_TRAIN), read_output_json(paths.METRICS_EVAL)
+    details, gradcam = read_output_json(paths.CLASS_DETAILS), read_output_json(paths.METRICS_GRADCAM)
     model, ckpt = load_checkpoint(paths.MODEL)
     sections = report_sections(params, train, evaluation, details, gradcam, model)
     title = f"cifarlab report: {ckpt['model']}"

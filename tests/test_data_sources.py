@@ -277,3 +277,23 @@ def test_relative_sources_mean_the_project_root_also_in_an_experiment_copy(tmp_p
         data = prepare("../tree", 32, ALL, 0, tmp_path / "raw")
         assert data.classes == CLASSES
     assert paths.project_root(copy) == project.resolve()
+
+
+def test_a_decompression_bomb_archive_is_refused_from_its_headers(tmp_path, monkeypatch):
+    """A member declaring more than the per-file limit is refused before anything is extracted."""
+    from cifarlab.data import archive
+
+    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 1000)
+    member = tarfile.TarInfo("cifar-like/train/cat/huge.png")
+    member.size = 5000
+    bomb = _tar_with_member(tmp_path / "bomb.tar.gz", member, b"\0" * 5000)
+    with pytest.raises(UserError, match=r"bomb.tar.gz: cifar-like/train/cat/huge.png: refusing a member of 5,000"):
+        prepare(str(bomb), 32, ALL, 0, tmp_path / "raw")
+
+
+def test_an_image_that_decodes_to_gigapixels_is_refused(image_tree, tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 500)  # a 32x32 image then counts as a bomb
+    with pytest.raises(UserError, match="refusing an image of more than 500 pixels"):
+        prepare(str(image_tree), 32, ALL, 0, tmp_path / "raw")

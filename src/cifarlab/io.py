@@ -4,28 +4,50 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
+
+from cifarlab.errors import UserError
+
+T = TypeVar("T")
 
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file next to `path`; on success rename it over `path`, on failure delete it."""
+    """Open a temp file next to `path`; on success rename it over `path`, on failure delete it.
+    A failed write (a full disk, say) is one UserError naming the path; the old file is kept."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        raise UserError(f"{path}: could not write it ({err.strerror or err}); the previous version, "
+                        "if any, is kept") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_checked(path: str | Path, read: Callable[[Path], T]) -> T:
+    """Read a file an earlier stage wrote; missing, truncated or garbled, it is one line naming
+    the stage whose rerun rewrites it, never a traceback."""
+    from cifarlab.paths import WRITTEN_BY
+
+    path = Path(path)
+    try:
+        return read(path)
+    except UserError:
+        raise
+    except Exception:  # whatever the parser makes of damaged bytes
+        raise UserError(f"{path} is damaged or incomplete; rerun `dvc repro {WRITTEN_BY[path]}`") from None
 
 
 def update_digest(digest, path: str | Path):
@@ -45,6 +67,24 @@ def write_json(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     with open(path) as handle:
         return json.load(handle)
+
+
+def read_output_json(path: str | Path) -> Any:
+    """A JSON file an earlier stage wrote, through read_checked."""
+    return read_checked(path, read_json)
+
+
+def read_table(path: str | Path, columns: list[str], rows: int | None = None):
+    """A CSV an earlier stage wrote, with `columns` all filled in (and `rows` rows when given): a
+    file cut short mid-line or with rows missing is damaged, not silently shorter."""
+    import pandas as pd
+
+    def read(path: Path):
+        frame = pd.read_csv(path)
+        if frame[columns].isna().to_numpy().any() or (rows is not None and len(frame) != rows):
+            raise ValueError("incomplete table")
+        return frame
+    return read_checked(path, read)
 
 
 def write_csv(path: str | Path, frame) -> None:

@@ -2,6 +2,7 @@
 RGB and resized to the configured size; class names come from the train folder names."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,13 +51,22 @@ def _scan(root: Path) -> tuple[list[str], dict[str, tuple[list[Path], np.ndarray
 def read_image(path: Path, size: int) -> np.ndarray:
     """Decode one image as RGB uint8 (size, size, 3); an unreadable file is a UserError naming it."""
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            if img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a few KB that decode to gigapixels
+            return _decode(path, size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"{path}: refusing an image of more than {Image.MAX_IMAGE_PIXELS:,} pixels "
+                        "(a decompression bomb?)") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise UserError(f"{path}: not a readable image ({err})") from None
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
 
 
 def load_image_tree(root: Path, image_size: int, subset: dict[str, int], val: int, seed: int) -> Prepared:

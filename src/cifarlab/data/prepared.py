@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cifarlab.errors import UserError
-from cifarlab.io import save_arrays
+from cifarlab.io import read_checked, save_arrays
 
 
 @dataclass
@@ -37,13 +37,19 @@ def save_prepared(path: str | Path, data: Prepared) -> None:
                 x_test=data.x_test, y_test=data.y_test, classes=np.array(data.classes, dtype=str))
 
 
-def load_prepared(path: str | Path) -> Prepared:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: prepared dataset not found; run `dvc repro download` first")
+def _read(path: Path) -> Prepared:
     with np.load(path, allow_pickle=False) as npz:
-        return Prepared(npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"],
+        data = Prepared(npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"],
                         [str(name) for name in npz["classes"]], npz["x_val"], npz["y_val"])
+    for images, labels in ((data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test)):
+        if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
+            raise ValueError("arrays of the wrong shape")
+    return data
+
+
+def load_prepared(path: str | Path) -> Prepared:
+    """The prepared arrays; missing or damaged, one line that says to rerun the download stage."""
+    return read_checked(path, _read)
 
 
 def split_indices(train_labels: np.ndarray, test_labels: np.ndarray, subset: dict[str, int], val: int,

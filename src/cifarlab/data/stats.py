@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarlab.io import read_json, write_json
+from cifarlab.io import read_checked, read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -41,5 +41,10 @@ def save_stats(path: Path, stats: Stats, num_images: int) -> None:
 
 
 def load_stats(path: Path) -> Stats:
-    saved = read_json(path)
-    return Stats(saved["mean"], saved["std"])
+    def read(path: Path) -> Stats:
+        saved = read_json(path)
+        mean, std = [float(v) for v in saved["mean"]], [float(v) for v in saved["std"]]
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError("not three channels")
+        return Stats(mean, std)
+    return read_checked(path, read)

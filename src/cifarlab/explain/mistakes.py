@@ -6,6 +6,8 @@ import pandas as pd
 TITLES = {"confidence": "most confident mistakes", "index": "first mistakes by index",
           "random": "random mistakes", "per_class": "mistakes, class by class"}
 ORDERS = tuple(TITLES)
+# what the evaluate stage writes per test image, and this module and GradCAM read back
+PREDICTION_COLUMNS = ["index", "actual", "predicted", "actual_id", "predicted_id", "confidence"]
 
 
 def choose_mistakes(predictions: pd.DataFrame, count: int, order: str = "confidence", seed: int = 0) -> pd.DataFrame:

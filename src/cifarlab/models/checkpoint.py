@@ -3,7 +3,7 @@ classes, normalisation stats). Loading uses weights_only=True, so a crafted file
 code while being read."""
 from __future__ import annotations
 
-import pickle
+import hashlib
 from pathlib import Path
 
 import torch
@@ -15,11 +15,21 @@ from cifarlab.io import save_torch
 from cifarlab.models.registry import build_model
 
 
+def weights_digest(weights: dict) -> str:
+    """SHA-256 of every tensor's bytes, in order: torch.load does not check the zip's CRCs, so a
+    flipped byte in the weights would otherwise load as a silently different model."""
+    digest = hashlib.sha256()
+    for name, tensor in weights.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: Path, model_name: str, weights: dict, classes: list[str], stats: Stats,
                     epoch: int, chosen_by: dict, precision: str = "fp32") -> None:
     save_torch(path, {"model": model_name, "classes": list(classes), "mean": list(stats.mean),
                       "std": list(stats.std), "epoch": epoch, "chosen_by": chosen_by, "precision": precision,
-                      "state_dict": weights})
+                      "state_dict": weights, "digest": weights_digest(weights)})
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
@@ -28,10 +38,15 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
         raise UserError(f"{path}: checkpoint not found; run `dvc repro train` first")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise UserError(f"{path}: refused or unreadable checkpoint ({str(err).splitlines()[0]})") from None
-    model = build_model(ckpt["model"], len(ckpt["classes"]))
-    model.load_state_dict(ckpt["state_dict"])
+        if ckpt["digest"] != weights_digest(ckpt["state_dict"]):
+            raise ValueError("the weights do not match their checksum")
+        model = build_model(ckpt["model"], len(ckpt["classes"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except UserError:
+        raise
+    except Exception as err:  # a refused pickle, truncated or garbled bytes, missing keys
+        raise UserError(f"{path}: refused or unreadable checkpoint ({str(err).splitlines()[0][:200]}); it is "
+                        "damaged or incomplete; rerun `dvc repro train`") from None
     return model.to(device).eval(), ckpt
 
 

@@ -1,0 +1,105 @@
+"""A file one stage wrote and another reads, missing, cut short or garbled, stops the reading
+stage with one line naming the file and the stage to rerun; a write that fails (a full disk)
+keeps the previous output and leaves no temp file."""
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from cifarlab import io
+from cifarlab.errors import UserError
+from conftest import copy_project, make_arrays, write_image_tree
+
+pytestmark = pytest.mark.slow
+STAGES = ["download", "stats", "train", "evaluate", "misclassify", "gradcam", "report"]
+# each file an earlier stage writes: the stage that writes it and the stages that read it
+READERS = {
+    "data/prepared.npz": ("download", ["stats", "train", "evaluate", "misclassify", "gradcam"]),
+    "data/stats.json": ("stats", ["train"]),
+    "models/model.pt": ("train", ["evaluate", "gradcam", "report"]),
+    "eval/predictions.csv": ("evaluate", ["misclassify"]),
+    "eval/misclassified.csv": ("misclassify", ["gradcam"]),
+    "metrics/train.json": ("train", ["report"]),
+    "metrics/evaluate.json": ("evaluate", ["report"]),
+    "eval/classes.json": ("evaluate", ["report"]),
+    "metrics/gradcam.json": ("gradcam", ["report"]),
+}
+
+
+def _stage(project, name) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, f"stages/{name}.py"], cwd=project, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A project copy on a small tree after every stage has run once."""
+    root = tmp_path_factory.mktemp("damaged")
+    tree = write_image_tree(root / "tree", make_arrays(per_class_train=10, per_class_test=4))
+    project = copy_project(root / "project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"].update(source=str(tree), val=6)
+    params["model"] = "tiny"
+    params["train"].update(epochs=1, batch_size=8)
+    params["misclassify"]["count"] = 3
+    params["gradcam"]["faithfulness"].update(images=4, fractions=[0.5])
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for name in STAGES:
+        result = _stage(project, name)
+        assert result.returncode == 0, result.stderr
+    return project
+
+
+def _cut(data: bytes) -> bytes:
+    """The first half, ending mid-line for text."""
+    half = len(data) // 2
+    return data[:half - 1] if data[half - 1:half] == b"\n" else data[:half]
+
+
+def _garble(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 64]) + data[middle + 64:]
+
+
+# flipped bytes in a text file can still be valid text, so text files are cut short, not garbled
+CASES = [(name, damage) for name in READERS
+         for damage in ("missing", "cut short", *(("garbled",) if name.endswith((".npz", ".pt")) else ()))]
+
+
+@pytest.mark.parametrize("name, damage", CASES)
+def test_each_reader_of_a_damaged_file_says_which_stage_to_rerun(finished, name, damage):
+    writer, readers = READERS[name]
+    path = finished / name
+    original = path.read_bytes()
+    try:
+        if damage == "missing":
+            path.unlink()
+        else:
+            path.write_bytes(_cut(original) if damage == "cut short" else _garble(original))
+        for reader in readers:
+            result = _stage(finished, reader)
+            errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+            assert result.returncode == 2 and "Traceback" not in result.stderr, (reader, result.stderr[-2000:])
+            assert len(errors) == 1 and name in errors[0] and f"dvc repro {writer}" in errors[0], (reader, errors)
+    finally:
+        path.write_bytes(original)
+
+
+def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    io.write_json(target, {"accuracy": 1.0})
+
+    real_fsync = io.os.fsync
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(io.os, "fsync", full_disk)
+    with pytest.raises(UserError, match=r"metrics.json: could not write it \(No space left on device\)"):
+        io.write_json(target, {"accuracy": 2.0})
+    monkeypatch.setattr(io.os, "fsync", real_fsync)
+    assert json.loads(target.read_text()) == {"accuracy": 1.0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
