@@ -114,6 +114,16 @@ def run_python():
     return run
 
 
+def project_on_tree(root: Path, per_class_train: int, per_class_test: int, **changes) -> Path:
+    """A project copy in root/project reading a generated tree in root/tree, model tiny, with
+    dotted-key param changes ({'train.epochs': 1})."""
+    tree = write_image_tree(root / "tree", make_arrays(per_class_train, per_class_test))
+    project = copy_project(root / "project")
+    params = committed_params_dict(**{"data.source": str(tree), "model": "tiny", **changes})
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
 def copy_project(dest: Path) -> Path:
     """Copy the pipeline (dvc.yaml, the committed params.yaml, stages, src) into `dest`."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,10 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from cifarlab import io
 from cifarlab.errors import UserError
-from conftest import copy_project, make_arrays, write_image_tree
+from conftest import project_on_tree
 
 pytestmark = pytest.mark.slow
 STAGES = ["download", "stats", "train", "evaluate", "misclassify", "gradcam", "report"]
@@ -38,16 +37,9 @@ def _stage(project, name) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A project copy on a small tree after every stage has run once."""
-    root = tmp_path_factory.mktemp("damaged")
-    tree = write_image_tree(root / "tree", make_arrays(per_class_train=10, per_class_test=4))
-    project = copy_project(root / "project")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"].update(source=str(tree), val=6)
-    params["model"] = "tiny"
-    params["train"].update(epochs=1, batch_size=8)
-    params["misclassify"]["count"] = 3
-    params["gradcam"]["faithfulness"].update(images=4, fractions=[0.5])
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    project = project_on_tree(tmp_path_factory.mktemp("damaged"), 10, 4, **{
+        "data.val": 6, "train.epochs": 1, "train.batch_size": 8, "misclassify.count": 3,
+        "gradcam.faithfulness.images": 4, "gradcam.faithfulness.fractions": [0.5]})
     for name in STAGES:
         result = _stage(project, name)
         assert result.returncode == 0, result.stderr

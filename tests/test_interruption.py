@@ -11,9 +11,8 @@ import time
 
 import pytest
 import torch
-import yaml
 
-from conftest import copy_project, make_arrays, write_image_tree
+from conftest import project_on_tree
 
 pytestmark = pytest.mark.slow
 TRAIN = ["stages/train.py"]
@@ -22,16 +21,10 @@ TRAIN = ["stages/train.py"]
 @pytest.fixture(scope="module")
 def prepared_project(tmp_path_factory):
     """A project copy with download and stats done; train: tiny, 4 epochs, batch 8."""
-    root = tmp_path_factory.mktemp("interrupt")
-    tree = write_image_tree(root / "tree", make_arrays(per_class_train=40, per_class_test=6))
-    project = copy_project(root / "project")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"].update(source=str(tree), val=12)
-    params["model"] = "tiny"
-    params["train"].update(epochs=4, batch_size=8)
-    params["train"]["scheduler"]["onecycle"].update(peak_epoch=1, max_lr="auto")  # the LR range test must resume too
-    params["train"]["lr_finder"]["num_iter"] = 10
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    project = project_on_tree(tmp_path_factory.mktemp("interrupt"), 40, 6, **{
+        "data.val": 12, "train.epochs": 4, "train.batch_size": 8, "train.scheduler.onecycle.peak_epoch": 1,
+        "train.scheduler.onecycle.max_lr": "auto",  # the LR range test must resume too
+        "train.lr_finder.num_iter": 10})
     for stage in ("stages/download.py", "stages/stats.py"):
         subprocess.run([sys.executable, stage], cwd=project, check=True, capture_output=True)
     return project

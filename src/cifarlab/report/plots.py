@@ -27,6 +27,7 @@ def curves_figure(history: pd.DataFrame):
         ax.grid(alpha=0.3)
     axes[2].plot(history["epoch"], history["lr"], "o-", color="tab:green")
     axes[2].set(xlabel="epoch", ylabel="learning rate (epoch start)", title="learning rate")
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[2].grid(alpha=0.3)
     fig.tight_layout()
     return fig
