@@ -3,7 +3,6 @@ layer of gradcam.layers, for the predicted class ("why did it say cat") and the 
 ("where did it look for dog"); one grid per layer in plots/gradcam/<map size>px.png. Then ROAD
 faithfulness of every layer on the first test images: metrics/gradcam.json, the curves in
 eval/faithfulness.csv and plots/faithfulness.png."""
-import pandas as pd
 import torch
 
 from cifarlab import paths
@@ -11,7 +10,7 @@ from cifarlab.config import load_params
 from cifarlab.data.augment import normalised
 from cifarlab.data.prepared import load_prepared
 from cifarlab.errors import run_stage
-from cifarlab.explain.faithfulness import road_curves
+from cifarlab.explain.faithfulness import curves_table, road_curves
 from cifarlab.explain.gradcam import figure_names, gradcam_maps
 from cifarlab.explain.mistakes import PREDICTION_COLUMNS, caption
 from cifarlab.io import read_table, save_figure, write_csv, write_json
@@ -50,10 +49,7 @@ def main() -> None:
             stale.unlink()
     for name, figure in figures.items():
         save_figure(paths.GRADCAM_DIR / f"{stems[name]}.png", figure)
-    write_csv(paths.FAITHFULNESS_CSV, pd.DataFrame(
-        [{"layer": name, "order": order, "fraction": fraction, "probability": round(probability, 6)}
-         for name in names for order, values in curves[name].probability.items()
-         for fraction, probability in zip(curves[name].fractions, values)]))
+    write_csv(paths.FAITHFULNESS_CSV, curves_table(curves))
     save_figure(paths.FAITHFULNESS_PNG, faithfulness_figure(curves, ranked))
     write_json(paths.METRICS_GRADCAM, {
         "layers": names, "figures": [f"{stems[name]}.png" for name in names], "explained_images": len(images),

@@ -216,7 +216,7 @@ def test_readme_first_cpu_run_verbatim_learns_on_real_images(tmp_path):
     assert set(classes) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
 
 
-def test_temp_and_queued_experiments_read_a_relative_source_from_the_project(tmp_path):
+def test_temp_experiments_read_a_relative_source_from_the_project(tmp_path):
     """`dvc exp run --temp` runs in .dvc/tmp/exps/...: data.source ../tree is still the tree beside the project."""
     write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
     project = make_project(tmp_path / "project", "../tree")

@@ -3,13 +3,15 @@ model, bf16 only where the hardware has it, and a bf16 run is as repeatable as a
 DataLoader workers keep a run repeatable."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 
 from cifarlab import device as devices
-from cifarlab.data.batches import resolve_workers
+from cifarlab.data.batches import resolve_workers, train_batches
 from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
 from cifarlab.device import resolve_precision, usable_precision
@@ -73,4 +75,29 @@ def test_a_bf16_run_is_repeatable_and_says_what_it_ran(bf16_cpu):
 def test_workers_keep_a_run_repeatable():
     first, _ = _run("fp32", workers=2)
     assert first == _run("fp32", workers=2)[0]
-    assert resolve_workers(3) == 3 and resolve_workers("auto") >= 0
+
+
+def _worker_batches(epoch: int) -> list[torch.Tensor]:
+    """Two workers' batches of one image repeated: what each worker's augmentation made of it."""
+    image = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    stats = Stats([0.5] * 3, [0.25] * 3)
+    batches = train_batches("albumentations", np.repeat(image, 16, axis=0), np.zeros(16, dtype=np.int64),
+                            committed_params().augment, stats, 8, 0, CPU, workers=2)
+    batches.set_epoch(epoch)
+    return [images for images, _ in batches]
+
+
+def test_each_worker_and_epoch_augments_differently_and_repeatably():
+    """Seeded from (seed, epoch, worker): the two workers do not repeat each other's crops and
+    holes, a new epoch brings new ones, and the same epoch the same ones."""
+    first, second = _worker_batches(1)  # batch 0 comes from worker 0, batch 1 from worker 1
+    assert not torch.equal(first, second)
+    assert not torch.equal(first, _worker_batches(2)[0])
+    assert all(torch.equal(a, b) for a, b in zip(_worker_batches(1), (first, second)))
+
+
+def test_auto_workers_leave_two_cores_to_training(monkeypatch):
+    for cores, workers in ((2, 0), (8, 3), (16, 7)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert resolve_workers("auto") == workers
+    assert resolve_workers(3) == 3

@@ -14,7 +14,7 @@ from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
 from cifarlab.models import build_model
 from cifarlab.train.optim import make_optimizer
-from cifarlab.train.resume import load_resume_state
+from cifarlab.train.resume import fingerprint, load_resume_state
 from cifarlab.train.run import run
 from conftest import CLASSES, committed_params, make_arrays
 
@@ -129,6 +129,16 @@ def test_a_state_saved_by_another_model_definition_is_ignored_with_a_notice(tmp_
     torch.save(saved, state)
     history, _ = _run(params, state_path=state)
     assert len(history) == 2 and "ignoring" in capsys.readouterr().out
+
+
+def test_the_fingerprint_follows_the_model_definition():
+    """A state saved before a layer changed shape must not resume: its fingerprint differs."""
+    arrays = [np.zeros((2, 32, 32, 3), np.uint8)]
+    model = build_model("tiny", 3)
+    same = fingerprint(["settings"], arrays, build_model("tiny", 3))
+    assert fingerprint(["settings"], arrays, model) == same
+    model.head[-1] = torch.nn.Linear(96, 3, bias=False)  # a changed classifier layer
+    assert fingerprint(["settings"], arrays, model) != same
 
 
 def test_nan_loss_stops_at_once_with_a_hint_and_keeps_the_best_so_far():

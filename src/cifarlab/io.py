@@ -12,6 +12,7 @@ from typing import IO, Any, TypeVar
 import numpy as np
 
 from cifarlab.errors import UserError
+from cifarlab.paths import WRITTEN_BY
 
 T = TypeVar("T")
 
@@ -39,8 +40,6 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
 def read_checked(path: str | Path, read: Callable[[Path], T]) -> T:
     """Read a file an earlier stage wrote; missing, truncated or garbled, it is one line naming
     the stage whose rerun rewrites it, never a traceback."""
-    from cifarlab.paths import WRITTEN_BY
-
     path = Path(path)
     try:
         return read(path)

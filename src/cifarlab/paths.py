@@ -21,6 +21,7 @@ def user_path(text: str) -> Path:
     path = Path(text).expanduser()
     return path if path.is_absolute() else project_root() / path
 
+
 RAW_DIR = Path("data/raw")
 PREPARED = Path("data/prepared.npz")
 STATS = Path("data/stats.json")
@@ -43,8 +44,8 @@ REPORT_HTML = Path("reports/report.html")
 REPORT_MD = Path("reports/report.md")
 LR_FINDER_CSV = Path("plots/lr_finder.csv")
 LR_FINDER_PNG = Path("plots/lr_finder.png")
-RESUME_STATE = Path(".cache/train_state.pt")
+RESUME_STATE = Path(".cache/train_state.pt")  # outside DVC's outs, so it survives a rerun
 # which stage writes each file that a later stage reads: the rerun a damaged file needs
 WRITTEN_BY = {PREPARED: "download", STATS: "stats", MODEL: "train", METRICS_TRAIN: "train",
               PREDICTIONS: "evaluate", METRICS_EVAL: "evaluate", CLASS_DETAILS: "evaluate",
-              MISCLASSIFIED: "misclassify", METRICS_GRADCAM: "gradcam"}  # outside DVC's outs, so it survives a rerun
+              MISCLASSIFIED: "misclassify", METRICS_GRADCAM: "gradcam"}

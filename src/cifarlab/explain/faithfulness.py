@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from scipy.sparse import coo_matrix
@@ -37,16 +38,14 @@ def impute(image: np.ndarray, removed: np.ndarray, noise: float, rng: np.random.
         return image.copy()
     entries_r, entries_c, entries_v = [np.arange(len(rows))], [np.arange(len(rows))], [np.ones(len(rows))]
     rhs = np.zeros((len(rows), image.shape[0]))
-    total = np.zeros(len(rows))
+    neighbours = []  # per direction: its weight, whether it lies inside the image, and where (clipped)
     for dr, dc, weight in _NEIGHBOURS:
         r, c = rows + dr, cols + dc
         inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        total[inside] += weight
-    for dr, dc, weight in _NEIGHBOURS:
-        r, c = rows + dr, cols + dc
-        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        share = np.where(inside, weight / np.maximum(total, 1e-12), 0.0)
-        r, c = np.clip(r, 0, height - 1), np.clip(c, 0, width - 1)
+        neighbours.append((weight * inside, inside, np.clip(r, 0, height - 1), np.clip(c, 0, width - 1)))
+    total = sum(weights for weights, *_ in neighbours)  # weights of the neighbours that exist: a border has fewer
+    for weights, inside, r, c in neighbours:
+        share = weights / np.maximum(total, 1e-12)
         unknown = inside & removed[r, c]
         entries_r.append(np.flatnonzero(unknown))
         entries_c.append(index[r[unknown], c[unknown]])
@@ -87,6 +86,13 @@ class RoadCurves:
         """Mean LeRF - MoRF probability over the fractions: large when the map points at what the
         model uses, about zero when it does not."""
         return float(np.mean(np.subtract(self.probability["lerf"], self.probability["morf"])))
+
+
+def curves_table(curves: dict[str, RoadCurves]) -> pd.DataFrame:
+    """One row per (layer, order, fraction) with the mean probability: eval/faithfulness.csv."""
+    return pd.DataFrame([{"layer": layer, "order": order, "fraction": fraction, "probability": round(value, 6)}
+                         for layer, road in curves.items() for order, values in road.probability.items()
+                         for fraction, value in zip(road.fractions, values)])
 
 
 @torch.no_grad()

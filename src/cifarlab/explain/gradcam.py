@@ -7,6 +7,8 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
+from cifarlab.models.facts import gradcam_layer_sizes
+
 
 def gradcam_maps(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
                  scaled: bool = True) -> np.ndarray:
@@ -28,8 +30,6 @@ def figure_names(model: nn.Module, layers: list[str], image_size: int) -> dict[s
     """File stem per explained layer, by the resolution of its map (`8px`), so `dvc plots diff`
     pairs the 8x8 maps of an s9net run (c3) with those of a resnet18 run (layer3); two layers
     of one resolution add their names (`32px-c1`, `32px-c2`)."""
-    from cifarlab.models.facts import gradcam_layer_sizes
-
     sizes = gradcam_layer_sizes(model, image_size)
     stems = {layer: f"{sizes[layer]}px" for layer in layers}
     clashes = {stem for stem in stems.values() if list(stems.values()).count(stem) > 1}

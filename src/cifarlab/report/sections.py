@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from cifarlab.config import Params
 
 
-def faithfulness_words(gradcam: dict) -> str:
+def faithfulness_words(gradcam: dict, fractions: list[float]) -> str:
     """The ROAD result in a sentence a student can read."""
     best = gradcam["most_faithful_layer"]
     gap = gradcam["road_gap"][best]
@@ -23,12 +23,13 @@ def faithfulness_words(gradcam: dict) -> str:
                "GradCAM's highlights do not matter more than the rest of the image: do not trust these maps")
     others = [f"{name} {value:.2f}" for name, value in gradcam["road_gap"].items() if name != best]
     return (f"{verdict}. At {best}, the most faithful layer for this model, hiding the pixels GradCAM marks as "
-            f"most relevant lowers the predicted class's probability by {gap:.2f} more (averaged over 10-90% "
-            f"hidden, {gradcam['faithfulness_images']} test images) than hiding the least relevant ones"
+            f"most relevant lowers the predicted class's probability by {gap:.2f} more (averaged over "
+            f"{', '.join(f'{f:.0%}' for f in fractions)} hidden, {gradcam['faithfulness_images']} test images) "
+            "than hiding the least relevant ones"
             + (f"; other layers: {', '.join(others)}" if others else "") + ".")
 
 
-def run_summary(train: dict, evaluation: dict, gradcam: dict) -> list[tuple[str, str]]:
+def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[float]) -> list[tuple[str, str]]:
     tta = (f" with flip TTA ({evaluation['accuracy_without_tta']:.2f}% without)" if evaluation["flip_tta"] else "")
     max_lr = "n/a" if train["max_lr"] is None else f"{train['max_lr']:.4g}" + (
         " (from the LR range test)" if train["lr_finder_lr"] is not None else "")
@@ -47,7 +48,7 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict) -> list[tuple[str,
                                        f"{evaluation['num_test_images']} images of the test split, which no "
                                        "training decision saw"),
         ("test loss", f"{evaluation['loss']:.4f}"),
-        ("GradCAM faithfulness (ROAD)", faithfulness_words(gradcam)),
+        ("GradCAM faithfulness (ROAD)", faithfulness_words(gradcam, fractions)),
     ]
 
 
@@ -63,7 +64,7 @@ def report_sections(params: Params, train: dict, evaluation: dict, details: dict
     confused = [(f"{pair['actual']} taken for {pair['predicted']}", f"{pair['count']} images")
                 for pair in details["most_confused"]]
     return [
-        Section("Run summary", "table", run_summary(train, evaluation, gradcam)),
+        Section("Run summary", "table", run_summary(train, evaluation, gradcam, params.gradcam.faithfulness.fractions)),
         Section("Loss, accuracy and learning rate", "image", paths.CURVES_PNG),
         *([Section("LR range test", "image", paths.LR_FINDER_PNG)] if train["lr_finder_lr"] is not None else []),
         Section("Confusion matrix", "image", paths.CONFUSION_PNG),

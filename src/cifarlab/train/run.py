@@ -69,20 +69,23 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     if cfg.compile:
         model.compile()
     optimizer = make_optimizer(model, cfg.optimizer)
-    key = fingerprint([params.model, params.augment.model_dump(), cfg.model_dump(), stats.mean, stats.std],
-                      [data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test], model)
-    state = load_resume_state(state_path, key) if state_path is not None else None
-    if state is None and state_path is not None and state_path.is_file():
-        print(f"ignoring {state_path}: saved by a run with other params, data or model code; starting over",
-              flush=True)
+    state = key = None
+    if state_path is not None:  # the fingerprint hashes every image: only worth it when a state can be resumed
+        key = fingerprint([params.model, params.augment.model_dump(), cfg.model_dump(), stats.mean, stats.std],
+                          [data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test], model)
+        state = load_resume_state(state_path, key)
+        if state is None and state_path.is_file():
+            print(f"ignoring {state_path}: saved by a run with other params, data or model code; starting over",
+                  flush=True)
     if state is None:
         max_lr, sweep = choose_max_lr(cfg.scheduler, cfg.lr_finder, model, optimizer, train, device, precision)
     else:
         max_lr, sweep = state["extras"]["max_lr"], _sweep(state["extras"]["sweep"])
     peak = cfg.scheduler.onecycle.peak_epoch
-    if cfg.scheduler.name == "onecycle" and onecycle_peak(peak, cfg.epochs) != peak:
+    moved = onecycle_peak(peak, cfg.epochs)
+    if cfg.scheduler.name == "onecycle" and moved != peak:
         print(f"note: train.scheduler.onecycle.peak_epoch = {peak:g} is not before the end of "
-              f"{cfg.epochs} epochs; OneCycle peaks at epoch {onecycle_peak(peak, cfg.epochs):g} instead", flush=True)
+              f"{cfg.epochs} epochs; OneCycle peaks at epoch {moved:g} instead", flush=True)
     schedule = Schedule(optimizer, cfg.scheduler, cfg.epochs, len(train), max_lr)
     progress = Progress()
     if state is not None:
