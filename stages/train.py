@@ -2,15 +2,18 @@
 train.checkpoint names (the last epoch, or the best on the validation split: the test split
 decides nothing), the per-epoch history (CSV + PNG, rewritten every epoch so progress can be
 watched), the LR range test and summary metrics. An interrupted run resumes from its last
-finished epoch."""
+finished epoch. With train.processes > 1 it starts that many copies of itself as data-parallel
+processes (see cifarlab.distributed); started by torchrun, it is one of them."""
+import sys
 from dataclasses import asdict
 
 import pandas as pd
 
-from cifarlab import paths
+from cifarlab import distributed, paths
 from cifarlab.config import load_params
 from cifarlab.data.prepared import load_prepared
 from cifarlab.data.stats import load_stats
+from cifarlab.device import select_device
 from cifarlab.errors import UserError, run_stage
 from cifarlab.io import save_figure, write_csv, write_json
 from cifarlab.models.checkpoint import save_checkpoint
@@ -26,8 +29,17 @@ def write_history(history) -> None:
 
 def main() -> None:
     params = load_params()
+    group = distributed.from_env()
+    device = select_device(group.local_rank)
+    if params.train.processes > 1 and not distributed.launched():
+        distributed.check_devices(params.train.processes, device, params.train.sync_bn)
+        distributed.launch(params.train.processes, sys.executable, *sys.argv)
+        return
     data, stats = load_prepared(paths.PREPARED), load_stats(paths.STATS)
-    result = run(params, data, stats, paths.RESUME_STATE, on_epoch_end=write_history)
+    with distributed.joined(group, device):
+        result = run(params, data, stats, paths.RESUME_STATE, on_epoch_end=write_history, device=device, group=group)
+    if not group.is_main:
+        return
     curve = {"lr": result.sweep.lrs, "loss": result.sweep.losses} if result.sweep else {"lr": [], "loss": []}
     write_csv(paths.LR_FINDER_CSV, pd.DataFrame(curve))
     save_figure(paths.LR_FINDER_PNG, lr_finder_figure(result.sweep, result.max_lr))

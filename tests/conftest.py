@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import pickle
 import shutil
 import subprocess
@@ -132,3 +133,18 @@ def copy_project(dest: Path) -> Path:
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dest
+
+
+def train_results(project: Path) -> tuple[str, str, dict]:
+    """What the train stage wrote, timings aside: history, LR range test and the other metrics."""
+    metrics = json.loads((project / "metrics" / "train.json").read_text())
+    for timing in ("train_seconds", "epoch_seconds", "train_images_per_s"):
+        metrics.pop(timing)
+    return ((project / "plots" / "history.csv").read_text(), (project / "plots" / "lr_finder.csv").read_text(),
+            metrics)
+
+
+def clean_train_outputs(project: Path) -> None:
+    """Remove what a train run leaves (outputs and resume state), as `dvc repro` would start."""
+    for folder in ("models", "metrics", "plots", ".cache"):
+        shutil.rmtree(project / folder, ignore_errors=True)

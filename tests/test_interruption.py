@@ -2,8 +2,6 @@
 and a rerun resumes to exactly the result of an uninterrupted run. Same params, same metrics."""
 from __future__ import annotations
 
-import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import project_on_tree
+from conftest import clean_train_outputs, project_on_tree, train_results
 
 pytestmark = pytest.mark.slow
 TRAIN = ["stages/train.py"]
@@ -40,28 +38,14 @@ def _train(project) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *TRAIN], cwd=project, capture_output=True, text=True)
 
 
-def _results(project) -> tuple[str, str, dict]:
-    """History, LR range test and every metric but the timings."""
-    metrics = json.loads((project / "metrics" / "train.json").read_text())
-    for timing in ("train_seconds", "epoch_seconds", "train_images_per_s"):
-        metrics.pop(timing)
-    return ((project / "plots" / "history.csv").read_text(), (project / "plots" / "lr_finder.csv").read_text(),
-            metrics)
-
-
-def _clean(project) -> None:
-    for folder in ("models", "metrics", "plots", ".cache"):
-        shutil.rmtree(project / folder, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(prepared_project):
-    _clean(prepared_project)
+    clean_train_outputs(prepared_project)
     assert _train(prepared_project).returncode == 0
-    first = _results(prepared_project)
-    _clean(prepared_project)
+    first = train_results(prepared_project)
+    clean_train_outputs(prepared_project)
     assert _train(prepared_project).returncode == 0
-    return first, _results(prepared_project)
+    return first, train_results(prepared_project)
 
 
 def test_same_params_and_seed_give_identical_metrics_across_runs(uninterrupted):
@@ -72,7 +56,7 @@ def test_same_params_and_seed_give_identical_metrics_across_runs(uninterrupted):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_killed_mid_run_then_rerun_equals_uninterrupted(prepared_project, uninterrupted, sig):
     project = prepared_project
-    _clean(project)
+    clean_train_outputs(project)
     state = project / ".cache" / "train_state.pt"
     process = subprocess.Popen([sys.executable, *TRAIN], cwd=project, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
@@ -92,5 +76,5 @@ def test_killed_mid_run_then_rerun_equals_uninterrupted(prepared_project, uninte
     rerun = _train(project)
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming after epoch {saved['epoch']} of 4" in rerun.stdout
-    assert _results(project) == uninterrupted[0]
+    assert train_results(project) == uninterrupted[0]
     assert not state.exists()

@@ -3,7 +3,8 @@
 alone on synthetic tensors in the precision and layout training uses, (c) a real training epoch
 on our default path (params.yaml's loader, train.precision auto, channels-last) and with a plain
 reference loop in the seeds' style (DataLoader + albumentations, workers 0, fp32, contiguous),
-measured in the same run so their ratio is fair; with MACs per image and the compute rate."""
+measured in the same run so their ratio is fair; with MACs per image and the compute rate.
+With --processes, also a default-path epoch trained data-parallel by 1, 2, ... processes."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cifarlab import distributed
 from cifarlab.config import Params, load_params
 from cifarlab.data.batches import resolve_workers, train_batches
 from cifarlab.data.stats import Stats, channel_stats
@@ -112,6 +114,36 @@ def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Param
     return result
 
 
+def parallel_epoch_rate(name: str, images: np.ndarray, labels: np.ndarray, params: Params, stats: Stats,
+                        repeats: int) -> float:
+    """Images/s of a default-path training epoch in this process: one rank of a data-parallel
+    run when a launcher started it (each rank trains its part of every global batch), else alone."""
+    cfg = params.train
+    group = distributed.from_env()
+    device = select_device(group.local_rank)
+    with distributed.joined(group, device):
+        torch.manual_seed(0)
+        model = build_model(name, 10).to(device, memory_format=memory_format(device))
+        precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
+        optimizer = make_optimizer(model, cfg.optimizer.model_copy(update={"lr": 1e-3}))
+        schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
+        trainer = torch.nn.parallel.DistributedDataParallel(model) if group.active else model
+        batches = train_batches(cfg.loader, images, labels, params.augment, stats, cfg.batch_size, 0, device,
+                                resolve_workers(cfg.workers), group.rank, group.world)
+        return _rate(len(labels), lambda: train_epoch(trainer, batches, optimizer, schedule,
+                                                      make_scaler(device, precision), device, 1, f"{name} epoch",
+                                                      precision=precision, group=group), device, repeats)
+
+
+def processes_rates(name: str, images: np.ndarray, labels: np.ndarray, params: Params, stats: Stats,
+                    repeats: int, counts: list[int]) -> dict[str, float]:
+    """Epoch images/s with each number of processes in `counts` (rank 0's timing: it waits for
+    the others at every step)."""
+    args = (name, images, labels, params, stats, repeats)
+    return {f"{n}_processes_img_s": (parallel_epoch_rate(*args) if n == 1 else
+                                     distributed.launch(n, parallel_epoch_rate, *args)[0]) for n in counts}
+
+
 def markdown_table(results: list[dict]) -> str:
     lines = ["| model | precision | MACs/img | data: albumentations | data: device path | train step "
              "| epoch: default path | epoch: device path | epoch: reference | epoch speed-up | TFLOP/s |",
@@ -125,6 +157,14 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def processes_table(results: list[dict], counts: list[int]) -> str:
+    lines = ["| model | " + " | ".join(f"{n} process{'es' if n > 1 else ''}" for n in counts) + " |",
+             "|---|" + "---:|" * len(counts)]
+    for r in results:
+        lines.append(f"| {r['model']} | " + " | ".join(f"{r[f'{n}_processes_img_s']:,.0f}" for n in counts) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cifarlab.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="tiny,s9net,custom_resnet,resnet18",
@@ -135,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per figure (the median is kept)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"),
                         help="augmentations and optimiser settings from this file (default: ./params.yaml)")
+    parser.add_argument("--processes", default="1",
+                        help="comma-separated process counts, e.g. 1,2: also time a data-parallel epoch with each")
     parser.add_argument("--out", type=Path, help="JSON file for the results (default benchmarks/<device>.json)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.models.split(",")) - set(model_names()))
@@ -147,8 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     images = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, args.images).astype(np.int64)
     device = select_device()
-    results = [bench_model(name, images, labels, params, channel_stats(images), device, args.steps, args.repeats)
+    counts = [int(n) for n in args.processes.split(",")]
+    stats = channel_stats(images)
+    results = [bench_model(name, images, labels, params, stats, device, args.steps, args.repeats)
                for name in args.models.split(",")]
+    if counts != [1]:
+        for result in results:
+            result.update(processes_rates(result["model"], images, labels, params, stats, args.repeats, counts))
     report = {"date": datetime.date.today().isoformat(), "device": describe(device), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "images": args.images, "batch_size": args.batch_size,
               "repeats": args.repeats,
@@ -159,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{report['date']}, {report['device']}, torch {report['torch']}, {report['threads']} threads, "
           f"{args.images} synthetic images, batch {args.batch_size}; images/s:")
     print(markdown_table(results))
+    if counts != [1]:
+        print("\ndata-parallel training epoch (default path), images/s:")
+        print(processes_table(results, counts))
     print(f"-> {out}")
 
 

@@ -142,6 +142,8 @@ class TrainConfig(Section):
     precision: _choice(PRECISIONS)
     checkpoint: Literal["last", "best_val"]  # the weights after the last epoch, or of the best validation epoch
     compile: bool
+    processes: int = Field(ge=1)  # data-parallel processes on this machine (torch.distributed)
+    sync_bn: bool  # synchronise BatchNorm statistics across processes (CUDA only)
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig
     lr_finder: LRFinderConfig
@@ -194,6 +196,9 @@ class Params(Section):
                 if value in ("best_val", "plateau"):
                     raise ParamsError(f"params.yaml: {key} = {value} decides on the validation split, but data.val "
                                       f"= 0 turns it off; set data.val > 0 (e.g. 5000) or choose another value")
+        if train.batch_size % train.processes:
+            raise ParamsError(f"params.yaml: train.batch_size = {train.batch_size} is the global batch and must "
+                              f"divide evenly among train.processes = {train.processes}")
         if train.lr_finder.start_lr >= train.lr_finder.end_lr:
             raise ParamsError(f"params.yaml: train.lr_finder.start_lr = {train.lr_finder.start_lr} must be "
                               f"below train.lr_finder.end_lr = {train.lr_finder.end_lr}")

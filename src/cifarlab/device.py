@@ -13,9 +13,10 @@ import torch
 from cifarlab.errors import UserError
 
 
-def select_device() -> torch.device:
+def select_device(gpu: int = 0) -> torch.device:
+    """The fastest device; `gpu` picks the CUDA device of a data-parallel process."""
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", gpu)
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")

@@ -3,6 +3,10 @@ iterate (images, labels) batches, len() batches per pass, and set_epoch(epoch) (
 DistributedSampler does) so each epoch's shuffle and augmentation depend only on (seed, epoch)
 and an interrupted run resumes to the same result.
 
+Under data-parallel training every process draws the same shuffle and takes its own contiguous
+part of each global batch (`rank` of `world`), so the N processes together see exactly the
+batches one process would; only the augmentation's random draws are per process.
+
 - albumentations: per-image augmentation on the CPU in a DataLoader (the seeds' way);
 - device: the uint8 dataset lives on the training device and whole batches are cropped,
   flipped, cut out and normalised there with torch ops, matching the albumentations pipeline's
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from cifarlab.data.augment import eval_transform, train_transform
 from cifarlab.data.stats import Stats
@@ -36,6 +40,48 @@ class Batches(Protocol):
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1000 + epoch
+
+
+def augment_seed(seed: int, epoch: int, rank: int) -> int:
+    """The augmentation's seed for one process in one epoch (the shuffle's is epoch_seed alone)."""
+    return epoch_seed(seed, epoch) * 1009 + rank
+
+
+def steps_per_pass(count: int, batch_size: int, world: int, training: bool) -> int:
+    """Batches per pass. In training, a last, partial batch too small to give each process two
+    images is dropped (BatchNorm cannot train on one)."""
+    full, rest = divmod(count, batch_size)
+    if not training:
+        return full + (rest > 0)
+    return full + (rest >= 2 * world or (rest > 0 and full == 0))
+
+
+def shard(index, rank: int, world: int):
+    """Process `rank`'s contiguous part of one global batch; sizes differ by at most one."""
+    size, extra = divmod(len(index), world)
+    start = rank * size + min(rank, extra)
+    return index[start:start + size + (rank < extra)]
+
+
+def batch_order(count: int, batch_size: int, generator: torch.Generator | None, rank: int = 0,
+                world: int = 1) -> Iterator[torch.Tensor]:
+    """This process's image indices, batch by batch: shuffled by `generator` (identically on
+    every process), or in order without one."""
+    order = torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)
+    for step in range(steps_per_pass(count, batch_size, world, training=generator is not None)):
+        yield shard(order[step * batch_size:(step + 1) * batch_size], rank, world)
+
+
+class _BatchSampler(Sampler):
+    def __init__(self, count: int, batch_size: int, generator: torch.Generator | None, rank: int, world: int) -> None:
+        self.count, self.batch_size, self.generator, self.rank, self.world = count, batch_size, generator, rank, world
+
+    def __len__(self) -> int:
+        return steps_per_pass(self.count, self.batch_size, self.world, training=self.generator is not None)
+
+    def __iter__(self):
+        for index in batch_order(self.count, self.batch_size, self.generator, self.rank, self.world):
+            yield index.tolist()
 
 
 def unsupported_on_device(augment: AugmentConfig) -> list[str]:
@@ -71,21 +117,21 @@ class _ArrayDataset(Dataset):
 
 
 class ArrayBatches:
-    """Per-image albumentations batches from a DataLoader in the main process."""
+    """Per-image albumentations batches from a DataLoader (`workers` processes, or this one)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, pin_memory: bool = False, workers: int = 0) -> None:
-        self.seed, self.transform = seed, transform
+                 seed: int = 0, pin_memory: bool = False, workers: int = 0, rank: int = 0, world: int = 1) -> None:
+        self.seed, self.transform, self.rank = seed, transform, rank
         self.dataset = _ArrayDataset(images, labels, transform)
         self.generator = torch.Generator().manual_seed(seed) if shuffle else None
-        self.loader = DataLoader(self.dataset, batch_size=batch_size, shuffle=shuffle, generator=self.generator,
-                                 pin_memory=pin_memory, num_workers=workers,
+        sampler = _BatchSampler(len(labels), batch_size, self.generator, rank, world)
+        self.loader = DataLoader(self.dataset, batch_sampler=sampler, pin_memory=pin_memory, num_workers=workers,
                                  worker_init_fn=_seed_worker if workers else None)
 
     def set_epoch(self, epoch: int) -> None:
-        value = epoch_seed(self.seed, epoch)
         if self.generator is not None:
-            self.generator.manual_seed(value)
+            self.generator.manual_seed(epoch_seed(self.seed, epoch))
+        value = augment_seed(self.seed, epoch, self.rank)
         self.transform.set_random_seed(value)
         self.dataset.epoch_seed = value
 
@@ -139,27 +185,29 @@ class DeviceBatches:
     """Batches generated on `device` from the whole uint8 dataset kept there."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, augment: AugmentConfig | None, stats: Stats,
-                 batch_size: int, device: torch.device, shuffle: bool = False, seed: int = 0) -> None:
+                 batch_size: int, device: torch.device, shuffle: bool = False, seed: int = 0, rank: int = 0,
+                 world: int = 1) -> None:
         self.images = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous()
         self.labels = torch.from_numpy(labels).to(device)
-        self.augment, self.batch_size, self.shuffle, self.device, self.seed = augment, batch_size, shuffle, device, seed
+        self.augment, self.batch_size, self.device, self.seed = augment, batch_size, device, seed
+        self.rank, self.world = rank, world
+        self.order = torch.Generator().manual_seed(seed) if shuffle else None
         self.fill = torch.tensor(stats.fill, dtype=torch.float32, device=device)
         self.mean = torch.tensor(stats.mean, device=device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(stats.std, device=device).view(1, -1, 1, 1) * 255
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
     def set_epoch(self, epoch: int) -> None:
-        self.generator.manual_seed(epoch_seed(self.seed, epoch))
+        if self.order is not None:
+            self.order.manual_seed(epoch_seed(self.seed, epoch))
+        self.generator.manual_seed(augment_seed(self.seed, epoch, self.rank))
 
     def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+        return steps_per_pass(len(self.labels), self.batch_size, self.world, training=self.order is not None)
 
     def __iter__(self):
-        count = len(self.labels)
-        order = (torch.randperm(count, device=self.device, generator=self.generator) if self.shuffle
-                 else torch.arange(count, device=self.device))
-        for start in range(0, count, self.batch_size):
-            index = order[start:start + self.batch_size]
+        for index in batch_order(len(self.labels), self.batch_size, self.order, self.rank, self.world):
+            index = index.to(self.device, non_blocking=True)
             batch = self.images[index].float()
             if self.augment is not None:
                 batch = augment_batch(batch, self.augment, self.fill, self.generator)
@@ -167,14 +215,17 @@ class DeviceBatches:
 
 
 def train_batches(loader: str, images: np.ndarray, labels: np.ndarray, augment: AugmentConfig, stats: Stats,
-                  batch_size: int, seed: int, device: torch.device, workers: int = 0) -> Batches:
+                  batch_size: int, seed: int, device: torch.device, workers: int = 0, rank: int = 0,
+                  world: int = 1) -> Batches:
     """Shuffled, augmented training batches on the path `loader` names (`workers` DataLoader
-    processes for the albumentations path)."""
+    processes for the albumentations path); process `rank` of `world` gets its part of each
+    global batch of `batch_size`."""
     if loader == "device":
-        return DeviceBatches(images, labels, augment, stats, batch_size, device, shuffle=True, seed=seed)
+        return DeviceBatches(images, labels, augment, stats, batch_size, device, shuffle=True, seed=seed,
+                             rank=rank, world=world)
     transform = train_transform(augment, stats, images.shape[1], seed=seed)
     return ArrayBatches(images, labels, transform, batch_size, shuffle=True, seed=seed,
-                        pin_memory=device.type == "cuda", workers=workers)
+                        pin_memory=device.type == "cuda", workers=workers, rank=rank, world=world)
 
 
 def eval_batches(images: np.ndarray, labels: np.ndarray, stats: Stats, batch_size: int, device: torch.device,

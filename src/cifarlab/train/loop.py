@@ -1,7 +1,11 @@
 """The training loop: epochs of optimiser steps, each followed by a score on the validation
 split, which alone decides (the plateau schedule and, with checkpoint best_val, which weights
 are kept); the test split is scored only for display. A NaN/inf loss stops the loop at once and
-is returned as the run's failure with everything achieved so far."""
+is returned as the run's failure with everything achieved so far.
+
+Under data-parallel training every process runs this loop on its part of each batch; losses and
+counts are summed over processes, rank 0 alone scores validation and test and shares the scores,
+so every process takes the same decisions."""
 from __future__ import annotations
 
 import copy
@@ -17,6 +21,7 @@ from tqdm import tqdm
 
 from cifarlab.data.batches import Batches
 from cifarlab.device import autocast, to_device
+from cifarlab.distributed import SINGLE, Group, share, total
 from cifarlab.inference import score
 from cifarlab.train.schedule import Schedule
 
@@ -71,13 +76,18 @@ def _check_finite(loss_sum: float, epoch: int, step: int) -> None:
 
 def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, schedule: Schedule,
                 scaler: torch.amp.GradScaler, device: torch.device, epoch: int, desc: str,
-                label_smoothing: float = 0.0, precision: str = "fp32") -> tuple[float, float]:
-    """One pass over `batches`; returns mean loss and accuracy (%). Shows a tqdm bar."""
+                label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE) -> tuple[float, float]:
+    """One pass over `batches`; returns mean loss and accuracy (%) over all processes. Shows a
+    tqdm bar (on rank 0)."""
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x images, correct
     seen = 0
-    with tqdm(batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=None) as bar:
+
+    def totals() -> tuple[float, float, float]:
+        return tuple(total(group, torch.cat([sums, sums.new_tensor([seen])])).tolist())
+
+    with tqdm(batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+              disable=None if group.is_main else True) as bar:
         for step, (images, labels) in enumerate(bar, start=1):
             images, labels = to_device(images, device), labels.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
@@ -88,41 +98,47 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
             scaler.step(optimizer)
             scaler.update()
             schedule.step_batch()
-            loss_sum += loss.detach().float() * len(labels)
-            correct += (logits.argmax(1) == labels).sum()
+            sums += torch.stack([loss.detach().double() * len(labels), (logits.argmax(1) == labels).sum().double()])
             seen += len(labels)
             if step % 20 == 0 or step == len(batches) or device.type == "cpu":  # a host sync: not every step on GPUs
-                total = loss_sum.item()
-                _check_finite(total, epoch, step)
-                bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%")
-    return loss_sum.item() / seen, 100.0 * correct.item() / seen
+                loss_sum, correct, count = totals()
+                _check_finite(loss_sum, epoch, step)
+                bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{100 * correct / count:.2f}%")
+    loss_sum, correct, count = totals()
+    return loss_sum / count, 100.0 * correct / count
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, scaler: torch.amp.GradScaler,
         train: Batches, val: Batches | None, test: Batches | None, epochs: int, device: torch.device,
         progress: Progress, on_epoch_end: Callable[[Progress], None], checkpoint: str = "last",
-        label_smoothing: float = 0.0, precision: str = "fp32") -> Progress:
+        label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
+        trainer: nn.Module | None = None) -> Progress:
     """Train from the epoch after `progress`'s last up to `epochs`, scoring validation (and, for
-    display, test) after each and calling on_epoch_end (which saves state and writes history)."""
+    display, test) after each and calling on_epoch_end (which saves state and writes history).
+    `trainer` is what the optimiser steps through (the DDP wrapper of `model`, if any)."""
     for epoch in range(len(progress.history) + 1, epochs + 1):
         began = time.perf_counter()
         train.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         try:
-            train_loss, train_acc = train_epoch(model, train, optimizer, schedule, scaler, device, epoch,
-                                                f"epoch {epoch}/{epochs}", label_smoothing, precision)
+            train_loss, train_acc = train_epoch(trainer or model, train, optimizer, schedule, scaler, device, epoch,
+                                                f"epoch {epoch}/{epochs}", label_smoothing, precision, group)
         except NonFiniteLoss as err:
             progress.failure = str(err)
             return progress
         progress.train_seconds += time.perf_counter() - began
-        val_loss, val_acc = score(model, val, device, precision) if val is not None else NO_SCORE
-        test_loss, test_acc = score(model, test, device, precision) if test is not None else NO_SCORE
+        scores = None
+        if group.is_main:
+            scores = (score(model, val, device, precision) if val is not None else NO_SCORE,
+                      score(model, test, device, precision) if test is not None else NO_SCORE)
+        (val_loss, val_acc), (test_loss, test_acc) = share(group, scores)
         schedule.step_epoch(val_loss)
         progress.record(EpochResult(epoch, train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, lr),
                         model, checkpoint)
         shown = f"val loss {val_loss:.4f} acc {val_acc:6.2f}%" if val is not None else "no validation split"
-        print(f"epoch {epoch:3d}/{epochs}: train loss {train_loss:.4f} acc {train_acc:6.2f}% | {shown} | "
-              f"lr {lr:.5f}", flush=True)
+        if group.is_main:
+            print(f"epoch {epoch:3d}/{epochs}: train loss {train_loss:.4f} acc {train_acc:6.2f}% | {shown} | "
+                  f"lr {lr:.5f}", flush=True)
         progress.epoch_seconds += time.perf_counter() - began
         on_epoch_end(progress)
     return progress

@@ -1,5 +1,7 @@
 """The training run as one library call, used by the train stage, the tests and the benchmark:
-seeding, model and layout, batches, the LR range test, resume, the loop, and the best weights."""
+seeding, model and layout, batches, the LR range test, resume, the loop, and the best weights.
+In a data-parallel run (`group`), rank 0 alone runs the LR range test, reads and writes the
+resume state and scores; what it decides is shared with the other processes."""
 from __future__ import annotations
 
 import math
@@ -10,11 +12,13 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from cifarlab.data.batches import eval_batches, resolve_workers, train_batches
 from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
 from cifarlab.device import describe, make_scaler, memory_format, resolve_precision, select_device
+from cifarlab.distributed import SINGLE, Group, check_batch_split, share
 from cifarlab.models import build_model
 from cifarlab.models.facts import macs_per_image, parameter_count, receptive_field
 from cifarlab.train.loop import EpochResult, Progress, fit
@@ -40,6 +44,7 @@ class TrainResult:
     device: str
     precision: str  # fp32, bf16 or fp16: what train.precision resolved to here
     layout: str  # channels_last or contiguous
+    processes: int  # data-parallel processes that trained it
     train_seconds: float  # the training steps of every epoch, resumed runs included
     epoch_seconds: float  # whole epochs, with validation and test scoring
     failure: str | None  # set when a NaN/inf loss stopped training early
@@ -47,11 +52,14 @@ class TrainResult:
 
 def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = None,
         on_epoch_end: Callable[[list[EpochResult]], None] = lambda history: None,
-        device: torch.device | None = None) -> TrainResult:
+        device: torch.device | None = None, group: Group = SINGLE) -> TrainResult:
     """Train params.model on `data` as params.train says. With `state_path`, the state is saved
-    after every epoch and a matching saved state is resumed from; it is deleted on success."""
+    after every epoch and a matching saved state is resumed from; it is deleted on success. In a
+    data-parallel run, call it on every process of `group` (joined already)."""
     cfg = params.train
-    device = device or select_device()
+    check_batch_split(cfg.batch_size, group)
+    device = device or select_device(group.local_rank)
+    state_path = state_path if group.is_main else None
     torch.manual_seed(cfg.seed)
     model = build_model(params.model, data.num_classes)
     facts = {"params": parameter_count(model), "macs": macs_per_image(model, data.x_train.shape[1]),
@@ -59,13 +67,21 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     model = model.to(device, memory_format=memory_format(device))
     precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
     layout = "channels_last" if memory_format(device) == torch.channels_last else "contiguous"
-    print(f"model {params.model}: {facts['params']:,} parameters, {facts['macs']:,} MACs/image, "
-          f"receptive field {facts['receptive_field']} px; on {describe(device)} in {precision}, {layout}", flush=True)
-    train = train_batches(cfg.loader, data.x_train, data.y_train, params.augment, stats, cfg.batch_size, cfg.seed,
-                          device, resolve_workers(cfg.workers))
-    val = (eval_batches(data.x_val, data.y_val, stats, cfg.batch_size, device, cfg.loader)
-           if len(data.y_val) else None)
-    test = eval_batches(data.x_test, data.y_test, stats, cfg.batch_size, device, cfg.loader)
+    if group.is_main:
+        print(f"model {params.model}: {facts['params']:,} parameters, {facts['macs']:,} MACs/image, receptive "
+              f"field {facts['receptive_field']} px; on {describe(device)} in {precision}, {layout}"
+              + (f"; {group.world} processes" if group.active else ""), flush=True)
+
+    def batches(rank: int, world: int):
+        return train_batches(cfg.loader, data.x_train, data.y_train, params.augment, stats, cfg.batch_size, cfg.seed,
+                             device, resolve_workers(cfg.workers), rank, world)
+
+    train = batches(group.rank, group.world)
+    val = test = None
+    if group.is_main:
+        val = (eval_batches(data.x_val, data.y_val, stats, cfg.batch_size, device, cfg.loader)
+               if len(data.y_val) else None)
+        test = eval_batches(data.x_test, data.y_test, stats, cfg.batch_size, device, cfg.loader)
     if cfg.compile:
         model.compile()
     optimizer = make_optimizer(model, cfg.optimizer)
@@ -77,37 +93,53 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
         if state is None and state_path.is_file():
             print(f"ignoring {state_path}: saved by a run with other params, data or model code; starting over",
                   flush=True)
+    state = share(group, state)
     if state is None:
-        max_lr, sweep = choose_max_lr(cfg.scheduler, cfg.lr_finder, model, optimizer, train, device, precision)
+        found = None
+        if group.is_main:  # on whole global batches, as one process would
+            sweep_batches = batches(0, 1) if group.active else train
+            found = choose_max_lr(cfg.scheduler, cfg.lr_finder, model, optimizer, sweep_batches, device, precision)
+        max_lr, sweep = share(group, found)
     else:
         max_lr, sweep = state["extras"]["max_lr"], _sweep(state["extras"]["sweep"])
     peak = cfg.scheduler.onecycle.peak_epoch
     moved = onecycle_peak(peak, cfg.epochs)
-    if cfg.scheduler.name == "onecycle" and moved != peak:
+    if cfg.scheduler.name == "onecycle" and moved != peak and group.is_main:
         print(f"note: train.scheduler.onecycle.peak_epoch = {peak:g} is not before the end of "
               f"{cfg.epochs} epochs; OneCycle peaks at epoch {moved:g} instead", flush=True)
     schedule = Schedule(optimizer, cfg.scheduler, cfg.epochs, len(train), max_lr)
     progress = Progress()
     if state is not None:
         progress = restore(state, model, optimizer, schedule)
-        print(f"resuming after epoch {state['epoch']} of {cfg.epochs}", flush=True)
+        if group.is_main:
+            print(f"resuming after epoch {state['epoch']} of {cfg.epochs}", flush=True)
+    trainer = _data_parallel(model, device, cfg.sync_bn) if group.active else None
 
     def epoch_done(progress: Progress) -> None:
         if state_path is not None:
             save_state(state_path, key, model, optimizer, schedule, progress,
                        {"max_lr": max_lr, "sweep": None if sweep is None else vars(sweep)})
-        on_epoch_end(progress.history)
+        if group.is_main:
+            on_epoch_end(progress.history)
 
     progress = fit(model, optimizer, schedule, make_scaler(device, precision), train, val, test, cfg.epochs, device,
-                   progress, epoch_done, cfg.checkpoint, cfg.label_smoothing, precision)
+                   progress, epoch_done, cfg.checkpoint, cfg.label_smoothing, precision, group, trainer)
     if progress.kept_weights is not None:
         model.load_state_dict(progress.kept_weights)
     if progress.failure is None and state_path is not None:
         state_path.unlink(missing_ok=True)
     return TrainResult(model, progress.history, progress.kept_epoch,
-                       progress.best_val_acc if val is not None else None, progress.best_val_epoch, max_lr, sweep,
-                       facts, describe(device), precision, layout, progress.train_seconds, progress.epoch_seconds,
-                       progress.failure)
+                       progress.best_val_acc if val is not None else None, progress.best_val_epoch,
+                       max_lr, sweep, facts, describe(device), precision, layout, group.world,
+                       progress.train_seconds, progress.epoch_seconds, progress.failure)
+
+
+def _data_parallel(model: nn.Module, device: torch.device, sync_bn: bool) -> DistributedDataParallel:
+    """`model` wrapped for DDP: gradients averaged over processes at each step. With sync_bn its
+    BatchNorm layers (the same parameters) normalise over the global batch."""
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _sweep(saved: dict | None) -> RangeTest | None:
@@ -124,7 +156,7 @@ def train_metrics(params: Params, result: TrainResult, train_images: int, val_im
         chosen_by = "last epoch" + ("" if val_images else "; no validation split (data.val = 0)")
     return {
         "model": params.model, **result.facts, "device": result.device, "precision": result.precision,
-        "layout": result.layout, "epochs": params.train.epochs,
+        "layout": result.layout, "processes": result.processes, "epochs": params.train.epochs,
         "checkpoint": {"rule": params.train.checkpoint, "epoch": result.kept_epoch, "chosen_by": chosen_by},
         "val_images": val_images,
         "best_val_acc": None if result.best_val_acc is None else round(result.best_val_acc, 4),
