@@ -2,12 +2,14 @@
 DVC reruns only what a change touches."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -193,9 +195,12 @@ def test_every_readme_recipe_runs_in_smoke_form(tmp_path):
     assert all(name in table for name, _ in recipes)
 
 
-def readme_commands(prefix: str) -> list[str]:
-    """Every line of the README's bash blocks that starts with `prefix` (continuations joined)."""
+def readme_commands(prefix: str, section: str = "") -> list[str]:
+    """Every line of the README's bash blocks (in the `## section`, if named) that starts with
+    `prefix` (continuations joined)."""
     text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    if section:
+        text = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## )", text, flags=re.S | re.M).group(1)
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
     return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines() if line.startswith(prefix)]
 
@@ -230,7 +235,39 @@ def test_readme_compare_commands_run_after_a_committed_baseline(first_run):
     (baseline,) = readme_commands("git add dvc.lock")
     sh("bash", "-c", baseline, cwd=project)
     assert "Data and pipelines are up to date" in dvc("status", cwd=project)
-    for command in readme_commands("dvc exp show") + readme_commands("dvc metrics diff") + readme_commands(
-            "dvc plots diff"):
+    for command in [c for c in readme_commands("dvc ", section="Quick start") if " diff" in c or " show" in c]:
         sh(*shlex.split(command), cwd=project)
     assert (project / "dvc_plots" / "index.html").is_file()
+
+
+def test_readme_queue_runs_two_experiments_at_once_each_with_its_own_results(tmp_path):
+    """The README's "Many experiments" lines, as written: two seeds of tiny queued, run by two
+    workers at once (each in its own copy of the workspace: resume state, temp files and the
+    DDP port are per run), then compared."""
+    commands = readme_commands("", section="Many experiments")
+    queue, start = commands[0], commands[1]
+    assert queue.startswith("for seed in 1 2;") and start.endswith("dvc queue start -j 2")
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
+    project = make_project(tmp_path / "project", str(tree))
+    sh("bash", "-c", queue, cwd=project)
+    # the workers run on in the background holding what they inherit: no pipes to wait on
+    subprocess.run(["bash", "-c", start], cwd=project, env=_env(), check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    most_at_once, deadline, seen = 0, time.monotonic() + 900, []
+    while True:
+        status = dvc("queue", "status", cwd=project)
+        seen.append(status)
+        most_at_once = max(most_at_once, status.count(" Running"))
+        if " Queued" not in status and " Running" not in status:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+    assert status.count(" Success") == 2, status
+    assert most_at_once == 2, seen
+    for command in commands[2:]:
+        sh(*shlex.split(command), cwd=project)
+    shown = pd.read_csv(io.StringIO(dvc("exp", "show", "--csv", cwd=project)))
+    runs = shown[shown["Experiment"].isin(["tiny-seed1", "tiny-seed2"])].set_index("Experiment")
+    numbers = runs[["train.seed", "accuracy", "threads"]].astype(float)
+    assert numbers.loc["tiny-seed1", "train.seed"] == 1 and numbers.loc["tiny-seed2", "train.seed"] == 2, shown
+    assert numbers["accuracy"].notna().all() and (numbers["threads"] == 1).all(), shown  # one core each

@@ -156,7 +156,8 @@ def train_metrics(params: Params, result: TrainResult, train_images: int, val_im
         chosen_by = "last epoch" + ("" if val_images else "; no validation split (data.val = 0)")
     return {
         "model": params.model, **result.facts, "device": result.device, "precision": result.precision,
-        "layout": result.layout, "processes": result.processes, "epochs": params.train.epochs,
+        "layout": result.layout, "processes": result.processes, "threads": torch.get_num_threads(),
+        "epochs": params.train.epochs,
         "checkpoint": {"rule": params.train.checkpoint, "epoch": result.kept_epoch, "chosen_by": chosen_by},
         "val_images": val_images,
         "best_val_acc": None if result.best_val_acc is None else round(result.best_val_acc, 4),
