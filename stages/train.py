@@ -7,6 +7,7 @@ processes (see cifarlab.distributed); started by torchrun, it is one of them."""
 import sys
 from dataclasses import asdict
 
+import numpy as np
 import pandas as pd
 
 from cifarlab import distributed, paths
@@ -18,13 +19,20 @@ from cifarlab.errors import UserError, run_stage
 from cifarlab.io import save_figure, write_csv, write_json
 from cifarlab.models.checkpoint import save_checkpoint
 from cifarlab.report.plots import curves_figure, lr_finder_figure
+from cifarlab.train.loop import Progress
 from cifarlab.train.run import run, train_metrics
 
 
-def write_history(history) -> None:
-    frame = pd.DataFrame([asdict(row) for row in history])
+def write_history(progress: Progress) -> None:
+    """The per-epoch history and the LR of every step (x: epochs, epoch k spanning k-1 to k), CSVs
+    and figure."""
+    frame = pd.DataFrame([asdict(row) for row in progress.history])
+    steps = len(progress.step_lrs)
+    lrs = pd.DataFrame({"epoch": np.arange(steps) * len(progress.history) / max(steps, 1),  # where each step starts
+                        "lr": progress.step_lrs})
     write_csv(paths.HISTORY, frame)
-    save_figure(paths.CURVES_PNG, curves_figure(frame))
+    write_csv(paths.STEP_LRS, lrs)
+    save_figure(paths.CURVES_PNG, curves_figure(frame, lrs))
 
 
 def main() -> None:

@@ -135,13 +135,15 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def train_results(project: Path) -> tuple[str, str, dict]:
-    """What the train stage wrote, timings aside: history, LR range test and the other metrics."""
+def train_results(project: Path) -> tuple[str, str, dict, str]:
+    """What the train stage wrote, timings aside: history, LR range test, the other metrics and
+    the LR of every step."""
     metrics = json.loads((project / "metrics" / "train.json").read_text())
     for timing in ("train_seconds", "epoch_seconds", "train_images_per_s"):
         metrics.pop(timing)
-    return ((project / "plots" / "history.csv").read_text(), (project / "plots" / "lr_finder.csv").read_text(),
-            metrics)
+    plots = project / "plots"
+    return ((plots / "history.csv").read_text(), (plots / "lr_finder.csv").read_text(), metrics,
+            (plots / "lr_steps.csv").read_text())
 
 
 def clean_train_outputs(project: Path) -> None:

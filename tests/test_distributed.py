@@ -157,7 +157,7 @@ def runs(prepared, tmp_path_factory):
 def test_two_processes_write_exactly_the_files_of_one(runs):
     assert _written(runs["two"]) == _written(runs["one"])
     assert not (runs["two"] / ".cache" / "train_state.pt").exists()
-    _, sweep, metrics = train_results(runs["two"])
+    _, sweep, metrics, _ = train_results(runs["two"])
     assert metrics["processes"] == 2 and metrics["epochs"] == EPOCHS
     # the LR range test ran once, on rank 0 with whole global batches: the sweep one process makes
     # (rank 0 has one core of two here, so sums round a little differently)

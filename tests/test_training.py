@@ -47,7 +47,7 @@ def test_one_training_step_lowers_the_loss():
     assert F.cross_entropy(model(images), labels).item() < before.item()
 
 
-def _run(params, on_epoch_end=lambda history: None, data=None, **kwargs):
+def _run(params, on_epoch_end=lambda progress: None, data=None, **kwargs):
     result = run(params, data or _data(), STATS, on_epoch_end=on_epoch_end, device=torch.device("cpu"), **kwargs)
     return [asdict(r) for r in result.history], result
 
@@ -102,8 +102,8 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
 
     state = tmp_path / "state.pt"
 
-    def cut_after_first(history):
-        if len(history) == 1:
+    def cut_after_first(progress):
+        if len(progress.history) == 1:
             raise _Cut
     with pytest.raises(_Cut):
         _run(params, cut_after_first, state_path=state)
@@ -111,7 +111,7 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
     assert torch.load(state, weights_only=True)["epoch"] == 1
 
     resumed, resumed_result = _run(params, state_path=state)
-    assert resumed == whole
+    assert resumed == whole and resumed_result.step_lrs == whole_result.step_lrs
     assert _weights_equal(whole_result, resumed_result)
     assert not state.exists()
 
@@ -120,7 +120,7 @@ def test_a_state_saved_by_another_model_definition_is_ignored_with_a_notice(tmp_
     params = _params(**{"train.epochs": 2})
     state = tmp_path / "state.pt"
 
-    def cut(history):
+    def cut(progress):
         raise _Cut
     with pytest.raises(_Cut):
         _run(params, cut, state_path=state)
@@ -129,6 +129,15 @@ def test_a_state_saved_by_another_model_definition_is_ignored_with_a_notice(tmp_
     torch.save(saved, state)
     history, _ = _run(params, state_path=state)
     assert len(history) == 2 and "ignoring" in capsys.readouterr().out
+
+
+def test_the_lr_of_every_step_is_recorded_so_the_onecycle_shape_shows():
+    """21 training images in batches of 8: 3 steps an epoch; OneCycle peaks after epoch 1."""
+    history, result = _run(_params(**{"train.epochs": 3}))
+    lrs = result.step_lrs
+    assert len(lrs) == 9 and [row["lr"] for row in history] == lrs[::3]
+    assert lrs[0] == pytest.approx(0.05 / 25) and int(np.argmax(lrs)) == 3 and lrs[3] == pytest.approx(0.05)
+    assert all(a > b for a, b in zip(lrs[3:], lrs[4:]))  # annealing after the peak
 
 
 def test_the_fingerprint_follows_the_model_definition():

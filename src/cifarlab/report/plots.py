@@ -12,9 +12,10 @@ from matplotlib import colormaps  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
-def curves_figure(history: pd.DataFrame):
+def curves_figure(history: pd.DataFrame, step_lrs: pd.DataFrame):
     """Loss and accuracy per epoch, train vs validation (and test, for display only: it decides
-    nothing) on the same axes, plus the learning rate."""
+    nothing) on the same axes, plus the learning rate of every step (OneCycle's shape shows even
+    in a two-epoch run)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy (%)")):
         ax.plot(history["epoch"], history[f"train_{metric}"], "o-", label="train")
@@ -25,8 +26,8 @@ def curves_figure(history: pd.DataFrame):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
-    axes[2].plot(history["epoch"], history["lr"], "o-", color="tab:green")
-    axes[2].set(xlabel="epoch", ylabel="learning rate (epoch start)", title="learning rate")
+    axes[2].plot(step_lrs["epoch"], step_lrs["lr"], "-", color="tab:green")
+    axes[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate (every step)", xlim=(0, None))
     axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[2].grid(alpha=0.3)
     fig.tight_layout()

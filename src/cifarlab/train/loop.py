@@ -48,6 +48,7 @@ class Progress:
     kept_weights: dict | None = None
     best_val_acc: float = -1.0
     best_val_epoch: int = 0
+    step_lrs: list[float] = field(default_factory=list)  # the LR of every optimiser step so far
     train_seconds: float = 0.0  # inside the training steps' epochs, not scoring, plotting or saving
     epoch_seconds: float = 0.0  # whole epochs: training steps plus scoring
     failure: str | None = None  # why training stopped early, if it did
@@ -76,9 +77,10 @@ def _check_finite(loss_sum: float, epoch: int, step: int) -> None:
 
 def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, schedule: Schedule,
                 scaler: torch.amp.GradScaler, device: torch.device, epoch: int, desc: str,
-                label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE) -> tuple[float, float]:
-    """One pass over `batches`; returns mean loss and accuracy (%) over all processes. Shows a
-    tqdm bar (on rank 0)."""
+                label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
+                step_lrs: list[float] | None = None) -> tuple[float, float]:
+    """One pass over `batches`; returns mean loss and accuracy (%) over all processes and appends
+    each step's LR to `step_lrs`. Shows a tqdm bar (on rank 0)."""
     model.train()
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x images, correct
     seen = 0
@@ -91,6 +93,8 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
         for step, (images, labels) in enumerate(bar, start=1):
             images, labels = to_device(images, device), labels.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
+            if step_lrs is not None:
+                step_lrs.append(optimizer.param_groups[0]["lr"])
             with autocast(device, precision):
                 logits = model(images)
                 loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
@@ -122,7 +126,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
         lr = optimizer.param_groups[0]["lr"]
         try:
             train_loss, train_acc = train_epoch(trainer or model, train, optimizer, schedule, scaler, device, epoch,
-                                                f"epoch {epoch}/{epochs}", label_smoothing, precision, group)
+                                                f"epoch {epoch}/{epochs}", label_smoothing, precision, group,
+                                                progress.step_lrs)
         except NonFiniteLoss as err:
             progress.failure = str(err)
             return progress

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 class TrainResult:
     model: nn.Module  # holding the kept weights (train.checkpoint)
     history: list[EpochResult]
+    step_lrs: list[float]  # the LR of every optimiser step
     kept_epoch: int
     best_val_acc: float | None  # None without a validation split
     best_val_epoch: int
@@ -51,7 +52,7 @@ class TrainResult:
 
 
 def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = None,
-        on_epoch_end: Callable[[list[EpochResult]], None] = lambda history: None,
+        on_epoch_end: Callable[[Progress], None] = lambda progress: None,
         device: torch.device | None = None, group: Group = SINGLE) -> TrainResult:
     """Train params.model on `data` as params.train says. With `state_path`, the state is saved
     after every epoch and a matching saved state is resumed from; it is deleted on success. In a
@@ -120,7 +121,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
             save_state(state_path, key, model, optimizer, schedule, progress,
                        {"max_lr": max_lr, "sweep": None if sweep is None else vars(sweep)})
         if group.is_main:
-            on_epoch_end(progress.history)
+            on_epoch_end(progress)
 
     progress = fit(model, optimizer, schedule, make_scaler(device, precision), train, val, test, cfg.epochs, device,
                    progress, epoch_done, cfg.checkpoint, cfg.label_smoothing, precision, group, trainer)
@@ -128,7 +129,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
         model.load_state_dict(progress.kept_weights)
     if progress.failure is None and state_path is not None:
         state_path.unlink(missing_ok=True)
-    return TrainResult(model, progress.history, progress.kept_epoch,
+    return TrainResult(model, progress.history, progress.step_lrs, progress.kept_epoch,
                        progress.best_val_acc if val is not None else None, progress.best_val_epoch,
                        max_lr, sweep, facts, describe(device), precision, layout, group.world,
                        progress.train_seconds, progress.epoch_seconds, progress.failure)
