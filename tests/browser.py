@@ -35,12 +35,16 @@ def _chromium(args: list[str], profile: str) -> str:
 
 def render(page: Path, screenshot: Path | None = None) -> dict:
     """Images found and loaded, and the titles of the sections laid out with a size."""
-    with tempfile.TemporaryDirectory() as tmp:
-        probed = Path(tmp) / "probed.html"
-        probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-        dom = _chromium(["--virtual-time-budget=10000", "--dump-dom", probed.as_uri()], f"{tmp}/profile")
-        if screenshot is not None:
-            _chromium(["--window-size=1300,5000", f"--screenshot={screenshot}", page.as_uri()], f"{tmp}/profile2")
+    probed = page.with_name(f".probed-{page.name}")  # beside the page: its relative image links still resolve
+    probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            dom = _chromium(["--virtual-time-budget=10000", "--dump-dom", probed.as_uri()], f"{tmp}/profile")
+            if screenshot is not None:
+                _chromium(["--window-size=1300,5000", f"--screenshot={screenshot}", page.as_uri()],
+                          f"{tmp}/profile2")
+    finally:
+        probed.unlink()
     found = re.search(r'data-rendered="([^"]*)"', dom)
     assert found, f"the page did not finish loading in Chromium:\n{dom[:2000]}"
     return json.loads(html.unescape(found.group(1)))

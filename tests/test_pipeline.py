@@ -237,7 +237,11 @@ def test_readme_compare_commands_run_after_a_committed_baseline(first_run):
     assert "Data and pipelines are up to date" in dvc("status", cwd=project)
     for command in [c for c in readme_commands("dvc ", section="Quick start") if " diff" in c or " show" in c]:
         sh(*shlex.split(command), cwd=project)
-    assert (project / "dvc_plots" / "index.html").is_file()
+    page = project / "dvc_plots" / "index.html"
+    assert page.is_file()
+    if browser.CHROMIUM is not None:  # every image output (curves, gallery, GradCAM...) shows, also offline
+        rendered = browser.render(page)
+        assert rendered["images"] >= 6 and rendered["loaded"] == rendered["images"], rendered
 
 
 def test_readme_queue_runs_two_experiments_at_once_each_with_its_own_results(tmp_path):
