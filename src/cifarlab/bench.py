@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from cifarlab import distributed
-from cifarlab.config import Params, load_params
+from cifarlab.config import Params, TrainConfig, load_params
 from cifarlab.data.batches import resolve_workers, train_batches
 from cifarlab.data.stats import Stats, channel_stats
 from cifarlab.device import autocast, describe, make_scaler, memory_format, resolve_precision, select_device, to_device
@@ -78,35 +78,48 @@ def _reference_epoch(model, optimizer, batches, device) -> None:
         loss.item()
 
 
+def _training_setup(name: str, cfg: TrainConfig, device: torch.device):
+    """A model in training's layout and precision, with a fixed-LR optimiser and no schedule."""
+    model = build_model(name, 10).to(device, memory_format=memory_format(device))
+    precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
+    optimizer = make_optimizer(model, cfg.optimizer.model_copy(update={"lr": 1e-3}))
+    schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
+    return model, precision, optimizer, schedule
+
+
+def _epoch(trainer, batches, optimizer, schedule, device: torch.device, precision: str, name: str,
+           group: distributed.Group = distributed.SINGLE):
+    """One default-path training epoch over `batches`, as a call to time."""
+    return lambda: train_epoch(trainer, batches, optimizer, schedule, make_scaler(device, precision), device, 1,
+                               f"{name} epoch", precision=precision, group=group)
+
+
 def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Params, stats: Stats,
                 device: torch.device, steps: int, repeats: int) -> dict:
     cfg = params.train
     torch.manual_seed(0)
     reference = build_model(name, 10)
     macs = macs_per_image(reference)
-    model = build_model(name, 10).to(device, memory_format=memory_format(device))
+    model, precision, optimizer, schedule = _training_setup(name, cfg, device)
     reference = reference.to(device)
-    precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
-    optimizers = [make_optimizer(m, cfg.optimizer.model_copy(update={"lr": 1e-3})) for m in (model, reference)]
-    schedule = Schedule(optimizers[0], cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
+    reference_optimizer = make_optimizer(reference, cfg.optimizer.model_copy(update={"lr": 1e-3}))
     albumentations, device_path = (train_batches(loader, images, labels, params.augment, stats, cfg.batch_size, 0,
                                                  device) for loader in ("albumentations", "device"))
     default = train_batches(cfg.loader, images, labels, params.augment, stats, cfg.batch_size, 0, device,
                             resolve_workers(cfg.workers))
 
     def epoch(batches):
-        return lambda: train_epoch(model, batches, optimizers[0], schedule, make_scaler(device, precision), device, 1,
-                                   f"{name} epoch", precision=precision)
+        return _epoch(model, batches, optimizer, schedule, device, precision, name)
     count = len(labels)
     result = {
         "model": name, "macs_per_image": macs, "precision": precision,
         "data_albumentations_img_s": _rate(count, lambda: _drain(albumentations), device, repeats),
         "data_device_img_s": _rate(count, lambda: _drain(device_path), device, repeats),
-        "train_step_img_s": _step_rate(model, optimizers[0], device, cfg.batch_size, steps, repeats, precision),
+        "train_step_img_s": _step_rate(model, optimizer, device, cfg.batch_size, steps, repeats, precision),
         "epoch_default_img_s": _rate(count, epoch(default), device, repeats),
         "epoch_device_path_img_s": _rate(count, epoch(device_path), device, repeats),
-        "epoch_reference_img_s": _rate(count, lambda: _reference_epoch(reference, optimizers[1], albumentations,
-                                                                       device), device, repeats),
+        "epoch_reference_img_s": _rate(count, lambda: _reference_epoch(reference, reference_optimizer,
+                                                                       albumentations, device), device, repeats),
     }
     result["data_speedup"] = result["data_device_img_s"] / result["data_albumentations_img_s"]
     result["epoch_speedup"] = result["epoch_default_img_s"] / result["epoch_reference_img_s"]
@@ -123,16 +136,12 @@ def parallel_epoch_rate(name: str, images: np.ndarray, labels: np.ndarray, param
     device = select_device(group.local_rank)
     with distributed.joined(group, device):
         torch.manual_seed(0)
-        model = build_model(name, 10).to(device, memory_format=memory_format(device))
-        precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
-        optimizer = make_optimizer(model, cfg.optimizer.model_copy(update={"lr": 1e-3}))
-        schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
-        trainer = torch.nn.parallel.DistributedDataParallel(model) if group.active else model
+        model, precision, optimizer, schedule = _training_setup(name, cfg, device)
+        trainer = distributed.data_parallel(model, device) if group.active else model
         batches = train_batches(cfg.loader, images, labels, params.augment, stats, cfg.batch_size, 0, device,
                                 resolve_workers(cfg.workers), group.rank, group.world)
-        return _rate(len(labels), lambda: train_epoch(trainer, batches, optimizer, schedule,
-                                                      make_scaler(device, precision), device, 1, f"{name} epoch",
-                                                      precision=precision, group=group), device, repeats)
+        return _rate(len(labels), _epoch(trainer, batches, optimizer, schedule, device, precision, name, group),
+                     device, repeats)
 
 
 def processes_rates(name: str, images: np.ndarray, labels: np.ndarray, params: Params, stats: Stats,

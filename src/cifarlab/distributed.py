@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from cifarlab.errors import UserError
 
@@ -67,20 +68,28 @@ def joined(group: Group, device: torch.device) -> Iterator[None]:
                             device_id=device if device.type == "cuda" else None)
     try:
         yield
-    except (RuntimeError, dist.DistError):
+    except (RuntimeError, dist.DistError) as err:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher is stopping us anyway: leave with this line
-        raise UserError(f"training process {group.rank} of {group.world} lost contact with the others "
-                        "(one of them failed or was stopped)") from None
+        cause = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise UserError(f"training process {group.rank} of {group.world} stopped, most likely because another "
+                        f"one failed or was stopped ({cause})") from None
     finally:
         dist.destroy_process_group()
 
 
 def total(group: Group, values: torch.Tensor) -> torch.Tensor:
-    """The element-wise sum of `values` over all processes (the values themselves on one)."""
+    """`values` summed element-wise over all processes, in place (unchanged on one process)."""
     if group.active:
-        values = values.clone()
         dist.all_reduce(values)
     return values
+
+
+def data_parallel(model: nn.Module, device: torch.device, sync_bn: bool = False) -> nn.Module:
+    """`model` wrapped for DDP: gradients averaged over processes at each step. With sync_bn its
+    BatchNorm layers (the same parameters) normalise over the global batch."""
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def share(group: Group, value: Any) -> Any:

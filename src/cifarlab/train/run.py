@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from cifarlab.data.batches import eval_batches, resolve_workers, train_batches
 from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
 from cifarlab.device import describe, make_scaler, memory_format, resolve_precision, select_device
-from cifarlab.distributed import SINGLE, Group, check_batch_split, share
+from cifarlab.distributed import SINGLE, Group, check_batch_split, data_parallel, share
 from cifarlab.models import build_model
 from cifarlab.models.facts import macs_per_image, parameter_count, receptive_field
 from cifarlab.train.loop import EpochResult, Progress, fit
@@ -114,7 +113,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
         progress = restore(state, model, optimizer, schedule)
         if group.is_main:
             print(f"resuming after epoch {state['epoch']} of {cfg.epochs}", flush=True)
-    trainer = _data_parallel(model, device, cfg.sync_bn) if group.active else None
+    trainer = data_parallel(model, device, cfg.sync_bn) if group.active else None
 
     def epoch_done(progress: Progress) -> None:
         if state_path is not None:
@@ -133,14 +132,6 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
                        progress.best_val_acc if val is not None else None, progress.best_val_epoch,
                        max_lr, sweep, facts, describe(device), precision, layout, group.world,
                        progress.train_seconds, progress.epoch_seconds, progress.failure)
-
-
-def _data_parallel(model: nn.Module, device: torch.device, sync_bn: bool) -> DistributedDataParallel:
-    """`model` wrapped for DDP: gradients averaged over processes at each step. With sync_bn its
-    BatchNorm layers (the same parameters) normalise over the global batch."""
-    if sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _sweep(saved: dict | None) -> RangeTest | None:
