@@ -6,6 +6,7 @@ import io
 import pickle
 import shutil
 import tarfile
+import tempfile
 import zipfile
 
 import numpy as np
@@ -13,7 +14,8 @@ import pytest
 from PIL import Image
 
 from cifarlab import paths
-from cifarlab.data import cifar
+from cifarlab.data import cifar, imagefolder
+from cifarlab.data.filetree import FolderTree
 from cifarlab.data.prepared import balanced_indices, load_prepared, save_prepared
 from cifarlab.data.sources import prepare
 from cifarlab.errors import UserError
@@ -196,16 +198,39 @@ def test_hostile_tar_members_are_refused(tmp_path, name, kind):
     assert not (tmp_path / "evil.txt").exists()
 
 
-def test_pythons_without_tarfile_data_filter_still_refuse_and_extract(tmp_path, arrays, monkeypatch):
-    """tarfile's filter='data' needs Python >= 3.10.12 / 3.11.4; without it our own member checks guard."""
-    monkeypatch.delattr(tarfile, "data_filter")
-    member = tarfile.TarInfo("../evil.txt")
-    member.size = 1
-    with pytest.raises(UserError, match="refusing member"):
-        prepare(str(_tar_with_member(tmp_path / "evil.tar.gz", member)), 32, ALL, 0, tmp_path / "raw")
-    tree = write_image_tree(tmp_path / "tree", arrays)
-    data = prepare(str(_tar(tree, tmp_path / "tree.tar.gz", "cifar-like")), 32, ALL, 0, tmp_path / "raw")
-    np.testing.assert_array_equal(data.x_train, arrays["train"][0])
+@pytest.mark.parametrize("kind", ["tree .tar.gz", "tree .zip"])
+def test_errors_inside_an_archive_name_the_archive_and_member_and_nothing_is_extracted(
+        every_source, tmp_path, kind, monkeypatch):
+    tree = tmp_path / "tree"
+    (tree / "train" / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    if kind.endswith("gz"):
+        archive, member = _tar(tree, tmp_path / "bad.tar.gz", "cifar-like"), "cifar-like/train/cat/broken.png"
+    else:
+        archive, member = _zip(tree, tmp_path / "bad.zip"), "tree/train/cat/broken.png"
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))  # anything extracted would land here
+    (tmp_path / "temp").mkdir()
+    with pytest.raises(UserError) as err:
+        prepare(str(archive), 32, ALL, 0, tmp_path / "raw")
+    assert str(err.value).startswith(f"{archive}: {member}: not a readable image"), err.value
+    assert not list((tmp_path / "temp").iterdir())
+
+
+def test_decoding_in_worker_processes_gives_the_same_arrays_and_the_same_errors(
+        every_source, arrays, tmp_path, monkeypatch):
+    """CHUNK=4 spreads the 27 test images over the worker processes, as 60,000 real ones are."""
+    monkeypatch.setattr(imagefolder, "CHUNK", 4)
+    for kind in ("image tree", "tree .tar.gz", "tree .zip"):
+        data = prepare(str(every_source[kind]), 32, ALL, 0, tmp_path / "raw")
+        np.testing.assert_array_equal(data.x_train, arrays["train"][0], err_msg=kind)
+        np.testing.assert_array_equal(data.x_test, arrays["test"][0], err_msg=kind)
+    (every_source["image tree"] / "test" / "cat" / "zz.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match=r"test/cat/zz.png: not a readable image"):
+        prepare(str(every_source["image tree"]), 32, ALL, 0, tmp_path / "raw")
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 500)  # the workers must apply the caller's limit
+    with pytest.raises(UserError, match="refusing an image of more than 500 pixels"):
+        prepare(str(every_source["tree .tar.gz"]), 32, ALL, 0, tmp_path / "raw")
 
 
 def test_zip_with_parent_path_is_refused(tmp_path):
@@ -262,7 +287,7 @@ def test_cifar_batch_that_would_run_code_is_refused(every_source, capsys):
     folder = every_source["batch folder"]
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": _RunsCode(), b"labels": []}))
     with pytest.raises(UserError, match="not a readable CIFAR batch"):
-        cifar.load_batch_dir(folder)
+        cifar.load_batch_dir(FolderTree(folder), "")
     assert "owned" not in capsys.readouterr().out
 
 
@@ -281,9 +306,9 @@ def test_relative_sources_mean_the_project_root_also_in_an_experiment_copy(tmp_p
 
 def test_a_decompression_bomb_archive_is_refused_from_its_headers(tmp_path, monkeypatch):
     """A member declaring more than the per-file limit is refused before anything is extracted."""
-    from cifarlab.data import archive
+    from cifarlab.data import filetree
 
-    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 1000)
+    monkeypatch.setattr(filetree, "MAX_MEMBER_BYTES", 1000)
     member = tarfile.TarInfo("cifar-like/train/cat/huge.png")
     member.size = 5000
     bomb = _tar_with_member(tmp_path / "bomb.tar.gz", member, b"\0" * 5000)

@@ -3,13 +3,16 @@ an unpickler that only accepts plain data (the batches are pickles; we never run
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
+import posixpath
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from cifarlab.data.filetree import FileTree
 from cifarlab.errors import UserError
 from cifarlab.io import update_digest
 
@@ -18,6 +21,7 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
+META = "batches.meta"
 
 _ALLOWED_GLOBALS = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -70,38 +74,38 @@ def download(url: str, dest: Path, md5: str) -> Path:
     return dest
 
 
-def _read_batch(path: Path) -> dict:
+def _read_batch(data: bytes, where: str) -> dict:
     try:
-        with open(path, "rb") as handle:
-            return _DataOnlyUnpickler(handle, encoding="bytes").load()
+        return _DataOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
-        raise UserError(f"{path}: not a readable CIFAR batch ({err})") from None
+        raise UserError(f"{where}: not a readable CIFAR batch ({err})") from None
 
 
-def _images_and_labels(batch: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _images_and_labels(batch: dict, where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except KeyError as err:
-        raise UserError(f"{path}: CIFAR batch lacks {err}") from None
+        raise UserError(f"{where}: CIFAR batch lacks {err}") from None
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-def is_batch_dir(path: Path) -> bool:
-    return path.is_dir() and (path / TEST_BATCH).is_file() and (path / "batches.meta").is_file()
+def is_batch_dir(tree: FileTree, folder: str) -> bool:
+    return {posixpath.join(folder, TEST_BATCH), posixpath.join(folder, META)} <= tree.files
 
 
-def load_batch_dir(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Read an extracted cifar-10-batches-py/ folder into NHWC uint8 arrays and class names."""
-    missing = [name for name in TRAIN_BATCHES if not (path / name).is_file()]
+def load_batch_dir(tree: FileTree, folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Read a cifar-10-batches-py/ folder (on disk or in an archive) into NHWC uint8 arrays and class names."""
+    names = [posixpath.join(folder, name) for name in (META, *TRAIN_BATCHES, TEST_BATCH)]
+    missing = [name for name in TRAIN_BATCHES if posixpath.join(folder, name) not in tree.files]
     if missing:
-        raise UserError(f"{path}: missing training batches {', '.join(missing)}")
-    meta = _read_batch(path / "batches.meta")
-    classes = [name.decode() for name in meta.get(b"label_names", [])]
+        raise UserError(f"{tree.where(folder)}: missing training batches {', '.join(missing)}")
+    batches = {posixpath.basename(name): _read_batch(data, tree.where(name)) for name, data in tree.read(names)}
+    classes = [name.decode() for name in batches[META].get(b"label_names", [])]
     if not classes:
-        raise UserError(f"{path / 'batches.meta'}: no label_names")
-    parts = [_images_and_labels(_read_batch(path / name), path / name) for name in TRAIN_BATCHES]
-    x_test, y_test = _images_and_labels(_read_batch(path / TEST_BATCH), path / TEST_BATCH)
+        raise UserError(f"{tree.where(posixpath.join(folder, META))}: no label_names")
+    parts = [_images_and_labels(batches[name], tree.where(posixpath.join(folder, name))) for name in TRAIN_BATCHES]
+    x_test, y_test = _images_and_labels(batches[TEST_BATCH], tree.where(posixpath.join(folder, TEST_BATCH)))
     x_train = np.concatenate([x for x, _ in parts])
     y_train = np.concatenate([y for _, y in parts])
     return x_train, y_train, x_test, y_test, classes

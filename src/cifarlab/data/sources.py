@@ -2,13 +2,12 @@
 or archive of one."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from cifarlab.data import cifar
-from cifarlab.data.archive import extract_archive, is_archive
+from cifarlab.data.filetree import FileTree, is_archive, open_tree
 from cifarlab.data.imagefolder import is_image_tree, load_image_tree
 from cifarlab.data.prepared import Prepared, split_indices
 from cifarlab.errors import UserError
@@ -20,17 +19,17 @@ ALLOWED = ("'cifar10' (official download) or a local path to cifar-10-python.tar
            "or a .tar.gz/.zip of such a tree")
 
 
-def _find_root(folder: Path) -> Path:
-    """The folder itself, or the one sub-folder an archive wrapped it in."""
-    if cifar.is_batch_dir(folder) or is_image_tree(folder):
-        return folder
-    if cifar.is_batch_dir(folder / cifar.BATCH_DIR):
-        return folder / cifar.BATCH_DIR
-    subdirs = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith((".", "__MACOSX"))]
-    if len(subdirs) == 1 and (cifar.is_batch_dir(subdirs[0]) or is_image_tree(subdirs[0])):
+def _find_root(tree: FileTree) -> str:
+    """The tree's top, or the one folder an archive wrapped the data in."""
+    if cifar.is_batch_dir(tree, "") or is_image_tree(tree, ""):
+        return ""
+    if cifar.is_batch_dir(tree, cifar.BATCH_DIR):
+        return cifar.BATCH_DIR
+    subdirs = tree.subdirs("")
+    if len(subdirs) == 1 and (cifar.is_batch_dir(tree, subdirs[0]) or is_image_tree(tree, subdirs[0])):
         return subdirs[0]
     raise UserError(f"data.source: no train/ and test/ split (nor cifar-10-batches-py/) found in "
-                    f"{folder}; expected {ALLOWED}")
+                    f"{tree.label}; expected {ALLOWED}")
 
 
 def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
@@ -44,8 +43,9 @@ def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
                      for img in images])
 
 
-def _load_batches(root: Path, image_size: int, subset: dict[str, int], val: int, seed: int) -> Prepared:
-    x_train, y_train, x_test, y_test, classes = cifar.load_batch_dir(root)
+def _load_batches(tree: FileTree, root: str, image_size: int, subset: dict[str, int], val: int,
+                  seed: int) -> Prepared:
+    x_train, y_train, x_test, y_test, classes = cifar.load_batch_dir(tree, root)
     keep = split_indices(y_train, y_test, subset, val, seed)
     train, held_out, test = keep["train"], keep["val"], keep["test"]
     return Prepared(_resize_all(x_train[train], image_size), y_train[train],
@@ -53,17 +53,10 @@ def _load_batches(root: Path, image_size: int, subset: dict[str, int], val: int,
                     _resize_all(x_train[held_out], image_size), y_train[held_out])
 
 
-def _load_folder(root: Path, image_size: int, subset: dict[str, int], val: int, seed: int) -> Prepared:
-    root = _find_root(root)
-    if cifar.is_batch_dir(root):
-        return _load_batches(root, image_size, subset, val, seed)
-    return load_image_tree(root, image_size, subset, val, seed)
-
-
 def prepare(source: str, image_size: int, subset: dict[str, int], seed: int, raw_dir: Path,
             val: int = 0) -> Prepared:
-    """Load `source` into the prepared format (archives are extracted to a temp folder), holding
-    out `val` class-balanced training images as the validation split."""
+    """Load `source` into the prepared format (an archive is read in place, never extracted),
+    holding out `val` class-balanced training images as the validation split."""
     if source == OFFICIAL:
         path = cifar.download(cifar.CIFAR10_URL, raw_dir / "cifar-10-python.tar.gz", cifar.CIFAR10_MD5)
     else:
@@ -71,11 +64,11 @@ def prepare(source: str, image_size: int, subset: dict[str, int], seed: int, raw
         if not path.exists():
             raise UserError(f"params.yaml: data.source = {source!r}: no such file or folder; "
                             f"expected {ALLOWED}")
-    if path.is_dir():
-        return _load_folder(path, image_size, subset, val, seed)
-    if not is_archive(path):
+    if not path.is_dir() and not is_archive(path):
         raise UserError(f"data.source = {source!r} is a file but not a .tar.gz/.tgz/.tar/.zip "
                         f"archive; expected {ALLOWED}")
-    with tempfile.TemporaryDirectory(prefix="cifarlab-") as tmp:
-        extract_archive(path, Path(tmp))
-        return _load_folder(Path(tmp), image_size, subset, val, seed)
+    with open_tree(path) as tree:
+        root = _find_root(tree)
+        if cifar.is_batch_dir(tree, root):
+            return _load_batches(tree, root, image_size, subset, val, seed)
+        return load_image_tree(tree, root, image_size, subset, val, seed)

@@ -1,0 +1,207 @@
+"""A folder or an archive read alike, with nothing extracted to disk: the files under it by
+relative POSIX name, their bytes in the order its storage reads fastest, and for errors a name
+the user can find (`data.tar.gz: train/cat/1.png`, or the file's own path, never a temp path).
+
+Archives are checked from their headers before any member is read: no path outside the
+archive, no links or device files, and no decompression bomb."""
+from __future__ import annotations
+
+import os
+import posixpath
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from cifarlab.errors import UserError
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+# Sizes declared in the headers, checked before anything is read: an image or a CIFAR batch
+# (31 MB) fits 64 MiB many times over, and 512 GiB holds ImageNet (~150 GB); a decompression
+# bomb (a few MB that unpack to gigabytes) does not.
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_TOTAL_BYTES = 512 * 2**30
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+class FileTree:
+    """The regular files (`files`) and folders (`dirs`) under one root, by relative POSIX name."""
+
+    label: str  # the folder or archive, as errors name it
+
+    def __init__(self, files: Iterable[str], dirs: Iterable[str]) -> None:
+        self.files = set(files)
+        self.dirs = set(dirs) | {parent for name in self.files for parent in _parents(name)}
+
+    def where(self, name: str) -> str:
+        """`name` as the user can find it: `archive: member` (a folder's files override this)."""
+        return f"{self.label}: {name}" if name else self.label
+
+    def read(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """Yield (name, bytes) for each of `names`, in the order the storage reads fastest."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the open archive, if any."""
+
+    def __enter__(self) -> FileTree:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def subdirs(self, folder: str) -> list[str]:
+        """Sorted names of the visible folders directly inside `folder`."""
+        return sorted(posixpath.basename(d) for d in self.dirs if posixpath.dirname(d) == folder and _visible(d))
+
+    def files_in(self, folder: str) -> list[str]:
+        """Sorted full names of the visible files directly inside `folder`."""
+        return sorted(name for name in self.files if posixpath.dirname(name) == folder and _visible(name))
+
+
+class FolderTree(FileTree):
+    def __init__(self, root: Path) -> None:
+        self.root, self.label = root, str(root)
+        files, dirs, seen = [], [], {os.path.realpath(root)}
+        for folder, subfolders, names in os.walk(root, followlinks=True):
+            rel = Path(folder).relative_to(root).as_posix()
+            rel = "" if rel == "." else rel
+            subfolders[:] = [d for d in subfolders if _first_visit(os.path.join(folder, d), seen)]
+            dirs += [posixpath.join(rel, d) for d in subfolders]
+            files += [posixpath.join(rel, n) for n in names if os.path.isfile(os.path.join(folder, n))]
+        super().__init__(files, dirs)
+
+    def where(self, name: str) -> str:
+        return str(self.root / name)
+
+    def read(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        for name in names:
+            path = self.root / name
+            try:
+                _check_size(self, name, path.stat().st_size)
+                yield name, path.read_bytes()
+            except OSError as err:
+                raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+class TarTree(FileTree):
+    def __init__(self, archive: Path) -> None:
+        self.label = str(archive)
+        with _archive_errors(archive):
+            self._tar = tarfile.open(archive)
+            members = self._tar.getmembers()
+        self._members, dirs = {}, []
+        for member in members:
+            name = _checked_name(archive, member.name)
+            if member.isdir():
+                dirs.append(name)
+            elif member.isfile():
+                self._members[name] = member
+            else:
+                raise UserError(f"{archive}: refusing member '{member.name}' (links and device files are not allowed)")
+        _check_sizes(self, {name: member.size for name, member in self._members.items()})
+        super().__init__(self._members, dirs)
+
+    def read(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        # in offset order a compressed tar is decompressed once, front to back
+        for name in sorted(names, key=lambda n: self._members[n].offset_data):
+            with _archive_errors(self.label):
+                data = self._tar.extractfile(self._members[name]).read()
+            yield name, data
+
+    def close(self) -> None:
+        self._tar.close()
+
+
+class ZipTree(FileTree):
+    def __init__(self, archive: Path) -> None:
+        self.label = str(archive)
+        with _archive_errors(archive):
+            self._zip = zipfile.ZipFile(archive)
+            infos = self._zip.infolist()
+        self._infos, dirs = {}, []
+        for info in infos:
+            name = _checked_name(archive, info.filename)
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                raise UserError(f"{archive}: refusing symlink member '{info.filename}'")
+            if info.is_dir():
+                dirs.append(name)
+            else:
+                self._infos[name] = info
+        _check_sizes(self, {name: info.file_size for name, info in self._infos.items()})
+        super().__init__(self._infos, dirs)
+
+    def read(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        for name in names:
+            with _archive_errors(self.label):
+                data = self._zip.read(self._infos[name])
+            yield name, data
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+def open_tree(path: Path) -> FileTree:
+    """The folder at `path`, or the archive there, read in place."""
+    if path.is_dir():
+        return FolderTree(path)
+    if path.name.lower().endswith(".zip"):
+        return ZipTree(path)
+    return TarTree(path)
+
+
+@contextmanager
+def _archive_errors(archive: Path | str) -> Iterator[None]:
+    """A corrupt or truncated archive raises many kinds of exception; the user gets one line naming it."""
+    try:
+        yield
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
+        raise UserError(f"{archive}: corrupt or truncated archive ({err})") from None
+
+
+def _checked_name(archive: Path, name: str) -> str:
+    """The member's name from the archive's top ('./a/' -> 'a'); '..' and absolute paths are refused."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+        raise UserError(f"{archive}: refusing member '{name}' (absolute path or '..' outside the archive)")
+    return "/".join(part for part in parts if part != ".")
+
+
+def _first_visit(folder: str, seen: set[str]) -> bool:
+    """False for a folder already walked, so a symlink loop is walked once."""
+    real = os.path.realpath(folder)
+    if real in seen:
+        return False
+    seen.add(real)
+    return True
+
+
+def _parents(name: str) -> Iterator[str]:
+    parent = posixpath.dirname(name)
+    while parent:
+        yield parent
+        parent = posixpath.dirname(parent)
+
+
+def _visible(name: str) -> bool:
+    base = posixpath.basename(name)
+    return not base.startswith(".") and base != "__MACOSX"
+
+
+def _check_size(tree: FileTree, name: str, size: int) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise UserError(f"{tree.where(name)}: refusing a member of {size:,} bytes (the limit is "
+                        f"{MAX_MEMBER_BYTES // 2**20} MiB per file; a decompression bomb?)")
+
+
+def _check_sizes(tree: FileTree, sizes: dict[str, int]) -> None:
+    for name, size in sizes.items():
+        _check_size(tree, name, size)
+    total = sum(sizes.values())
+    if total > MAX_TOTAL_BYTES:
+        raise UserError(f"{tree.label}: refusing {total:,} bytes in all (the limit is {MAX_TOTAL_BYTES // 2**30} GiB)")
