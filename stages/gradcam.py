@@ -14,8 +14,8 @@ from cifarlab.explain.faithfulness import curves_table, road_curves
 from cifarlab.explain.gradcam import figure_names, gradcam_maps
 from cifarlab.explain.mistakes import PREDICTION_COLUMNS, caption
 from cifarlab.io import read_table, save_figure, write_csv, write_json
-from cifarlab.models import gradcam_layer_name
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
+from cifarlab.models.registry import gradcam_layer_name
 from cifarlab.report.plots import faithfulness_figure, gradcam_figure
 
 

@@ -65,11 +65,9 @@ def test_hflip_mirrors_the_image():
 
 def test_wrong_argument_name_fails_loudly(monkeypatch):
     """A 1.x-era argument (CoarseDropout's max_holes) inside our pipeline is an error, not a warning."""
-    from cifarlab.data import augment
-
     original = A.CoarseDropout
     legacy = lambda **kwargs: original(max_holes=1, **kwargs)  # noqa: E731
-    monkeypatch.setattr(augment.A, "CoarseDropout", legacy)
+    monkeypatch.setattr(A, "CoarseDropout", legacy)
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="max_holes"):
         train_transform(_augment(cutout={"p": 1.0, "size": 8}), STATS, 32)
 

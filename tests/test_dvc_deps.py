@@ -23,3 +23,17 @@ def test_every_imported_project_file_is_a_dependency(name):
     missing = sorted(str(path.relative_to(ROOT)) for path in project_files(script)
                      if not any(path == dep or dep in path.parents for dep in deps))
     assert not missing, f"stage {name} imports {', '.join(missing)} but dvc.yaml does not list them in its deps"
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_no_stage_depends_on_project_code_it_does_not_run(name):
+    """An edit to a module a stage never imports must not rerun it (download does not rerun when
+    a model or the training loop changes)."""
+    used = project_files(ROOT / "stages" / f"{name}.py")
+    unused = []
+    for dep in _dep_paths(STAGES[name]):
+        path = ROOT / dep
+        if dep.startswith("src/"):
+            files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+            unused += [str(f.relative_to(ROOT)) for f in files if f not in used]
+    assert not unused, f"stage {name} lists {', '.join(unused)} in its deps but never imports them"

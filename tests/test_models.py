@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from cifarlab.errors import UserError
-from cifarlab.models import build_model, gradcam_layer, model_names
+from cifarlab.models import model_names
 from cifarlab.models.facts import gradcam_layer_sizes
+from cifarlab.models.registry import build_model, gradcam_layer
 
 EXPECTED_PARAMS = {"resnet18": 11_173_962, "resnet18_ln": 11_173_962, "custom_resnet": 6_573_130}
 

@@ -4,26 +4,32 @@ alone on synthetic tensors in the precision and layout training uses, (c) a real
 on our default path (params.yaml's loader, train.precision auto, channels-last) and with a plain
 reference loop in the seeds' style (DataLoader + albumentations, workers 0, fp32, contiguous),
 measured in the same run so their ratio is fair; with MACs per image and the compute rate.
-With --processes, also a default-path epoch trained data-parallel by 1, 2, ... processes."""
+With --processes, also a default-path epoch trained data-parallel by 1, 2, ... processes; with
+--stages, each pipeline stage's start-up (process start to main(): interpreter and imports)."""
 from __future__ import annotations
 
 import argparse
 import datetime
 import json
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 
 from cifarlab import distributed
 from cifarlab.config import Params, TrainConfig, load_params
 from cifarlab.data.batches import resolve_workers, train_batches
 from cifarlab.data.stats import Stats, channel_stats
 from cifarlab.device import autocast, describe, make_scaler, memory_format, resolve_precision, select_device, to_device
-from cifarlab.models import build_model, model_names
+from cifarlab.models import model_names
 from cifarlab.models.facts import macs_per_image
+from cifarlab.models.registry import build_model
 from cifarlab.train.loop import train_epoch
 from cifarlab.train.optim import make_optimizer
 from cifarlab.train.schedule import Schedule
@@ -153,6 +159,27 @@ def processes_rates(name: str, images: np.ndarray, labels: np.ndarray, params: P
                                      distributed.launch(n, parallel_epoch_rate, *args)[0]) for n in counts}
 
 
+def stage_startups(root: Path, repeats: int) -> dict[str, float]:
+    """Seconds from a stage's process start to its main() (interpreter, imports, module set-up),
+    the median of `repeats`: what every `dvc repro` of the stage pays before it does any work."""
+    code = "import runpy, sys; runpy.run_path(sys.argv[1])"  # main() runs only under __main__
+    seconds = {}
+    for name in yaml.safe_load((root / "dvc.yaml").read_text())["stages"]:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code, str(root / "stages" / f"{name}.py")], check=True, cwd=root)
+            times.append(time.perf_counter() - start)
+        seconds[name] = statistics.median(times)
+    return seconds
+
+
+def startup_table(seconds: dict[str, float]) -> str:
+    lines = ["| stage | start-up (s) |", "|---|---:|"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in seconds.items()]
+    return "\n".join(lines + [f"| all {len(seconds)} | {sum(seconds.values()):.2f} |"])
+
+
 def markdown_table(results: list[dict]) -> str:
     lines = ["| model | precision | MACs/img | data: albumentations | data: device path | train step "
              "| epoch: default path | epoch: device path | epoch: reference | epoch speed-up | TFLOP/s |",
@@ -186,6 +213,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="augmentations and optimiser settings from this file (default: ./params.yaml)")
     parser.add_argument("--processes", default="1",
                         help="comma-separated process counts, e.g. 1,2: also time a data-parallel epoch with each")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time each stage's start-up (stages/*.py in dvc.yaml, from the current folder)")
     parser.add_argument("--out", type=Path, help="JSON file for the results (default benchmarks/<device>.json)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.models.split(",")) - set(model_names()))
@@ -209,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
               "threads": torch.get_num_threads(), "images": args.images, "batch_size": args.batch_size,
               "repeats": args.repeats,
               "augment": "crop(pad 4) + hflip + cutout 16 (params.yaml defaults)", "results": results}
+    if args.stages:
+        report["stage_startup_s"] = stage_startups(Path.cwd(), args.repeats)
     out = args.out or Path("benchmarks") / f"{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
@@ -218,6 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     if counts != [1]:
         print("\ndata-parallel training epoch (default path), images/s:")
         print(processes_table(results, counts))
+    if args.stages:
+        print("\nstage start-up, process start to main(), seconds:")
+        print(startup_table(report["stage_startup_s"]))
     print(f"-> {out}")
 
 

@@ -1,7 +1,8 @@
 """params.yaml as typed config: one pydantic model per section, so every function takes the
 sub-config it needs and a typo fails before a stage writes anything, in one line that names the
-key, the bad value and what is allowed. Each option list is owned by its registry (models,
-optimisers, schedulers, mistake orders, loaders); this module only assembles them."""
+key, the bad value and what is allowed. The option lists live here, beside the keys they
+constrain, and this module imports nothing heavy (no torch, albumentations or pandas): every
+stage checks all of params.yaml first, and most never need those libraries."""
 from __future__ import annotations
 
 import difflib
@@ -13,13 +14,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
-from cifarlab.data.batches import LOADERS, unsupported_on_device
-from cifarlab.device import PRECISIONS
 from cifarlab.errors import UserError
 from cifarlab.explain.mistakes import ORDERS
 from cifarlab.models import gradcam_layer_names, model_names
-from cifarlab.train.optim import OPTIMIZERS
-from cifarlab.train.schedule import SCHEDULERS
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("onecycle", "plateau", "step", "cosine", "none")
+LOADERS = ("albumentations", "device")
+ON_DEVICE = ("crop", "hflip", "cutout")  # the augmentations the device loader implements
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class ParamsError(UserError):
@@ -186,7 +189,7 @@ class Params(Section):
         """Rules that tie two keys together (a ParamsError passes through pydantic unchanged)."""
         train = self.train
         if train.loader == "device":
-            active = unsupported_on_device(self.augment)
+            active = [name for name, cfg in self.augment if name not in ON_DEVICE and cfg.p > 0]
             if active:
                 raise ParamsError("params.yaml: train.loader = device does not run "
                                   + ", ".join(active) + "; set " + ", ".join(f"augment.{a}.p = 0" for a in active)

@@ -28,7 +28,6 @@ def describe(device: torch.device) -> str:
     return device.type
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -1,27 +1,33 @@
 """Albumentations pipelines built from params.yaml's `augment` section. Augmentations run on
 uint8 HWC images before normalisation, so padding and cut-out holes are filled with the
-dataset mean; strict=True makes a wrong argument name an error instead of a warning."""
+dataset mean; strict=True makes a wrong argument name an error instead of a warning.
+albumentations is imported where a pipeline is built: it costs a stage 2.7 s to start."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import albumentations as A
-import cv2
 import torch
-from albumentations.pytorch import ToTensorV2
 
 from cifarlab.data.stats import Stats
 
 if TYPE_CHECKING:
+    import albumentations as A
+
     from cifarlab.config import AugmentConfig
 
 
 def _normalise(stats: Stats) -> list:
+    import albumentations as A
+    from albumentations.pytorch import ToTensorV2
+
     return [A.Normalize(mean=stats.mean, std=stats.std, max_pixel_value=255.0), ToTensorV2()]
 
 
 def train_transform(aug: AugmentConfig, stats: Stats, image_size: int, seed: int | None = None) -> A.Compose:
     """The training pipeline: crop, flip, rotate, shift-scale-rotate, cutout, gray, normalise."""
+    import albumentations as A
+    import cv2
+
     fill = stats.fill
     padded = image_size + 2 * aug.crop.padding
     cut = aug.cutout.size
@@ -44,6 +50,8 @@ def train_transform(aug: AugmentConfig, stats: Stats, image_size: int, seed: int
 
 def eval_transform(stats: Stats) -> A.Compose:
     """Test-time pipeline: normalisation only."""
+    import albumentations as A
+
     return A.Compose(_normalise(stats), strict=True)
 
 

@@ -28,8 +28,6 @@ from cifarlab.data.stats import Stats
 if TYPE_CHECKING:
     from cifarlab.config import AugmentConfig
 
-LOADERS = ("albumentations", "device")
-ON_DEVICE = ("crop", "hflip", "cutout")  # the augmentations the device path implements
 
 
 class Batches(Protocol):
@@ -82,11 +80,6 @@ class _BatchSampler(Sampler):
     def __iter__(self):
         for index in batch_order(self.count, self.batch_size, self.generator, self.rank, self.world):
             yield index.tolist()
-
-
-def unsupported_on_device(augment: AugmentConfig) -> list[str]:
-    """Active augmentations (p > 0) that the device path does not implement."""
-    return [name for name, cfg in augment if name not in ON_DEVICE and cfg.p > 0]
 
 
 def resolve_workers(workers: int | str) -> int:

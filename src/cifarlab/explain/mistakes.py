@@ -1,7 +1,10 @@
 """Choosing which mistakes to show, reproducibly, and how to caption them."""
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TITLES = {"confidence": "most confident mistakes", "index": "first mistakes by index",
           "random": "random mistakes", "per_class": "mistakes, class by class"}

@@ -29,9 +29,6 @@ class ResidualLayer(nn.Module):
 
 @register("custom_resnet")
 class CustomResNet(nn.Module):
-    gradcam_layers = ("prep", "layer1", "layer2", "layer3")  # 32, 16, 8, 4 px
-    default_gradcam_layer = "layer2"
-
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.prep = conv_bn_relu(3, 64)

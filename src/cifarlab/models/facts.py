@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch.utils.flop_counter import FlopCounterMode
+
+from cifarlab.models import model_names
+from cifarlab.models.registry import build_model
 
 _WINDOW_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 _WINDOW_FUNCTIONS = {F.max_pool2d, F.avg_pool2d, F.conv2d}
@@ -17,6 +19,8 @@ def parameter_count(model: nn.Module) -> int:
 
 def macs_per_image(model: nn.Module, image_size: int = 32) -> int:
     """Multiply-accumulates of one forward pass on one image (torch counts 2 FLOPs per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode  # imports triton: 0.3 s for a stage that never counts
+
     was_training = model.training
     model.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -84,8 +88,6 @@ def gradcam_layer_sizes(model: nn.Module, image_size: int = 32) -> dict[str, int
 
 def models_table(num_classes: int = 10, image_size: int = 32) -> str:
     """The README's model table (Markdown), computed from the registered models."""
-    from cifarlab.models import build_model, model_names
-
     lines = ["| name | parameters | MACs / image | receptive field | GradCAM layers (output px) |",
              "|---|---:|---:|---:|---|"]
     for name in model_names():

@@ -1,35 +1,31 @@
-"""Models by name. Each model class lists the submodules GradCAM may target and a default."""
+"""Models by name: a model's module is imported when it is first built, and its class is given
+the GradCAM layers the zoo lists for it."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 
 from torch import nn
 
 from cifarlab.errors import UserError
+from cifarlab.models import ZOO, model_names
 
-_MODELS: dict[str, Callable[[int], nn.Module]] = {}
+_MODELS: dict[str, type[nn.Module]] = {}
 
 
 def register(name: str):
-    def decorate(factory):
-        _MODELS[name] = factory
-        return factory
+    """Class decorator: file the model under `name`, a name of the zoo."""
+    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+        cls.gradcam_layers, cls.default_gradcam_layer = ZOO[name].gradcam_layers, ZOO[name].default_gradcam_layer
+        _MODELS[name] = cls
+        return cls
     return decorate
 
 
-def model_names() -> list[str]:
-    return sorted(_MODELS)
-
-
 def build_model(name: str, num_classes: int) -> nn.Module:
-    if name not in _MODELS:
+    if name not in ZOO:
         raise UserError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
+    importlib.import_module(f"cifarlab.models.{ZOO[name].module}")
     return _MODELS[name](num_classes)
-
-
-def gradcam_layer_names(name: str) -> list[str]:
-    """Valid GradCAM layer names for a registered model ('default' is always allowed too)."""
-    return list(_MODELS[name].gradcam_layers)
 
 
 def gradcam_layer_name(model: nn.Module, layer: str) -> str:

@@ -11,8 +11,6 @@ from cifarlab.models.registry import register
 
 @register("s9net")
 class S9Net(nn.Module):
-    gradcam_layers = ("c1", "c2", "c3", "c4")  # 32, 16, 8, 4 px
-    default_gradcam_layer = "c3"
     bf16_on_cpu = False  # slower in bf16 than fp32 channels-last on a Zen 4 CPU (646 vs 810 img/s, issue #13)
 
     def __init__(self, num_classes: int) -> None:

@@ -11,9 +11,6 @@ from cifarlab.models.registry import register
 
 @register("tiny")
 class Tiny(nn.Module):
-    gradcam_layers = ("c1", "c2", "c3", "c4")  # 32, 32, 16, 8 px
-    default_gradcam_layer = "c4"
-
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.c1 = nn.Sequential(conv_bn_relu(3, 16), conv_bn_relu(16, 32))

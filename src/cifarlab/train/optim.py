@@ -9,7 +9,6 @@ from torch import nn
 if TYPE_CHECKING:
     from cifarlab.config import OptimizerConfig
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def make_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:

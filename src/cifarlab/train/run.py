@@ -18,8 +18,8 @@ from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
 from cifarlab.device import describe, make_scaler, memory_format, resolve_precision, select_device
 from cifarlab.distributed import SINGLE, Group, check_batch_split, data_parallel, share
-from cifarlab.models import build_model
 from cifarlab.models.facts import macs_per_image, parameter_count, receptive_field
+from cifarlab.models.registry import build_model
 from cifarlab.train.loop import EpochResult, Progress, fit
 from cifarlab.train.lr_finder import RangeTest, choose_max_lr
 from cifarlab.train.optim import make_optimizer

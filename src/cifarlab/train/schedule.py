@@ -10,7 +10,6 @@ import torch
 if TYPE_CHECKING:
     from cifarlab.config import SchedulerConfig
 
-SCHEDULERS = ("onecycle", "plateau", "step", "cosine", "none")
 ANNIHILATION = 1e4  # OneCycle with anneal: the last LR is the starting LR / 1e4
 
 
