@@ -1,12 +1,13 @@
 """The device data path augments like the albumentations pipeline: same crop offset range, flip
-rate, hole size, hole fill and rates; p = 0 is plain normalisation."""
+rate, rotation angles, shift and scale ranges, hole size, fill, gray weights and rates; p = 0 is
+plain normalisation. Each property is measured on both paths with the same test."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from cifarlab.config import AugmentConfig, ParamsError, parse_params
+from cifarlab.config import AugmentConfig, parse_params
 from cifarlab.data.augment import eval_transform, train_transform
 from cifarlab.data.batches import DeviceBatches
 from cifarlab.data.stats import Stats
@@ -105,9 +106,77 @@ def test_shuffled_epochs_cover_every_image_once_and_reseed_repeats():
     assert torch.cat([labels for _, labels in batches]).tolist() == first
 
 
-def test_unsupported_augmentations_are_refused_by_name():
-    def on_device(**on):
-        return parse_params({**committed_params_dict(**{"train.loader": "device"}), "augment": _aug(**on).model_dump()})
-    with pytest.raises(ParamsError, match="augment.rotate.p = 0"):
-        on_device(rotate={"p": 0.5})
-    on_device(crop={"p": 1.0}, hflip={"p": 0.5}, cutout={"p": 0.5})
+def _block(size: int, centre: tuple[int, int] = (16, 16)) -> np.ndarray:
+    """A white square on the fill colour, so what a warp brings in from outside adds nothing."""
+    image = np.zeros((32, 32, 3), dtype=np.uint8) + np.array(STATS.fill, dtype=np.uint8)
+    top, left = centre[0] - size // 2, centre[1] - size // 2
+    image[top:top + size, left:left + size] = 255
+    return image
+
+
+def _whiteness(out: np.ndarray) -> np.ndarray:
+    """0 where a pixel is the fill colour, 1 where it is white."""
+    fill = np.array(STATS.fill)
+    return ((out - fill) / (255 - fill)).mean(-1)
+
+
+def _centroids(out: np.ndarray) -> np.ndarray:
+    """(row, col) of each image's white centre, relative to the image centre (15.5, 15.5)."""
+    weight = _whiteness(out)
+    rows, cols = np.mgrid[:32, :32]
+    total = weight.sum(axis=(1, 2))
+    return np.stack([(weight * rows).sum(axis=(1, 2)) / total, (weight * cols).sum(axis=(1, 2)) / total], -1) - 15.5
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_rotation_angles_are_uniform_within_the_limit(source):
+    out = SOURCES[source](_block(4, centre=(16, 26)), _aug(rotate={"p": 1.0, "limit": 30}))
+    row, col = _centroids(out).T
+    angles = np.degrees(np.arctan2(-row, col))  # the marker starts 10 px right of the centre
+    assert np.abs(angles).max() < 31 and np.abs(angles).max() > 28
+    assert abs(angles.mean()) < 1.5 and abs(angles.std() - 30 / np.sqrt(3)) < 1.0  # uniform on [-30, 30]
+    radius = np.hypot(row, col)
+    assert np.abs(radius - radius.mean()).max() < 0.5  # turned about the centre, not shifted
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_rotation_fills_the_corners_with_the_mean(source):
+    out = SOURCES[source](np.full((32, 32, 3), 255, dtype=np.uint8), _aug(rotate={"p": 0.5, "limit": 45}))
+    corner = out[:, 0, 0]
+    assert ((corner == STATS.fill).all(-1)).mean() > 0.3  # the turned images' far corners are all mean
+    assert ((corner == 255).all(-1)).mean() > 0.45  # p = 0.5: the rest are untouched
+    assert (corner >= np.array(STATS.fill)).all()
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_shift_scale_rotate_shifts_whole_pixels_and_scales_x_and_y_apart(source):
+    ssr = {"p": 1.0, "shift": 0.1, "scale": 0.2, "rotate": 0}
+    moved = _centroids(SOURCES[source](_block(2), _aug(shift_scale_rotate=ssr)))
+    assert set(np.rint(moved).astype(int).ravel()) == set(range(-3, 4))  # trunc(U(-3.2, 3.2))
+    assert np.abs(moved - np.rint(moved)).max() < 0.05 and np.abs(moved.mean(0)).max() < 0.3
+    out = SOURCES[source](_block(16), _aug(shift_scale_rotate={**ssr, "shift": 0.0}))
+    bright = _whiteness(out)
+    heights, widths = bright.sum(1).max(1), bright.sum(2).max(1)  # the square's extent along each axis
+    for extent in (heights, widths):
+        assert 16 * 0.8 - 0.6 < extent.min() < 16 * 0.85 and 16 * 1.15 < extent.max() < 16 * 1.2 + 0.6
+    assert abs(np.corrcoef(heights, widths)[0, 1]) < 0.1  # drawn apart (albumentations' keep_ratio=False)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_gray_uses_the_same_weights_and_rate(source):
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    image[...] = (200, 100, 50)
+    out = SOURCES[source](image, _aug(to_gray={"p": 0.4}))
+    gray = (out == out[..., :1]).all(axis=(1, 2, 3))
+    assert abs(gray.mean() - 0.4) < 0.05
+    assert np.abs(out[gray] - (0.299 * 200 + 0.587 * 100 + 0.114 * 50)).max() <= 1
+
+
+def test_every_augmentation_in_params_runs_on_the_device_path():
+    everything = {"crop": {"p": 1.0}, "hflip": {"p": 0.5}, "rotate": {"p": 0.5}, "shift_scale_rotate": {"p": 0.5},
+                  "cutout": {"p": 0.5}, "to_gray": {"p": 0.2}}
+    params = parse_params({**committed_params_dict(**{"train.loader": "device"}),
+                           "augment": _aug(**everything).model_dump()})
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    out = device_samples(image, params.augment)
+    assert out.shape == (SAMPLES, 32, 32, 3) and (out >= 0).all() and (out <= 255).all()

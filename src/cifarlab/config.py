@@ -21,7 +21,6 @@ from cifarlab.models import gradcam_layer_names, model_names
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("onecycle", "plateau", "step", "cosine", "none")
 LOADERS = ("albumentations", "device")
-ON_DEVICE = ("crop", "hflip", "cutout")  # the augmentations the device loader implements
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -188,12 +187,6 @@ class Params(Section):
     def _keys_that_agree(self) -> Params:
         """Rules that tie two keys together (a ParamsError passes through pydantic unchanged)."""
         train = self.train
-        if train.loader == "device":
-            active = [name for name, cfg in self.augment if name not in ON_DEVICE and cfg.p > 0]
-            if active:
-                raise ParamsError("params.yaml: train.loader = device does not run "
-                                  + ", ".join(active) + "; set " + ", ".join(f"augment.{a}.p = 0" for a in active)
-                                  + " or use train.loader: albumentations")
         if self.data.val == 0:
             for key, value in (("train.checkpoint", train.checkpoint), ("train.scheduler.name", train.scheduler.name)):
                 if value in ("best_val", "plateau"):

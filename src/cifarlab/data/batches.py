@@ -8,10 +8,10 @@ part of each global batch (`rank` of `world`), so the N processes together see e
 batches one process would; only the augmentation's random draws are per process.
 
 - albumentations: per-image augmentation on the CPU in a DataLoader (the seeds' way);
-- device: the uint8 dataset lives on the training device and whole batches are cropped,
-  flipped, cut out and normalised there with torch ops, matching the albumentations pipeline's
-  crop, flip and cutout (mean padding and fill, the same offset and hole ranges). It removes the
-  per-sample CPU work that otherwise sets the pace on a GPU."""
+- device: the uint8 dataset lives on the training device and whole batches are augmented and
+  normalised there with torch ops, matching every step of the albumentations pipeline in
+  distribution (mean padding and fill, the same offset, angle, scale and hole ranges, the same
+  rates). It removes the per-sample CPU work that otherwise sets the pace on a GPU."""
 from __future__ import annotations
 
 import os
@@ -135,10 +135,15 @@ class ArrayBatches:
         return iter(self.loader)
 
 
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601, as cv2's RGB2GRAY that albumentations' ToGray uses
+
+
 def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tensor,
                   generator: torch.Generator) -> torch.Tensor:
-    """Random crop with mean padding, horizontal flip and one mean-filled square hole, per image,
-    on a float (N, C, H, W) batch in 0-255; each with its own probability from params."""
+    """The albumentations pipeline's steps, in its order, on a float (N, C, H, W) batch in 0-255,
+    each per image with its own probability from params: random crop with mean padding,
+    horizontal flip, rotation and shift-scale-rotation (one affine warp, mean fill), one
+    mean-filled square hole, gray. An augmentation with p = 0 draws no random numbers."""
     n, _, height, width = images.shape
     device = images.device
 
@@ -162,6 +167,8 @@ def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tens
         images = canvas[batch, channel, rows, cols]
     flipping = chance(augment.hflip.p).view(n, 1, 1, 1)
     images = torch.where(flipping, images.flip(-1), images)
+    if augment.rotate.p > 0 or augment.shift_scale_rotate.p > 0:
+        images = _warp(images, augment, fill, generator)
     size = augment.cutout.size
     if augment.cutout.p > 0:
         top, left = randint(height - size), randint(width - size)
@@ -171,7 +178,46 @@ def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tens
                 & (xs >= left[:, None, None]) & (xs < left[:, None, None] + size))
         hole &= chance(augment.cutout.p)[:, None, None]
         images = torch.where(hole[:, None], fill.view(1, -1, 1, 1), images)
+    if augment.to_gray.p > 0:
+        gray = (images * torch.tensor(GRAY_WEIGHTS, device=device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        images = torch.where(chance(augment.to_gray.p).view(n, 1, 1, 1), gray.expand_as(images), images)
     return images
+
+
+def _warp(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Rotate (angle within +/- rotate.limit), then shift-scale-rotate as albumentations' Affine
+    draws it (shift a whole number of pixels below shift * size, x and y scales apart, angle within
+    +/- rotate), about the image centre; both in one bilinear warp, filled with the dataset mean."""
+    n, _, height, width = images.shape
+    device = images.device
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, device=device, generator=generator)
+
+    def chance(p: float) -> torch.Tensor:
+        return torch.rand(n, device=device, generator=generator) < p
+
+    def rotation(degrees: torch.Tensor) -> torch.Tensor:
+        cos, sin = torch.cos(torch.deg2rad(degrees)), torch.sin(torch.deg2rad(degrees))
+        return torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+
+    rot, ssr = augment.rotate, augment.shift_scale_rotate
+    rotating, shifting = chance(rot.p), chance(ssr.p)
+    first = torch.where(rotating, uniform(-rot.limit, rot.limit), 0.0)
+    second = torch.where(shifting, uniform(-ssr.rotate, ssr.rotate), 0.0)
+    scales = torch.where(shifting[:, None], torch.stack([uniform(1 - ssr.scale, 1 + ssr.scale) for _ in "xy"], -1), 1.0)
+    shifts = torch.stack([torch.trunc(uniform(-ssr.shift, ssr.shift) * side) for side in (width, height)], -1)
+    shifts = torch.where(shifting[:, None], shifts, 0.0)
+    # output pixel -> input pixel, about the centre, in grid_sample's [-1, 1] coordinates
+    half = torch.tensor([width / 2, height / 2], device=device)
+    inverse = rotation(-first) @ torch.diag_embed(1 / scales) @ rotation(-second)
+    inverse = inverse * half.view(1, 1, 2) / half.view(1, 2, 1)  # K^-1 A K with K = diag(half)
+    theta = torch.cat([inverse, -(inverse @ (shifts / half)[..., None])], -1)
+    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    background = fill.view(1, -1, 1, 1)
+    warped = torch.nn.functional.grid_sample(images - background, grid, mode="bilinear", padding_mode="zeros",
+                                             align_corners=False) + background
+    return torch.where((rotating | shifting).view(n, 1, 1, 1), warped, images)
 
 
 class DeviceBatches:
