@@ -62,11 +62,18 @@ CASES = [(name, damage) for name in READERS
          for damage in ("missing", "cut short", *(("garbled",) if name.endswith((".npz", ".pt")) else ()))]
 
 
+def _snapshot(project) -> dict[str, int]:
+    """Every file in the project by path, with a hash of its bytes."""
+    return {str(p.relative_to(project)): hash(p.read_bytes()) for p in sorted(project.rglob("*"))
+            if p.is_file() and ".git" not in p.parts}
+
+
 @pytest.mark.parametrize("name, damage", CASES)
-def test_each_reader_of_a_damaged_file_says_which_stage_to_rerun(finished, name, damage):
+def test_each_reader_of_a_damaged_file_says_which_stage_to_rerun_and_leaves_nothing(finished, name, damage):
     writer, readers = READERS[name]
     path = finished / name
     original = path.read_bytes()
+    before = _snapshot(finished)
     try:
         if damage == "missing":
             path.unlink()
@@ -79,6 +86,8 @@ def test_each_reader_of_a_damaged_file_says_which_stage_to_rerun(finished, name,
             assert len(errors) == 1 and name in errors[0] and f"dvc repro {writer}" in errors[0], (reader, errors)
     finally:
         path.write_bytes(original)
+    after = _snapshot(finished)
+    assert after == before, {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
 
 
 def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temp(tmp_path, monkeypatch):
