@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from cifarlab.config import AugmentConfig
 
 
-
 class Batches(Protocol):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
     def __len__(self) -> int: ...
@@ -135,7 +134,20 @@ class ArrayBatches:
         return iter(self.loader)
 
 
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601, as cv2's RGB2GRAY that albumentations' ToGray uses
+class _Draws:
+    """Per-image random draws for a batch of `n`, all from one generator on the batch's device."""
+
+    def __init__(self, n: int, device: torch.device, generator: torch.Generator) -> None:
+        self.n, self.device, self.generator = n, device, generator
+
+    def uniform(self, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(self.n, device=self.device, generator=self.generator)
+
+    def chance(self, p: float) -> torch.Tensor:
+        return torch.rand(self.n, device=self.device, generator=self.generator) < p
+
+    def randint(self, high: int) -> torch.Tensor:
+        return torch.randint(0, high + 1, (self.n,), device=self.device, generator=self.generator)
 
 
 def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tensor,
@@ -146,73 +158,64 @@ def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tens
     mean-filled square hole, gray. An augmentation with p = 0 draws no random numbers."""
     n, _, height, width = images.shape
     device = images.device
-
-    def chance(p: float) -> torch.Tensor:
-        return torch.rand(n, device=device, generator=generator) < p
-
-    def randint(high: int) -> torch.Tensor:
-        return torch.randint(0, high + 1, (n,), device=device, generator=generator)
-
+    draw = _Draws(n, device, generator)
     pad = augment.crop.padding
     if pad and augment.crop.p > 0:
         canvas = fill.view(1, -1, 1, 1).expand(n, -1, height + 2 * pad, width + 2 * pad).clone()
         canvas[:, :, pad:pad + height, pad:pad + width] = images
-        cropping = chance(augment.crop.p)
-        top = torch.where(cropping, randint(2 * pad), pad)
-        left = torch.where(cropping, randint(2 * pad), pad)
+        cropping = draw.chance(augment.crop.p)
+        top = torch.where(cropping, draw.randint(2 * pad), pad)
+        left = torch.where(cropping, draw.randint(2 * pad), pad)
         rows = (top[:, None] + torch.arange(height, device=device))[:, None, :, None]
         cols = (left[:, None] + torch.arange(width, device=device))[:, None, None, :]
         batch = torch.arange(n, device=device)[:, None, None, None]
         channel = torch.arange(images.shape[1], device=device)[None, :, None, None]
         images = canvas[batch, channel, rows, cols]
-    flipping = chance(augment.hflip.p).view(n, 1, 1, 1)
+    flipping = draw.chance(augment.hflip.p).view(n, 1, 1, 1)
     images = torch.where(flipping, images.flip(-1), images)
     if augment.rotate.p > 0 or augment.shift_scale_rotate.p > 0:
-        images = _warp(images, augment, fill, generator)
+        images = _warp(images, augment, fill, draw)
     size = augment.cutout.size
     if augment.cutout.p > 0:
-        top, left = randint(height - size), randint(width - size)
+        top, left = draw.randint(height - size), draw.randint(width - size)
         ys = torch.arange(height, device=device)[None, :, None]
         xs = torch.arange(width, device=device)[None, None, :]
         hole = ((ys >= top[:, None, None]) & (ys < top[:, None, None] + size)
                 & (xs >= left[:, None, None]) & (xs < left[:, None, None] + size))
-        hole &= chance(augment.cutout.p)[:, None, None]
+        hole &= draw.chance(augment.cutout.p)[:, None, None]
         images = torch.where(hole[:, None], fill.view(1, -1, 1, 1), images)
-    if augment.to_gray.p > 0:
-        gray = (images * torch.tensor(GRAY_WEIGHTS, device=device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        images = torch.where(chance(augment.to_gray.p).view(n, 1, 1, 1), gray.expand_as(images), images)
+    if augment.to_gray.p > 0:  # ITU-R 601 weights, as cv2's RGB2GRAY that albumentations' ToGray uses
+        gray = 0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3]
+        images = torch.where(draw.chance(augment.to_gray.p).view(n, 1, 1, 1), gray.expand_as(images), images)
     return images
 
 
-def _warp(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _warp(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tensor, draw: _Draws) -> torch.Tensor:
     """Rotate (angle within +/- rotate.limit), then shift-scale-rotate as albumentations' Affine
     draws it (shift a whole number of pixels below shift * size, x and y scales apart, angle within
-    +/- rotate), about the image centre; both in one bilinear warp, filled with the dataset mean."""
+    +/- rotate), about the image centre; both in one bilinear warp, filled with the dataset mean.
+    Only Python numbers enter the batch's tensors: no host-to-device copy per step."""
     n, _, height, width = images.shape
-    device = images.device
-
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(n, device=device, generator=generator)
-
-    def chance(p: float) -> torch.Tensor:
-        return torch.rand(n, device=device, generator=generator) < p
 
     def rotation(degrees: torch.Tensor) -> torch.Tensor:
         cos, sin = torch.cos(torch.deg2rad(degrees)), torch.sin(torch.deg2rad(degrees))
         return torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
 
     rot, ssr = augment.rotate, augment.shift_scale_rotate
-    rotating, shifting = chance(rot.p), chance(ssr.p)
-    first = torch.where(rotating, uniform(-rot.limit, rot.limit), 0.0)
-    second = torch.where(shifting, uniform(-ssr.rotate, ssr.rotate), 0.0)
-    scales = torch.where(shifting[:, None], torch.stack([uniform(1 - ssr.scale, 1 + ssr.scale) for _ in "xy"], -1), 1.0)
-    shifts = torch.stack([torch.trunc(uniform(-ssr.shift, ssr.shift) * side) for side in (width, height)], -1)
+    rotating, shifting = draw.chance(rot.p), draw.chance(ssr.p)
+    first = torch.where(rotating, draw.uniform(-rot.limit, rot.limit), 0.0)
+    second = torch.where(shifting, draw.uniform(-ssr.rotate, ssr.rotate), 0.0)
+    scales = torch.stack([draw.uniform(1 - ssr.scale, 1 + ssr.scale) for _ in "xy"], -1)
+    scales = torch.where(shifting[:, None], scales, 1.0)
+    # whole pixels, then in grid_sample's [-1, 1] coordinates (half a side is 1)
+    shifts = torch.stack([torch.trunc(draw.uniform(-ssr.shift, ssr.shift) * side) / (side / 2)
+                          for side in (width, height)], -1)
     shifts = torch.where(shifting[:, None], shifts, 0.0)
-    # output pixel -> input pixel, about the centre, in grid_sample's [-1, 1] coordinates
-    half = torch.tensor([width / 2, height / 2], device=device)
+    # output pixel -> input pixel about the centre, in [-1, 1] coordinates: K^-1 A K, K = diag(width/2, height/2)
     inverse = rotation(-first) @ torch.diag_embed(1 / scales) @ rotation(-second)
-    inverse = inverse * half.view(1, 1, 2) / half.view(1, 2, 1)  # K^-1 A K with K = diag(half)
-    theta = torch.cat([inverse, -(inverse @ (shifts / half)[..., None])], -1)
+    inverse[:, 0, 1] *= width / height
+    inverse[:, 1, 0] *= height / width
+    theta = torch.cat([inverse, -(inverse @ shifts[..., None])], -1)
     grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
     background = fill.view(1, -1, 1, 1)
     warped = torch.nn.functional.grid_sample(images - background, grid, mode="bilinear", padding_mode="zeros",

@@ -96,16 +96,17 @@ def is_batch_dir(tree: FileTree, folder: str) -> bool:
 
 def load_batch_dir(tree: FileTree, folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Read a cifar-10-batches-py/ folder (on disk or in an archive) into NHWC uint8 arrays and class names."""
-    names = [posixpath.join(folder, name) for name in (META, *TRAIN_BATCHES, TEST_BATCH)]
-    missing = [name for name in TRAIN_BATCHES if posixpath.join(folder, name) not in tree.files]
+    member = {name: posixpath.join(folder, name) for name in (META, *TRAIN_BATCHES, TEST_BATCH)}
+    missing = [name for name in TRAIN_BATCHES if member[name] not in tree.files]
     if missing:
         raise UserError(f"{tree.where(folder)}: missing training batches {', '.join(missing)}")
-    batches = {posixpath.basename(name): _read_batch(data, tree.where(name)) for name, data in tree.read(names)}
+    batches = {posixpath.basename(name): _read_batch(data, tree.where(name))
+               for name, data in tree.read(member.values())}
     classes = [name.decode() for name in batches[META].get(b"label_names", [])]
     if not classes:
-        raise UserError(f"{tree.where(posixpath.join(folder, META))}: no label_names")
-    parts = [_images_and_labels(batches[name], tree.where(posixpath.join(folder, name))) for name in TRAIN_BATCHES]
-    x_test, y_test = _images_and_labels(batches[TEST_BATCH], tree.where(posixpath.join(folder, TEST_BATCH)))
+        raise UserError(f"{tree.where(member[META])}: no label_names")
+    parts = [_images_and_labels(batches[name], tree.where(member[name])) for name in TRAIN_BATCHES]
+    x_test, y_test = _images_and_labels(batches[TEST_BATCH], tree.where(member[TEST_BATCH]))
     x_train = np.concatenate([x for x, _ in parts])
     y_train = np.concatenate([y for _, y in parts])
     return x_train, y_train, x_test, y_test, classes

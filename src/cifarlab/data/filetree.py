@@ -89,61 +89,66 @@ class FolderTree(FileTree):
                 raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
-class TarTree(FileTree):
-    def __init__(self, archive: Path) -> None:
+class _ArchiveTree(FileTree):
+    """An archive's members, checked from its headers when it is opened: `entries` gives each
+    member's name, kind ('file', 'dir' or anything else, which is refused), size and handle."""
+
+    def __init__(self, archive: Path, entries: Iterable[tuple[str, str, int, object]]) -> None:
         self.label = str(archive)
+        self._handles, sizes, dirs = {}, {}, []
+        for raw_name, kind, size, handle in entries:
+            name = _checked_name(archive, raw_name)
+            if kind == "dir":
+                dirs.append(name)
+            elif kind == "file":
+                self._handles[name], sizes[name] = handle, size
+            else:
+                raise UserError(f"{archive}: refusing member '{raw_name}' (links and device files are not allowed)")
+        _check_sizes(self, sizes)
+        super().__init__(sizes, dirs)
+
+
+class TarTree(_ArchiveTree):
+    def __init__(self, archive: Path) -> None:
         with _archive_errors(archive):
             self._tar = tarfile.open(archive)
             members = self._tar.getmembers()
-        self._members, dirs = {}, []
-        for member in members:
-            name = _checked_name(archive, member.name)
-            if member.isdir():
-                dirs.append(name)
-            elif member.isfile():
-                self._members[name] = member
-            else:
-                raise UserError(f"{archive}: refusing member '{member.name}' (links and device files are not allowed)")
-        _check_sizes(self, {name: member.size for name, member in self._members.items()})
-        super().__init__(self._members, dirs)
+        kinds = ((m.name, "dir" if m.isdir() else "file" if m.isfile() else "link", m.size, m) for m in members)
+        super().__init__(archive, kinds)
 
     def read(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-        # in offset order a compressed tar is decompressed once, front to back
-        for name in sorted(names, key=lambda n: self._members[n].offset_data):
+        # in offset order, reading decompresses a tar once front to back (after the pass that listed it)
+        for name in sorted(names, key=lambda n: self._handles[n].offset_data):
             with _archive_errors(self.label):
-                data = self._tar.extractfile(self._members[name]).read()
+                data = self._tar.extractfile(self._handles[name]).read()
             yield name, data
 
     def close(self) -> None:
         self._tar.close()
 
 
-class ZipTree(FileTree):
+class ZipTree(_ArchiveTree):
     def __init__(self, archive: Path) -> None:
-        self.label = str(archive)
         with _archive_errors(archive):
             self._zip = zipfile.ZipFile(archive)
             infos = self._zip.infolist()
-        self._infos, dirs = {}, []
-        for info in infos:
-            name = _checked_name(archive, info.filename)
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise UserError(f"{archive}: refusing symlink member '{info.filename}'")
-            if info.is_dir():
-                dirs.append(name)
-            else:
-                self._infos[name] = info
-        _check_sizes(self, {name: info.file_size for name, info in self._infos.items()})
-        super().__init__(self._infos, dirs)
+        kinds = ((info.filename, _zip_kind(info), info.file_size, info) for info in infos)
+        super().__init__(archive, kinds)
 
     def read(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         for name in names:
             with _archive_errors(self.label):
-                data = self._zip.read(self._infos[name])
+                data = self._zip.read(self._handles[name])
             yield name, data
 
     def close(self) -> None:
         self._zip.close()
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> str:
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:  # a Unix symlink's mode bits
+        return "link"
+    return "dir" if info.is_dir() else "file"
 
 
 def open_tree(path: Path) -> FileTree:

@@ -8,6 +8,7 @@ import io
 import os
 import posixpath
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -76,7 +77,7 @@ def _decode_chunk(blobs: list[tuple[str, bytes]], size: int, max_pixels: int | N
     return np.stack([decode_image(data, where, size) for where, data in blobs])
 
 
-def _chunks(tree: FileTree, names: list[str]):
+def _chunks(tree: FileTree, names: list[str]) -> Iterator[tuple[list[int], list[tuple[str, bytes]]]]:
     """(positions in `names`, [(where, bytes)]) in the tree's fastest reading order, CHUNK at a time."""
     position = {name: i for i, name in enumerate(names)}
     indices, blobs = [], []
@@ -90,42 +91,44 @@ def _chunks(tree: FileTree, names: list[str]):
         yield indices, blobs
 
 
-def decode_images(tree: FileTree, names: list[str], size: int) -> np.ndarray:
-    """Decode `names` into one (N, size, size, 3) array, one worker process per core (spawned, so
-    no thread state of the caller is copied); a small tree is decoded in this process."""
-    images = np.zeros((len(names), size, size, 3), np.uint8)
+def _decoded(tree: FileTree, names: list[str], size: int) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(positions in `names`, their images) per chunk: decoded in this process for a small tree,
+    else in one spawned worker process per core (spawned, so no thread state of the caller is copied)."""
+    limit = Image.MAX_IMAGE_PIXELS
     workers = min(len(os.sched_getaffinity(0)), -(-len(names) // CHUNK))
+    if workers <= 1:
+        for indices, blobs in _chunks(tree, names):
+            yield indices, _decode_chunk(blobs, size, limit)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        try:
+            jobs = [(indices, pool.submit(_decode_chunk, blobs, size, limit))
+                    for indices, blobs in _chunks(tree, names)]
+            for indices, job in jobs:
+                yield indices, job.result()
+        except BaseException:  # a bad image or an interrupt: drop the queued work, not wait for it
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
+def decode_images(tree: FileTree, names: list[str], size: int) -> np.ndarray:
+    """Decode `names` into one (N, size, size, 3) array, in parallel where there are many."""
+    images = np.zeros((len(names), size, size, 3), np.uint8)
     # disable=None: no bar when not a terminal; the bar is closed before an error prints
     with tqdm(total=len(names), desc="decode", unit="img", leave=False, disable=None) as bar:
-        if workers <= 1:
-            for indices, blobs in _chunks(tree, names):
-                images[indices] = _decode_chunk(blobs, size, Image.MAX_IMAGE_PIXELS)
-                bar.update(len(indices))
-            return images
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            try:
-                jobs = [(indices, pool.submit(_decode_chunk, blobs, size, Image.MAX_IMAGE_PIXELS))
-                        for indices, blobs in _chunks(tree, names)]
-                for indices, job in jobs:
-                    images[indices] = job.result()
-                    bar.update(len(indices))
-            except BaseException:  # a bad image or an interrupt: drop the queued work, not wait for it
-                pool.shutdown(cancel_futures=True)
-                raise
+        for indices, decoded in _decoded(tree, names, size):
+            images[indices] = decoded
+            bar.update(len(indices))
     return images
 
 
 def load_image_tree(tree: FileTree, root: str, image_size: int, subset: dict[str, int], val: int,
                     seed: int) -> Prepared:
-    """Read the tree under `root`, decoding only the images the splits keep."""
+    """Read the tree under `root`, decoding only the images the splits keep (all in one pass)."""
     classes, listing = _scan(tree, root)
     chosen = split_indices(listing["train"][1], listing["test"][1], subset, val, seed)
-    splits = {"train": "train", "val": "train", "test": "test"}
-    names = [listing[source][0][i] for split, source in splits.items() for i in chosen[split]]
-    images = decode_images(tree, names, image_size)
-    arrays, start = {}, 0
-    for split, source in splits.items():
-        keep = chosen[split]
-        arrays[split] = (images[start:start + len(keep)], listing[source][1][keep])
-        start += len(keep)
+    source = {"train": "train", "val": "train", "test": "test"}
+    names = [listing[source[split]][0][i] for split in source for i in chosen[split]]
+    images = np.split(decode_images(tree, names, image_size), np.cumsum([len(chosen[split]) for split in source])[:-1])
+    arrays = {split: (part, listing[source[split]][1][chosen[split]]) for split, part in zip(source, images)}
     return Prepared(*arrays["train"], *arrays["test"], classes, *arrays["val"])
