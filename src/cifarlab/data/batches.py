@@ -152,42 +152,54 @@ class _Draws:
 
 def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tensor,
                   generator: torch.Generator) -> torch.Tensor:
-    """The albumentations pipeline's steps, in its order, on a float (N, C, H, W) batch in 0-255,
-    each per image with its own probability from params: random crop with mean padding,
-    horizontal flip, rotation and shift-scale-rotation (one affine warp, mean fill), one
-    mean-filled square hole, gray. An augmentation with p = 0 draws no random numbers."""
-    n, _, height, width = images.shape
+    """The albumentations pipeline's steps, in its order, on a uint8 (N, C, H, W) batch, giving
+    floats in 0-255, each per image with its own probability from params: random crop with mean
+    padding, horizontal flip, rotation and shift-scale-rotation (one affine warp, mean fill), one
+    mean-filled square hole, gray. An augmentation with p = 0 draws no random numbers.
+
+    Crop and flip only move pixels, so both are one gather of source pixels, taken from the uint8
+    batch before it is widened to floats: a few passes over the batch in all, not one per step."""
+    n, channels, height, width = images.shape
     device = images.device
     draw = _Draws(n, device, generator)
+    rows = torch.arange(height, device=device).expand(n, height)
+    cols = torch.arange(width, device=device).expand(n, width)
     pad = augment.crop.padding
     if pad and augment.crop.p > 0:
-        canvas = fill.view(1, -1, 1, 1).expand(n, -1, height + 2 * pad, width + 2 * pad).clone()
-        canvas[:, :, pad:pad + height, pad:pad + width] = images
         cropping = draw.chance(augment.crop.p)
-        top = torch.where(cropping, draw.randint(2 * pad), pad)
-        left = torch.where(cropping, draw.randint(2 * pad), pad)
-        rows = (top[:, None] + torch.arange(height, device=device))[:, None, :, None]
-        cols = (left[:, None] + torch.arange(width, device=device))[:, None, None, :]
-        batch = torch.arange(n, device=device)[:, None, None, None]
-        channel = torch.arange(images.shape[1], device=device)[None, :, None, None]
-        images = canvas[batch, channel, rows, cols]
-    flipping = draw.chance(augment.hflip.p).view(n, 1, 1, 1)
-    images = torch.where(flipping, images.flip(-1), images)
+        rows = rows + (torch.where(cropping, draw.randint(2 * pad), pad) - pad)[:, None]
+        cols = cols + (torch.where(cropping, draw.randint(2 * pad), pad) - pad)[:, None]
+    cols = torch.where(draw.chance(augment.hflip.p)[:, None], cols.flip(-1), cols)
+    padding = ((rows < 0) | (rows >= height))[:, :, None] | ((cols < 0) | (cols >= width))[:, None, :]
+    source = rows.clamp(0, height - 1)[:, :, None] * width + cols.clamp(0, width - 1)[:, None, :]
+    images = images.reshape(n, channels, -1).gather(2, source.view(n, 1, -1).expand(n, channels, -1)).float()
+    images = images.view(n, channels, height, width)
+    mean_filled = padding  # pixels that end up the dataset mean, set in one pass where nothing moves them first
     if augment.rotate.p > 0 or augment.shift_scale_rotate.p > 0:
-        images = _warp(images, augment, fill, draw)
+        images = _warp(_fill(images, mean_filled, fill), augment, fill, draw)
+        mean_filled = torch.zeros_like(padding)
     size = augment.cutout.size
     if augment.cutout.p > 0:
         top, left = draw.randint(height - size), draw.randint(width - size)
-        ys = torch.arange(height, device=device)[None, :, None]
-        xs = torch.arange(width, device=device)[None, None, :]
-        hole = ((ys >= top[:, None, None]) & (ys < top[:, None, None] + size)
-                & (xs >= left[:, None, None]) & (xs < left[:, None, None] + size))
-        hole &= draw.chance(augment.cutout.p)[:, None, None]
-        images = torch.where(hole[:, None], fill.view(1, -1, 1, 1), images)
+        inside_rows = _span(top, size, height)
+        inside_cols = _span(left, size, width) & draw.chance(augment.cutout.p)[:, None]
+        mean_filled = mean_filled | (inside_rows[:, :, None] & inside_cols[:, None, :])
+    images = _fill(images, mean_filled, fill)
     if augment.to_gray.p > 0:  # ITU-R 601 weights, as cv2's RGB2GRAY that albumentations' ToGray uses
         gray = 0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3]
         images = torch.where(draw.chance(augment.to_gray.p).view(n, 1, 1, 1), gray.expand_as(images), images)
     return images
+
+
+def _span(start: torch.Tensor, size: int, length: int) -> torch.Tensor:
+    """(N, length) mask of positions start .. start + size - 1, per image."""
+    positions = torch.arange(length, device=start.device)
+    return (positions >= start[:, None]) & (positions < start[:, None] + size)
+
+
+def _fill(images: torch.Tensor, where: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """The images with the dataset mean at the (N, H, W) mask's pixels."""
+    return torch.where(where[:, None], fill.view(1, -1, 1, 1), images)
 
 
 def _warp(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tensor, draw: _Draws) -> torch.Tensor:
@@ -235,8 +247,10 @@ class DeviceBatches:
         self.rank, self.world = rank, world
         self.order = torch.Generator().manual_seed(seed) if shuffle else None
         self.fill = torch.tensor(stats.fill, dtype=torch.float32, device=device)
-        self.mean = torch.tensor(stats.mean, device=device).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(stats.std, device=device).view(1, -1, 1, 1) * 255
+        # Normalize(stats) on 0-255 values as one multiply-add: x * scale + shift = (x - mean) / std
+        std = torch.tensor(stats.std, device=device).view(1, -1, 1, 1) * 255
+        self.scale = 1 / std
+        self.shift = -torch.tensor(stats.mean, device=device).view(1, -1, 1, 1) * 255 / std
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
     def set_epoch(self, epoch: int) -> None:
@@ -250,10 +264,10 @@ class DeviceBatches:
     def __iter__(self):
         for index in batch_order(len(self.labels), self.batch_size, self.order, self.rank, self.world):
             index = index.to(self.device, non_blocking=True)
-            batch = self.images[index].float()
-            if self.augment is not None:
-                batch = augment_batch(batch, self.augment, self.fill, self.generator)
-            yield (batch - self.mean) / self.std, self.labels[index]
+            batch = self.images[index]
+            batch = (augment_batch(batch, self.augment, self.fill, self.generator) if self.augment is not None
+                     else batch.float())
+            yield torch.addcmul(self.shift, batch, self.scale), self.labels[index]
 
 
 def train_batches(loader: str, images: np.ndarray, labels: np.ndarray, augment: AugmentConfig, stats: Stats,
