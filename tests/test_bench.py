@@ -9,14 +9,16 @@ import yaml
 from cifarlab import bench
 from conftest import ROOT, committed_params_dict
 
-FIGURES = ("data_albumentations_img_s", "data_device_img_s", "train_step_img_s", "epoch_default_img_s",
-           "epoch_device_path_img_s",
-           "epoch_reference_img_s", "epoch_speedup", "achieved_tflops")
+FIGURES = ("train_step_img_s", "epoch_default_img_s", "epoch_device_path_img_s", "epoch_reference_img_s",
+           "epoch_speedup", "achieved_tflops")
 
 
 def test_benchmark_writes_a_row_per_model_and_each_stage_start_up(tmp_path, capsys, monkeypatch):
     out, params = tmp_path / "bench.json", tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(committed_params_dict()))
+    settings = committed_params_dict()
+    for name, p in {"crop": 1, "hflip": 0.5, "rotate": 0, "shift_scale_rotate": 0, "cutout": 0.5, "to_gray": 0}.items():
+        settings["augment"][name]["p"] = p
+    params.write_text(yaml.safe_dump(settings))
     monkeypatch.chdir(ROOT)
     bench.main(["--models", "tiny,s9net", "--images", "64", "--batch-size", "32", "--steps", "1", "--repeats", "1",
                 "--params", str(params), "--out", str(out), "--stages"])
@@ -25,10 +27,17 @@ def test_benchmark_writes_a_row_per_model_and_each_stage_start_up(tmp_path, caps
     assert [row["model"] for row in report["results"]] == ["tiny", "s9net"]
     for row in report["results"]:
         assert row["macs_per_image"] > 0 and all(row[key] > 0 for key in FIGURES)
+    params_row, every_row = report["data"]
+    assert params_row["augment"] == report["augment"] == "crop p=1, hflip p=0.5, cutout p=0.5"
+    assert every_row["augment"] == ("crop p=1, hflip p=0.5, rotate p=0.5, shift_scale_rotate p=0.5, cutout p=0.5, "
+                                    "to_gray p=0.5")
+    for row in report["data"]:
+        assert row["speedup"] == pytest.approx(row["device_img_s"] / row["albumentations_img_s"])
     startups = report["stage_startup_s"]
     assert list(startups) == list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
     assert all(seconds > 0 for seconds in startups.values())
     printed = capsys.readouterr().out
+    assert "| crop p=1, hflip p=0.5, cutout p=0.5 |" in printed
     assert "| tiny |" in printed and "| s9net |" in printed and "| download |" in printed
 
 

@@ -15,6 +15,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 import yaml
 
 from cifarlab import distributed
-from cifarlab.config import Params, TrainConfig, load_params
+from cifarlab.config import AugmentConfig, Params, TrainConfig, load_params
 from cifarlab.data.batches import resolve_workers, train_batches
 from cifarlab.data.stats import Stats, channel_stats
 from cifarlab.device import autocast, describe, make_scaler, memory_format, resolve_precision, select_device, to_device
@@ -40,17 +42,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _rate(images: int, run, device: torch.device, repeats: int) -> float:
-    """Images per second of run(): the median of `repeats` timed calls after an untimed warm-up."""
-    run()
-    rates = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
+def _rates(images: int, runs: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Images per second of each run(): the median of `repeats` timed calls after an untimed
+    warm-up, the runs taking turns so that a slow spell of the machine hits them all alike."""
+    for run in runs.values():
         run()
-        _sync(device)
-        rates.append(images / (time.perf_counter() - start))
-    return float(np.median(rates))
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            _sync(device)
+            start = time.perf_counter()
+            run()
+            _sync(device)
+            rates[name].append(images / (time.perf_counter() - start))
+    return {name: float(np.median(values)) for name, values in rates.items()}
+
+
+def _rate(images: int, run: Callable[[], object], device: torch.device, repeats: int) -> float:
+    return _rates(images, {"run": run}, device, repeats)["run"]
 
 
 def _drain(batches) -> None:
@@ -100,6 +109,28 @@ def _epoch(trainer, batches, optimizer, schedule, device: torch.device, precisio
                                f"{name} epoch", precision=precision, group=group)
 
 
+def every_augmentation(augment: AugmentConfig) -> AugmentConfig:
+    """`augment` with each augmentation applied at least half the time (the S8/S9 recipes' warps and gray too)."""
+    return augment.model_copy(update={name: step.model_copy(update={"p": max(step.p, 0.5)})
+                                      for name, step in augment if step.p < 0.5})
+
+
+def describe_augment(augment: AugmentConfig) -> str:
+    return ", ".join(f"{name} p={step.p:g}" for name, step in augment if step.p > 0) or "none"
+
+
+def bench_data(images: np.ndarray, labels: np.ndarray, augment: AugmentConfig, stats: Stats, batch_size: int,
+               device: torch.device, repeats: int) -> dict:
+    """Images/s of the data path alone, albumentations (no workers) against the device path, with the
+    same augmentations. It does not depend on the model, so it is measured once per augmentation set."""
+    loaders = {loader: train_batches(loader, images, labels, augment, stats, batch_size, 0, device)
+               for loader in ("albumentations", "device")}
+    rates = _rates(len(labels), {loader: partial(_drain, batches) for loader, batches in loaders.items()},
+                   device, repeats)
+    return {"augment": describe_augment(augment), "albumentations_img_s": rates["albumentations"],
+            "device_img_s": rates["device"], "speedup": rates["device"] / rates["albumentations"]}
+
+
 def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Params, stats: Stats,
                 device: torch.device, steps: int, repeats: int) -> dict:
     cfg = params.train
@@ -116,18 +147,14 @@ def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Param
 
     def epoch(batches):
         return _epoch(model, batches, optimizer, schedule, device, precision, name)
-    count = len(labels)
-    result = {
-        "model": name, "macs_per_image": macs, "precision": precision,
-        "data_albumentations_img_s": _rate(count, lambda: _drain(albumentations), device, repeats),
-        "data_device_img_s": _rate(count, lambda: _drain(device_path), device, repeats),
-        "train_step_img_s": _step_rate(model, optimizer, device, cfg.batch_size, steps, repeats, precision),
-        "epoch_default_img_s": _rate(count, epoch(default), device, repeats),
-        "epoch_device_path_img_s": _rate(count, epoch(device_path), device, repeats),
-        "epoch_reference_img_s": _rate(count, lambda: _reference_epoch(reference, reference_optimizer,
-                                                                       albumentations, device), device, repeats),
-    }
-    result["data_speedup"] = result["data_device_img_s"] / result["data_albumentations_img_s"]
+    epochs = _rates(len(labels), {
+        "epoch_default_img_s": epoch(default),
+        "epoch_device_path_img_s": epoch(device_path),
+        "epoch_reference_img_s": partial(_reference_epoch, reference, reference_optimizer, albumentations, device),
+    }, device, repeats)
+    result = {"model": name, "macs_per_image": macs, "precision": precision,
+              "train_step_img_s": _step_rate(model, optimizer, device, cfg.batch_size, steps, repeats, precision),
+              **epochs}
     result["epoch_speedup"] = result["epoch_default_img_s"] / result["epoch_reference_img_s"]
     result["achieved_tflops"] = 6 * macs * result["epoch_default_img_s"] / 1e12  # fwd + bwd ~ 3x fwd
     return result
@@ -180,13 +207,19 @@ def startup_table(seconds: dict[str, float]) -> str:
     return "\n".join(lines + [f"| all {len(seconds)} | {sum(seconds.values()):.2f} |"])
 
 
+def data_table(results: list[dict]) -> str:
+    lines = ["| augmentations | albumentations | device path | speed-up |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['augment']} | {r['albumentations_img_s']:,.0f} | {r['device_img_s']:,.0f} | {r['speedup']:.1f}x |"
+              for r in results]
+    return "\n".join(lines)
+
+
 def markdown_table(results: list[dict]) -> str:
-    lines = ["| model | precision | MACs/img | data: albumentations | data: device path | train step "
-             "| epoch: default path | epoch: device path | epoch: reference | epoch speed-up | TFLOP/s |",
-             "|---|---|" + "---:|" * 9]
+    lines = ["| model | precision | MACs/img | train step | epoch: default path | epoch: device path "
+             "| epoch: reference | epoch speed-up | TFLOP/s |",
+             "|---|---|" + "---:|" * 7]
     for r in results:
         lines.append(f"| {r['model']} | {r['precision']} | {r['macs_per_image'] / 1e6:.1f} M | "
-                     f"{r['data_albumentations_img_s']:,.0f} | {r['data_device_img_s']:,.0f} | "
                      f"{r['train_step_img_s']:,.0f} | {r['epoch_default_img_s']:,.0f} | "
                      f"{r['epoch_device_path_img_s']:,.0f} | "
                      f"{r['epoch_reference_img_s']:,.0f} | {r['epoch_speedup']:.1f}x | {r['achieved_tflops']:.3f} |")
@@ -229,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     device = select_device()
     counts = [int(n) for n in args.processes.split(",")]
     stats = channel_stats(images)
+    data = [bench_data(images, labels, augment, stats, args.batch_size, device, args.repeats)
+            for augment in (params.augment, every_augmentation(params.augment))]
     results = [bench_model(name, images, labels, params, stats, device, args.steps, args.repeats)
                for name in args.models.split(",")]
     if counts != [1]:
@@ -237,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {"date": datetime.date.today().isoformat(), "device": describe(device), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "images": args.images, "batch_size": args.batch_size,
               "repeats": args.repeats,
-              "augment": "crop(pad 4) + hflip + cutout 16 (params.yaml defaults)", "results": results}
+              "augment": describe_augment(params.augment), "data": data, "results": results}
     if args.stages:
         report["stage_startup_s"] = stage_startups(Path.cwd(), args.repeats)
     out = args.out or Path("benchmarks") / f"{device.type}.json"
@@ -245,6 +280,9 @@ def main(argv: list[str] | None = None) -> None:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{report['date']}, {report['device']}, torch {report['torch']}, {report['threads']} threads, "
           f"{args.images} synthetic images, batch {args.batch_size}; images/s:")
+    print("\ndata path alone (the same for every model):")
+    print(data_table(data))
+    print("\ntraining, per model:")
     print(markdown_table(results))
     if counts != [1]:
         print("\ndata-parallel training epoch (default path), images/s:")
