@@ -9,7 +9,7 @@ import yaml
 from cifarlab import bench
 from conftest import ROOT, committed_params_dict
 
-FIGURES = ("train_step_img_s", "epoch_default_img_s", "epoch_device_path_img_s", "epoch_reference_img_s",
+FIGURES = ("train_step_img_s", "epoch_albumentations_img_s", "epoch_device_path_img_s", "epoch_reference_img_s",
            "epoch_speedup", "achieved_tflops")
 
 
