@@ -163,10 +163,9 @@ SMOKE = ["-S", "train.epochs=2", "-S", "train.scheduler.onecycle.peak_epoch=1",
 
 
 def readme_recipes() -> list[tuple[str, list[str]]]:
-    """(name, argv) of every `dvc exp run -n NAME ...` line in the README."""
-    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
-    return [(m.group(1), shlex.split(m.group(0))[3:])
-            for m in re.finditer(r"^dvc exp run -n (\S+) .*$", text, flags=re.M)]
+    """(name, argv) of every `dvc exp run -n NAME ...` line in the README's assignments' recipes."""
+    return [(shlex.split(line)[4], shlex.split(line)[3:])
+            for line in readme_commands("dvc exp run -n ", section="The assignments' recipes")]
 
 
 def test_every_readme_recipe_runs_in_smoke_form(tmp_path):
@@ -275,3 +274,22 @@ def test_readme_queue_runs_two_experiments_at_once_each_with_its_own_results(tmp
     numbers = runs[["train.seed", "accuracy", "threads"]].astype(float)
     assert numbers.loc["tiny-seed1", "train.seed"] == 1 and numbers.loc["tiny-seed2", "train.seed"] == 2, shown
     assert numbers["accuracy"].notna().all() and (numbers["threads"] == 1).all(), shown  # one core each
+
+
+@pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")
+def test_readme_results_commands_run_in_smoke_form(tmp_path):
+    """The README's Results commands, as written, with ../shared beside the project; cut to two
+    epochs on a subset of the real images."""
+    commands = [line for line in readme_commands("", section="Results") if line and not line.startswith("#")]
+    assert len(commands) >= 2 and all("dvc exp run -n " in command for command in commands), commands
+    (tmp_path / "shared").symlink_to(SHARED_JPEG.parents[1])
+    project = make_project(tmp_path / "project", "cifar10")
+    subset = ["-S", "data.subset.train=400", "-S", "data.subset.test=100", "-S", "data.val=100"]
+    for command in commands:
+        sh("bash", "-c", shlex.join([*shlex.split(command), *SMOKE, *subset]), cwd=project)
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        train = json.loads((project / "metrics" / "train.json").read_text())
+        evaluation = json.loads((project / "metrics" / "evaluate.json").read_text())
+        assert params["data"]["source"] == "../shared/data/cifar10-jpeg.tar.gz", command
+        assert train["model"] == params["model"] and train["epochs"] == 2 and evaluation["flip_tta"], command
+        assert evaluation["num_test_images"] == 100, command
