@@ -69,6 +69,31 @@ def test_padding_is_filled_with_the_mean(source):
 
 
 @pytest.mark.parametrize("source", SOURCES)
+def test_crop_then_flip_mirrors_the_padding_with_the_image(source):
+    """Every output is one crop of the mean-padded image, mirrored or not, padding included; so
+    a flip after a crop also moves the padded border to the other side."""
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    out = SOURCES[source](image, _aug(crop={"p": 1.0}, hflip={"p": 0.5}))
+    canvas = np.full((40, 40, 3), np.nan)
+    canvas[4:36, 4:36] = image
+    near_fill = (np.abs(out - np.array(MEAN) * 255) <= 1).all(axis=-1)
+    matched = np.zeros(len(out), dtype=bool)
+    mirrored_and_padded = 0
+    for top in range(9):
+        for left in range(9):
+            for mirrored in (False, True):
+                crop = canvas[top:top + 32, left:left + 32]
+                crop = crop[:, ::-1] if mirrored else crop
+                padding = np.isnan(crop).any(axis=-1)
+                same = (((out == crop) | padding[..., None]).all(axis=(1, 2, 3))
+                        & (near_fill | ~padding).all(axis=(1, 2)))
+                matched |= same
+                mirrored_and_padded += int(same.sum()) if mirrored and left != 4 else 0
+    assert matched.all(), f"{(~matched).sum()} outputs are no mirrored-or-not crop of the padded image"
+    assert mirrored_and_padded > 0.3 * SAMPLES  # the case at stake did occur
+
+
+@pytest.mark.parametrize("source", SOURCES)
 def test_flip_rate_matches_p(source):
     image = np.zeros((32, 32, 3), dtype=np.uint8)
     image[:, :4] = 255

@@ -155,7 +155,8 @@ def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tens
     """The albumentations pipeline's steps, in its order, on a uint8 (N, C, H, W) batch, giving
     floats in 0-255, each per image with its own probability from params: random crop with mean
     padding, horizontal flip, rotation and shift-scale-rotation (one affine warp, mean fill), one
-    mean-filled square hole, gray. An augmentation with p = 0 draws no random numbers.
+    mean-filled square hole, gray. An augmentation with p = 0 draws no random numbers, except the
+    flip, which always draws (as it did from the start, so runs with hflip p = 0 keep their draws).
 
     Crop and flip only move pixels, so both are one gather of source pixels, taken from the uint8
     batch before it is widened to floats: a few passes over the batch in all, not one per step."""
@@ -165,25 +166,28 @@ def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tens
     rows = torch.arange(height, device=device).expand(n, height)
     cols = torch.arange(width, device=device).expand(n, width)
     pad = augment.crop.padding
-    if pad and augment.crop.p > 0:
-        cropping = draw.chance(augment.crop.p)
-        rows = rows + (torch.where(cropping, draw.randint(2 * pad), pad) - pad)[:, None]
-        cols = cols + (torch.where(cropping, draw.randint(2 * pad), pad) - pad)[:, None]
+    cropping = pad and augment.crop.p > 0
+    if cropping:
+        cropped = draw.chance(augment.crop.p)
+        rows = rows + (torch.where(cropped, draw.randint(2 * pad), pad) - pad)[:, None]
+        cols = cols + (torch.where(cropped, draw.randint(2 * pad), pad) - pad)[:, None]
     cols = torch.where(draw.chance(augment.hflip.p)[:, None], cols.flip(-1), cols)
-    padding = ((rows < 0) | (rows >= height))[:, :, None] | ((cols < 0) | (cols >= width))[:, None, :]
+    # (N, H, W) pixels to set to the dataset mean, in one pass where nothing moves them first
+    mean_filled = (((rows < 0) | (rows >= height))[:, :, None] | ((cols < 0) | (cols >= width))[:, None, :]
+                   if cropping else None)
     source = rows.clamp(0, height - 1)[:, :, None] * width + cols.clamp(0, width - 1)[:, None, :]
     images = images.reshape(n, channels, -1).gather(2, source.view(n, 1, -1).expand(n, channels, -1)).float()
     images = images.view(n, channels, height, width)
-    mean_filled = padding  # pixels that end up the dataset mean, set in one pass where nothing moves them first
     if augment.rotate.p > 0 or augment.shift_scale_rotate.p > 0:
         images = _warp(_fill(images, mean_filled, fill), augment, fill, draw)
-        mean_filled = torch.zeros_like(padding)
+        mean_filled = None
     size = augment.cutout.size
     if augment.cutout.p > 0:
         top, left = draw.randint(height - size), draw.randint(width - size)
         inside_rows = _span(top, size, height)
         inside_cols = _span(left, size, width) & draw.chance(augment.cutout.p)[:, None]
-        mean_filled = mean_filled | (inside_rows[:, :, None] & inside_cols[:, None, :])
+        hole = inside_rows[:, :, None] & inside_cols[:, None, :]
+        mean_filled = hole if mean_filled is None else mean_filled | hole
     images = _fill(images, mean_filled, fill)
     if augment.to_gray.p > 0:  # ITU-R 601 weights, as cv2's RGB2GRAY that albumentations' ToGray uses
         gray = 0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3]
@@ -197,9 +201,9 @@ def _span(start: torch.Tensor, size: int, length: int) -> torch.Tensor:
     return (positions >= start[:, None]) & (positions < start[:, None] + size)
 
 
-def _fill(images: torch.Tensor, where: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-    """The images with the dataset mean at the (N, H, W) mask's pixels."""
-    return torch.where(where[:, None], fill.view(1, -1, 1, 1), images)
+def _fill(images: torch.Tensor, where: torch.Tensor | None, fill: torch.Tensor) -> torch.Tensor:
+    """The images with the dataset mean at the (N, H, W) mask's pixels (None: no pixel)."""
+    return images if where is None else torch.where(where[:, None], fill.view(1, -1, 1, 1), images)
 
 
 def _warp(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tensor, draw: _Draws) -> torch.Tensor:
