@@ -164,8 +164,8 @@ SMOKE = ["-S", "train.epochs=2", "-S", "train.scheduler.onecycle.peak_epoch=1",
 
 def readme_recipes() -> list[tuple[str, list[str]]]:
     """(name, argv) of every `dvc exp run -n NAME ...` line in the README's assignments' recipes."""
-    return [(shlex.split(line)[4], shlex.split(line)[3:])
-            for line in readme_commands("dvc exp run -n ", section="The assignments' recipes")]
+    argvs = [shlex.split(line)[3:] for line in readme_commands("dvc exp run -n ", section="The assignments' recipes")]
+    return [(argv[1], argv) for argv in argvs]
 
 
 def test_every_readme_recipe_runs_in_smoke_form(tmp_path):

@@ -105,7 +105,7 @@ def _training_setup(name: str, cfg: TrainConfig, device: torch.device):
 
 def _epoch(trainer, batches, optimizer, schedule, device: torch.device, precision: str, name: str,
            group: distributed.Group = distributed.SINGLE):
-    """One default-path training epoch over `batches`, as a call to time."""
+    """One training epoch over `batches`, as the train stage runs it, as a call to time."""
     return lambda: train_epoch(trainer, batches, optimizer, schedule, make_scaler(device, precision), device, 1,
                                f"{name} epoch", precision=precision, group=group)
 
@@ -132,6 +132,10 @@ def bench_data(images: np.ndarray, labels: np.ndarray, augment: AugmentConfig, s
             "device_img_s": rates["device"], "speedup": rates["device"] / rates["albumentations"]}
 
 
+# the report's key for a training epoch on each loader
+EPOCH_RATE_KEYS = {"albumentations": "epoch_albumentations_img_s", "device": "epoch_device_path_img_s"}
+
+
 def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Params, stats: Stats,
                 device: torch.device, steps: int, repeats: int) -> dict:
     cfg = params.train
@@ -141,23 +145,21 @@ def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Param
     model, precision, optimizer, schedule = _training_setup(name, cfg, device)
     reference = reference.to(device)
     reference_optimizer = make_optimizer(reference, cfg.optimizer.model_copy(update={"lr": 1e-3}))
-    albumentations, device_path = (train_batches(loader, images, labels, params.augment, stats, cfg.batch_size, 0,
-                                                 device, resolve_workers(cfg.workers))
-                                   for loader in ("albumentations", "device"))
     reference_batches = train_batches("albumentations", images, labels, params.augment, stats, cfg.batch_size, 0,
                                       device)
 
-    def epoch(batches):
+    def epoch(loader: str):
+        batches = train_batches(loader, images, labels, params.augment, stats, cfg.batch_size, 0, device,
+                                resolve_workers(cfg.workers))
         return _epoch(model, batches, optimizer, schedule, device, precision, name)
     epochs = _rates(len(labels), {
-        "epoch_albumentations_img_s": epoch(albumentations),
-        "epoch_device_path_img_s": epoch(device_path),
+        **{key: epoch(loader) for loader, key in EPOCH_RATE_KEYS.items()},
         "epoch_reference_img_s": partial(_reference_epoch, reference, reference_optimizer, reference_batches, device),
     }, device, repeats)
     result = {"model": name, "macs_per_image": macs, "precision": precision,
               "train_step_img_s": _step_rate(model, optimizer, device, cfg.batch_size, steps, repeats, precision),
               **epochs}
-    default = {"albumentations": "epoch_albumentations_img_s", "device": "epoch_device_path_img_s"}[cfg.loader]
+    default = EPOCH_RATE_KEYS[cfg.loader]
     result["epoch_speedup"] = result[default] / result["epoch_reference_img_s"]
     result["achieved_tflops"] = 6 * macs * result[default] / 1e12  # fwd + bwd ~ 3x fwd
     return result

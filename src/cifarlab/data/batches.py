@@ -166,7 +166,7 @@ def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tens
     rows = torch.arange(height, device=device).expand(n, height)
     cols = torch.arange(width, device=device).expand(n, width)
     pad = augment.crop.padding
-    cropping = pad and augment.crop.p > 0
+    cropping = pad > 0 and augment.crop.p > 0
     if cropping:
         cropped = draw.chance(augment.crop.p)
         rows = rows + (torch.where(cropped, draw.randint(2 * pad), pad) - pad)[:, None]
