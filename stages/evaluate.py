@@ -1,5 +1,5 @@
 """Stage 4 — evaluate: score the checkpoint on the test split only: metrics JSON (with and
-without flip TTA when asked), per-image predictions for later stages, and the confusion matrix
+without test-time augmentation), per-image predictions for later stages, and the confusion matrix
 as DVC-template CSV and as a heatmap with counts."""
 from cifarlab import paths
 from cifarlab.config import load_params
@@ -7,7 +7,7 @@ from cifarlab.data.batches import eval_batches
 from cifarlab.data.prepared import load_prepared
 from cifarlab.device import select_device, usable_precision
 from cifarlab.errors import run_stage
-from cifarlab.explain.evaluation import class_details, confusion_matrix, flip_tta, predictions_table, summary_metrics
+from cifarlab.explain.evaluation import class_details, confusion_matrix, predictions_table, summary_metrics, tta_logits
 from cifarlab.inference import accuracy, predict
 from cifarlab.io import save_figure, write_csv, write_json
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
@@ -15,26 +15,26 @@ from cifarlab.report.plots import confusion_figure
 
 
 def main() -> None:
-    cfg = load_params().evaluate
-    device = select_device()
-    model, ckpt = load_checkpoint(paths.MODEL, device)
+    params = load_params()
+    cfg, device = params.evaluate, select_device()
     data = load_prepared(paths.PREPARED)
-    batches = eval_batches(data.x_test, data.y_test, checkpoint_stats(ckpt), cfg.batch_size, device)
+    model, ckpt = load_checkpoint(paths.MODEL, device, params.model, data.classes)
+    batches = eval_batches(data.x_test, data.y_test, checkpoint_stats(ckpt), cfg.batch_size, device,
+                           loader="device")
     precision = usable_precision(ckpt["precision"], device)
     logits, labels = predict(model, batches, device, precision)
     plain_accuracy = accuracy(logits, labels)
-    if cfg.flip_tta:
-        logits = flip_tta(model, batches, device, logits, precision)
+    logits = tta_logits(model, batches, device, logits, cfg.tta, precision)
     table = predictions_table(logits, labels, data.classes)
     matrix = confusion_matrix(table["actual_id"].to_numpy(), table["predicted_id"].to_numpy(), data.num_classes)
     metrics = summary_metrics(logits, labels)
-    metrics.update(flip_tta=cfg.flip_tta, accuracy_without_tta=round(plain_accuracy, 4))
+    metrics.update(tta=cfg.tta, accuracy_without_tta=round(plain_accuracy, 4))
     write_csv(paths.PREDICTIONS, table)
     write_csv(paths.CONFUSION_CSV, table[["actual", "predicted"]])
     save_figure(paths.CONFUSION_PNG, confusion_figure(matrix, data.classes))
     write_json(paths.CLASS_DETAILS, class_details(matrix, data.classes))
     write_json(paths.METRICS_EVAL, metrics)
-    tta = f" (flip TTA; {plain_accuracy:.2f}% without)" if cfg.flip_tta else ""
+    tta = f" ({cfg.tta} TTA; {plain_accuracy:.2f}% without)" if cfg.tta != "none" else ""
     print(f"scored {metrics['num_test_images']} images of the test split: accuracy "
           f"{metrics['accuracy']:.2f}%{tta}, loss {metrics['loss']:.4f} -> {paths.METRICS_EVAL}")
 

@@ -1,7 +1,7 @@
 """Stage 6 — gradcam: captum LayerGradCam on the images the misclassify stage chose, at each
 layer of gradcam.layers, for the predicted class ("why did it say cat") and the actual class
 ("where did it look for dog"); one grid per layer in plots/gradcam/<map size>px.png. Then ROAD
-faithfulness of every layer on the first test images: metrics/gradcam.json, the curves in
+faithfulness of every layer on a class-balanced sample of test images: metrics/gradcam.json, the curves in
 eval/faithfulness.csv and plots/faithfulness.png."""
 import torch
 
@@ -10,7 +10,7 @@ from cifarlab.config import load_params
 from cifarlab.data.augment import normalised
 from cifarlab.data.prepared import load_prepared
 from cifarlab.errors import run_stage
-from cifarlab.explain.faithfulness import curves_table, road_curves
+from cifarlab.explain.faithfulness import balanced_indices, curves_table, road_curves
 from cifarlab.explain.gradcam import figure_names, gradcam_maps
 from cifarlab.explain.mistakes import PREDICTION_COLUMNS, caption
 from cifarlab.io import read_table, save_figure, write_csv, write_json
@@ -20,18 +20,19 @@ from cifarlab.report.plots import faithfulness_figure, gradcam_figure
 
 
 def main() -> None:
-    cfg = load_params().gradcam
-    model, ckpt = load_checkpoint(paths.MODEL)
+    params = load_params()
+    cfg, data = params.gradcam, load_prepared(paths.PREPARED)
+    model, ckpt = load_checkpoint(paths.MODEL, model_name=params.model, classes=data.classes)
     # resolves 'default'; an unknown layer fails here, before anything is written
     names = list(dict.fromkeys(gradcam_layer_name(model, name) for name in cfg.layers))
-    data, stats = load_prepared(paths.PREPARED), checkpoint_stats(ckpt)
+    stats = checkpoint_stats(ckpt)
     chosen = read_table(paths.MISCLASSIFIED, PREDICTION_COLUMNS)
     images = [data.x_test[i] for i in chosen["index"]]
     inputs = normalised(images, stats) if images else None
     targets = [torch.tensor(chosen[column].to_numpy()) for column in ("predicted_id", "actual_id")]
     captions = [caption(row) for row in chosen.itertuples()]
     figures, curves = {}, {}
-    sample = normalised(data.x_test[: cfg.faithfulness.images], stats)
+    sample = normalised(data.x_test[balanced_indices(data.y_test, cfg.faithfulness.images)], stats)
     with torch.no_grad():
         sample_predicted = model(sample).argmax(1)
     for name in names:

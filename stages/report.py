@@ -14,7 +14,7 @@ def main() -> None:
     params = load_params()
     train, evaluation = read_output_json(paths.METRICS_TRAIN), read_output_json(paths.METRICS_EVAL)
     details, gradcam = read_output_json(paths.CLASS_DETAILS), read_output_json(paths.METRICS_GRADCAM)
-    model, ckpt = load_checkpoint(paths.MODEL)
+    model, ckpt = load_checkpoint(paths.MODEL, model_name=params.model)
     sections = report_sections(params, train, evaluation, details, gradcam, model)
     title = f"cifarlab report: {ckpt['model']}"
     write_text(paths.REPORT_HTML, render_html(title, sections))

@@ -39,6 +39,14 @@ def make_arrays(per_class_train: int = 6, per_class_test: int = 3, seed: int = 0
     return out
 
 
+# The assignments' plain recipe over the committed params: SGD in PyTorch's units with OneCycle, no
+# lookahead or label smoothing, test scores on the curves; for tests written in those units.
+PLAIN_RECIPE = {"train.scheduler.name": "onecycle", "train.optimizer.decoupled": False,
+                "train.optimizer.norm_bias_lr_scale": 1.0, "train.optimizer.lr": 0.05,
+                "train.optimizer.momentum": 0.9, "train.optimizer.weight_decay": 5e-4, "train.lookahead.every": 0,
+                "train.label_smoothing": 0.0, "train.test_curve": True}
+
+
 def param_parent(params: dict, dotted: str) -> tuple[dict, str]:
     """The mapping in params that holds a dotted key such as 'train.optimizer.lr', and its last part."""
     *parents, last = dotted.split(".")

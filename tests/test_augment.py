@@ -46,7 +46,7 @@ def test_cutout_hole_is_filled_with_the_dataset_mean():
 
 def test_crop_keeps_size_and_pads_with_the_mean():
     image = np.full((32, 32, 3), 255, dtype=np.uint8)
-    transform = train_transform(_augment(crop={"p": 1.0, "padding": 4}), STATS, 32, seed=0)
+    transform = train_transform(_augment(crop={"p": 1.0, "padding": 4, "fill": "mean"}), STATS, 32, seed=0)
     shifted = 0
     for _ in range(20):
         pixels = np.rint(_pixels(transform(image=image)["image"]))

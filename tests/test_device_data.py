@@ -17,7 +17,8 @@ MEAN, STD = [0.5, 0.25, 0.75], [0.2, 0.2, 0.2]
 STATS = Stats(MEAN, STD)
 
 SAMPLES = 1500
-OFF = {"crop": {"p": 0.0, "padding": 4}, "hflip": {"p": 0.0}, "cutout": {"p": 0.0, "size": 8},
+OFF = {"crop": {"p": 0.0, "padding": 4, "fill": "mean"}, "hflip": {"p": 0.0, "alternate": False},
+       "cutout": {"p": 0.0, "size": 8},
        "rotate": {"p": 0.0, "limit": 5}, "shift_scale_rotate": {"p": 0.0, "shift": 0.1, "scale": 0.1, "rotate": 5},
        "to_gray": {"p": 0.0}}
 

@@ -25,6 +25,7 @@ from cifarlab.data.stats import Stats
 from cifarlab.distributed import Group, check_batch_split, check_devices
 from cifarlab.errors import UserError
 from conftest import (
+    PLAIN_RECIPE,
     committed_params,
     committed_params_dict,
     make_arrays,
@@ -111,7 +112,8 @@ def prepared(tmp_path_factory):
     """A project copy with download and stats done; train: tiny, batch 16, the LR range test on,
     fp32 (bf16 sums round differently with 1 and 2 threads, which would blur the comparisons)."""
     project = project_on_tree(tmp_path_factory.mktemp("ddp"), 40, 10, **{
-        "data.val": 12, "train.epochs": EPOCHS, "train.batch_size": 16, "train.scheduler.onecycle.peak_epoch": 1,
+        **PLAIN_RECIPE, "data.val": 12, "train.epochs": EPOCHS, "train.batch_size": 16,
+        "train.scheduler.onecycle.peak_epoch": 1,
         "train.precision": "fp32",
         "train.scheduler.onecycle.max_lr": "auto", "train.lr_finder.num_iter": 10,
         "train.lr_finder.end_lr": 0.1})  # a pick that trains smoothly, so the loss curves can be compared

@@ -12,11 +12,11 @@ from torch import nn
 from cifarlab.explain.evaluation import (
     class_details,
     confusion_matrix,
-    flip_tta,
     most_confused,
     per_class_rates,
     predictions_table,
     summary_metrics,
+    tta_logits,
 )
 from cifarlab.explain.mistakes import caption, choose_mistakes
 from cifarlab.inference import predict
@@ -74,15 +74,29 @@ class _LeftHalf(nn.Module):
         return torch.stack([left, -left], dim=1)
 
 
-def test_flip_tta_averages_the_image_and_its_mirror():
+def _views(images: torch.Tensor, shift: int) -> torch.Tensor:
+    """The images moved `shift` pixels down and right with the edge reflected in, computed apart."""
+    padded = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="reflect")
+    return torch.roll(padded, shifts=(shift, shift), dims=(-2, -1))[..., 1:-1, 1:-1]
+
+
+@pytest.mark.parametrize("mode", ["none", "flip", "flip_translate"])
+def test_each_tta_mode_weighs_its_views_as_documented(mode):
     images = torch.rand(4, 3, 8, 8)
-    loader = [(images, torch.zeros(4, dtype=torch.long))]
+    loader = [(images[:3], torch.zeros(3, dtype=torch.long)), (images[3:], torch.zeros(1, dtype=torch.long))]
     model = _LeftHalf()
     plain, _ = predict(model, loader, torch.device("cpu"))
-    averaged = flip_tta(model, loader, torch.device("cpu"), plain)
-    expected = (model(images) + model(torch.flip(images, dims=[-1]))) / 2
-    assert torch.allclose(averaged, expected)
-    assert not torch.allclose(averaged, model(images))
+    logits = tta_logits(model, loader, torch.device("cpu"), plain, mode)
+
+    def mirrored(x):
+        return (model(x) + model(torch.flip(x, dims=[-1]))) / 2
+    translated = (mirrored(_views(images, 1)) + mirrored(_views(images, -1))) / 4
+    expected = {"none": model(images), "flip": mirrored(images), "flip_translate": mirrored(images) / 2 + translated}
+    assert torch.allclose(logits, expected[mode], atol=1e-6)
+    if mode != "none":
+        assert not torch.allclose(logits, model(images))
+    if mode == "flip_translate":
+        assert not torch.allclose(logits, mirrored(images))
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ def test_forward_and_backward(name, num_classes):
     logits = model(torch.randn(4, 3, 32, 32))
     assert logits.shape == (4, num_classes)
     logits.sum().backward()
-    assert all(p.grad is not None for p in model.parameters())
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0.99 * count(model)  # few frozen
 
 
 @pytest.mark.parametrize("name, expected", EXPECTED_PARAMS.items())
@@ -52,15 +53,16 @@ def test_compact_models_use_depthwise_and_dilated_convs_and_no_maxpool(name):
 
 
 @pytest.mark.parametrize("name", model_names())
-def test_gradcam_layers_include_16_and_8_pixel_maps(name):
+def test_gradcam_layers_include_a_fine_and_a_coarse_map(name):
+    """Maps of about 16 and 8 pixels (airbench94's unpadded whitening layer makes them 15 and 7)."""
     model = build_model(name, 10)
-    sizes = gradcam_layer_sizes(model, 32)
-    assert {16, 8} <= set(sizes.values())
+    sizes = set(gradcam_layer_sizes(model, 32).values())
+    assert sizes & {15, 16} and sizes & {7, 8}
     assert model.default_gradcam_layer in model.gradcam_layers
 
 
 def test_unknown_model_lists_the_known_ones():
-    with pytest.raises(UserError, match="known models: custom_resnet, resnet18, resnet18_ln, s9net, tiny"):
+    with pytest.raises(UserError, match="known models: airbench94, custom_resnet, resnet18, resnet18_ln, s9net, tiny"):
         build_model("vgg16", 10)
 
 

@@ -15,7 +15,9 @@ from cifarlab.train.optim import make_optimizer
 from cifarlab.train.schedule import Schedule
 from conftest import committed_params_dict
 
-TRAIN = committed_params_dict()["train"]
+# PyTorch's own SGD units, so that the LRs below are the ones the optimiser uses
+TRAIN = {**committed_params_dict()["train"], "batch_size": 32}
+TRAIN["optimizer"] = {**TRAIN["optimizer"], "decoupled": False, "lr": 0.05, "norm_bias_lr_scale": 1.0}
 STEPS = 10
 
 
@@ -24,7 +26,7 @@ def lr_trace(raw: dict, steps_per_epoch: int, max_lr: float | None = None,
     """The LR used at every optimiser step of a run, without training."""
     cfg = TrainConfig.model_validate(raw)
     model = nn.Linear(1, 1)
-    optimizer = make_optimizer(model, cfg.optimizer)
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.batch_size)
     schedule = Schedule(optimizer, cfg.scheduler, cfg.epochs, steps_per_epoch, max_lr)
     trace = []
     for epoch in range(cfg.epochs):
@@ -88,7 +90,7 @@ def test_range_test_picks_an_lr_inside_the_swept_range_and_restores_the_model():
     loader = DataLoader(TensorDataset(inputs, labels), batch_size=32, shuffle=True)
     model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
     before = copy.deepcopy(model.state_dict())
-    optimizer = make_optimizer(model, TrainConfig.model_validate(TRAIN).optimizer)
+    optimizer = make_optimizer(model, TrainConfig.model_validate(TRAIN).optimizer, 32)
     sweep = range_test(model, optimizer, loader, torch.device("cpu"), 1e-5, 10.0, 100)
     assert 1e-5 <= sweep.suggested_lr <= 10.0
     assert 1e-3 <= sweep.suggested_lr <= 3.0  # where SGD learns this toy problem, not where it stalls or diverges

@@ -29,13 +29,15 @@ def _set(params, dotted, value):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("model", "resnet50", "one of custom_resnet, resnet18, resnet18_ln, s9net, tiny"),
+    ("model", "resnet50", "one of airbench94, custom_resnet, resnet18, resnet18_ln, s9net, tiny"),
     ("train.epochs", 0, "train.epochs = 0"),
     ("train.epochs", "ten", "an integer >= 1"),
     ("train.batch_size", -8, "train.batch_size = -8"),
     ("train.epochs", True, "an integer"),
     ("augment.hflip.p", 1.5, "augment.hflip.p = 1.5 is not allowed; expected a number >= 0.0 and <= 1.0"),
-    ("train.scheduler.name", "linear", "one of onecycle, plateau, step, cosine, none"),
+    ("train.scheduler.name", "warm", "one of onecycle, linear, plateau, step, cosine, none"),
+        ("evaluate.tta", "flip+", "one of none, flip, flip_translate"),
+        ("augment.crop.fill", "zero", "one of mean, reflect"),
     ("train.optimizer.name", "rmsprop", "one of sgd, adam, adamw"),
     ("train.scheduler.onecycle.max_lr", "fast", "a number > 0 or 'auto'"),
     ("train.optimizer.nesterov", "yes", "true or false"),
@@ -87,3 +89,10 @@ def test_gradcam_layer_must_belong_to_the_chosen_model(params):
     with pytest.raises(ParamsError, match=message):
         parse_params(params)
     parse_params(_set(params, "gradcam.layers", ["default", "c2"]))
+
+
+def test_the_replaced_flip_tta_key_says_what_replaced_it(params):
+    params["evaluate"]["flip_tta"] = True
+    replaced = r"^params.yaml: evaluate.flip_tta was replaced by evaluate.tta: none, flip or flip_translate$"
+    with pytest.raises(ParamsError, match=replaced):
+        parse_params(params)

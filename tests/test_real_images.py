@@ -11,7 +11,7 @@ from cifarlab.data.stats import channel_stats
 from cifarlab.explain.faithfulness import road_curves
 from cifarlab.explain.gradcam import gradcam_maps
 from cifarlab.train.run import run
-from conftest import SHARED_JPEG, committed_params
+from conftest import PLAIN_RECIPE, SHARED_JPEG, committed_params
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")]
@@ -23,7 +23,7 @@ def test_s9net_two_epochs_on_real_images_beats_chance_by_far(tmp_path):
     params = committed_params(**{
         "model": "s9net", "train.epochs": 2, "train.batch_size": 32, "train.seed": 0, "evaluate.batch_size": 500,
         "train.optimizer.name": "adamw", "train.optimizer.weight_decay": 1e-4,
-        "train.scheduler.onecycle.max_lr": 3e-3, "train.scheduler.onecycle.peak_epoch": 0.5,
+        **PLAIN_RECIPE, "train.scheduler.onecycle.max_lr": 3e-3, "train.scheduler.onecycle.peak_epoch": 0.5,
         # regularisers that only pay off over many epochs
         "augment.crop.p": 0.0, "augment.cutout.p": 0.0})
     result = run(params, data, channel_stats(data.x_train), device=torch.device("cpu"))

@@ -53,8 +53,8 @@ BAD_PARAMS = [
     (dict(dotted="augment.cutout.p", value=1.5), "augment.cutout.p = 1.5"),
     (dict(dotted="augment.blur", value={"p": 0.5}), "unknown key 'augment.blur'"),
     (dict(dotted="train.optimizer.name", value="rmsprop"), "one of sgd, adam, adamw"),
-    (dict(dotted="train.scheduler.name", value="warmup"), "one of onecycle, plateau, step, cosine, none"),
-    (dict(dotted="gradcam.layers", value=["layer9"]), "gradcam.layers[0] = 'layer9' is not a layer of resnet18"),
+    (dict(dotted="train.scheduler.name", value="warmup"), "one of onecycle, linear, plateau, step, cosine, none"),
+    (dict(dotted="gradcam.layers", value=["layer9"]), "gradcam.layers[0] = 'layer9' is not a layer of airbench94"),
     (dict(dotted="data.source", value="/no/such/folder"), "data.source = '/no/such/folder': no such file"),
 ]
 

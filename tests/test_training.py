@@ -16,15 +16,18 @@ from cifarlab.models.registry import build_model
 from cifarlab.train.optim import make_optimizer
 from cifarlab.train.resume import fingerprint, load_resume_state
 from cifarlab.train.run import run
-from conftest import CLASSES, committed_params, make_arrays
+from conftest import CLASSES, PLAIN_RECIPE, committed_params, make_arrays
 
 STATS = Stats([0.5] * 3, [0.25] * 3)
 
 
+PLAIN = {**PLAIN_RECIPE, "model": "tiny", "data.val": 3, "train.epochs": 2, "train.batch_size": 8,
+         "train.seed": 3, "evaluate.batch_size": 8, "train.scheduler.onecycle.max_lr": 0.05,
+         "train.scheduler.onecycle.peak_epoch": 1}
+
+
 def _params(**changes):
-    return committed_params(**{"model": "tiny", "train.epochs": 2, "train.batch_size": 8, "train.seed": 3,
-                               "evaluate.batch_size": 8, "train.scheduler.onecycle.max_lr": 0.05,
-                               "train.scheduler.onecycle.peak_epoch": 1, **changes})
+    return committed_params(**{**PLAIN, **changes})
 
 
 def _data(val: int = 3, test_labels=None):
@@ -40,7 +43,7 @@ def test_one_training_step_lowers_the_loss():
     torch.manual_seed(0)
     model = build_model("tiny", 3)
     images, labels = torch.randn(16, 3, 32, 32), torch.randint(0, 3, (16,))
-    optimizer = make_optimizer(model, _params().train.optimizer)
+    optimizer = make_optimizer(model, _params().train.optimizer, 16)
     before = F.cross_entropy(model(images), labels)
     before.backward()
     optimizer.step()
@@ -141,11 +144,17 @@ def test_the_lr_of_every_step_is_recorded_so_the_onecycle_shape_shows():
 
 
 def test_the_fingerprint_follows_the_model_definition():
-    """A state saved before a layer changed shape must not resume: its fingerprint differs."""
+    """A state saved before a layer changed shape, or whose initial weights came out otherwise,
+    must not resume: its fingerprint differs."""
     arrays = [np.zeros((2, 32, 32, 3), np.uint8)]
-    model = build_model("tiny", 3)
-    same = fingerprint(["settings"], arrays, build_model("tiny", 3))
+
+    def seeded(seed=0):
+        torch.manual_seed(seed)
+        return build_model("tiny", 3)
+    model = seeded()
+    same = fingerprint(["settings"], arrays, seeded())
     assert fingerprint(["settings"], arrays, model) == same
+    assert fingerprint(["settings"], arrays, seeded(1)) != same
     model.head[-1] = torch.nn.Linear(96, 3, bias=False)  # a changed classifier layer
     assert fingerprint(["settings"], arrays, model) != same
 

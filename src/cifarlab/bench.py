@@ -98,7 +98,7 @@ def _training_setup(name: str, cfg: TrainConfig, device: torch.device):
     """A model in training's layout and precision, with a fixed-LR optimiser and no schedule."""
     model = build_model(name, 10).to(device, memory_format=memory_format(device))
     precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
-    optimizer = make_optimizer(model, cfg.optimizer.model_copy(update={"lr": 1e-3}))
+    optimizer = make_optimizer(model, cfg.optimizer.model_copy(update={"lr": 1e-3, "decoupled": False}), cfg.batch_size)
     schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
     return model, precision, optimizer, schedule
 
@@ -144,7 +144,8 @@ def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Param
     macs = macs_per_image(reference)
     model, precision, optimizer, schedule = _training_setup(name, cfg, device)
     reference = reference.to(device)
-    reference_optimizer = make_optimizer(reference, cfg.optimizer.model_copy(update={"lr": 1e-3}))
+    reference_optimizer = make_optimizer(reference, cfg.optimizer.model_copy(update={"lr": 1e-3, "decoupled": False}),
+                                         cfg.batch_size)
     reference_batches = train_batches("albumentations", images, labels, params.augment, stats, cfg.batch_size, 0,
                                       device)
 
@@ -241,7 +242,7 @@ def processes_table(results: list[dict], counts: list[int]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cifarlab.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="tiny,s9net,custom_resnet,resnet18",
+    parser.add_argument("--models", default="airbench94,tiny,s9net,custom_resnet,resnet18",
                         help="comma-separated, from: " + ", ".join(model_names()))
     parser.add_argument("--images", type=int, default=1024, help="synthetic 32x32 training images per pass")
     parser.add_argument("--batch-size", type=int, default=128)

@@ -6,6 +6,7 @@ stage checks all of params.yaml first, and most never need those libraries."""
 from __future__ import annotations
 
 import difflib
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -19,9 +20,11 @@ from cifarlab.explain.mistakes import ORDERS
 from cifarlab.models import gradcam_layer_names, model_names
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("onecycle", "plateau", "step", "cosine", "none")
+SCHEDULERS = ("onecycle", "linear", "plateau", "step", "cosine", "none")
 LOADERS = ("albumentations", "device")
 PRECISIONS = ("auto", "fp32", "bf16")
+CROP_FILLS = ("mean", "reflect")
+TTA_MODES = ("none", "flip", "flip_translate")
 
 
 class ParamsError(UserError):
@@ -48,7 +51,7 @@ class Subset(Section):
 
 class DataConfig(Section):
     source: str = Field(min_length=1)
-    image_size: int = Field(ge=8)
+    image_size: int = Field(ge=8, le=512)  # a dataset of 512x512 images already needs 3 GB per 4,000 images
     subset: Subset
     val: int = Field(ge=0)
     seed: int = Field(ge=0)
@@ -57,10 +60,16 @@ class DataConfig(Section):
 class Crop(Section):
     p: Probability
     padding: int = Field(ge=0)
+    fill: _choice(CROP_FILLS)  # the padding: the dataset mean, or the image mirrored at its edge
 
 
 class Flip(Section):
     p: Probability
+
+
+class HorizontalFlip(Section):
+    p: Probability
+    alternate: bool  # each image flipped on every other epoch instead of by a fresh coin each time
 
 
 class Rotate(Section):
@@ -83,7 +92,7 @@ class Cutout(Section):
 class AugmentConfig(Section):
     """Named transforms in the order they run, each with its own probability."""
     crop: Crop
-    hflip: Flip
+    hflip: HorizontalFlip
     rotate: Rotate
     shift_scale_rotate: ShiftScaleRotate
     cutout: Cutout
@@ -96,6 +105,8 @@ class OptimizerConfig(Section):
     momentum: float = Field(ge=0, le=1)
     nesterov: bool
     weight_decay: float = Field(ge=0)
+    decoupled: bool  # lr and weight_decay per 1,024 images, independent of momentum and batch size
+    norm_bias_lr_scale: float = Field(gt=0)  # LR multiplier for normalisation layers' biases
 
 
 class OneCycleConfig(Section):
@@ -103,6 +114,12 @@ class OneCycleConfig(Section):
     div_factor: float = Field(ge=1)
     peak_epoch: float = Field(gt=0)
     anneal: bool
+
+
+class LinearConfig(Section):
+    warmup: float = Field(ge=0, lt=1)  # fraction of all steps spent rising from start to the peak
+    start: float = Field(gt=0, le=1)  # first LR as a fraction of the peak (optimizer.lr)
+    end: float = Field(ge=0, le=1)  # last LR as a fraction of the peak
 
 
 class PlateauConfig(Section):
@@ -122,6 +139,7 @@ class CosineConfig(Section):
 class SchedulerConfig(Section):
     name: _choice(SCHEDULERS)
     onecycle: OneCycleConfig
+    linear: LinearConfig
     plateau: PlateauConfig
     step: StepConfig
     cosine: CosineConfig
@@ -131,6 +149,12 @@ class LRFinderConfig(Section):
     start_lr: float = Field(gt=0)
     end_lr: float = Field(gt=0)
     num_iter: int = Field(ge=5)
+
+
+class LookaheadConfig(Section):
+    every: int = Field(ge=0)  # optimiser steps between averages; 0 = off
+    decay: float = Field(ge=0, lt=1)  # weight of the average at the end of training
+    power: float = Field(ge=0)  # the weight grows as decay * (progress ** power)
 
 
 class TrainConfig(Section):
@@ -149,11 +173,13 @@ class TrainConfig(Section):
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig
     lr_finder: LRFinderConfig
+    lookahead: LookaheadConfig
+    test_curve: bool  # score the test split after every epoch, for the curves only
 
 
 class EvaluateConfig(Section):
     batch_size: int = Field(ge=1)
-    flip_tta: bool
+    tta: _choice(TTA_MODES)
 
 
 class MisclassifyConfig(Section):
@@ -198,10 +224,22 @@ class Params(Section):
         if train.lr_finder.start_lr >= train.lr_finder.end_lr:
             raise ParamsError(f"params.yaml: train.lr_finder.start_lr = {train.lr_finder.start_lr} must be "
                               f"below train.lr_finder.end_lr = {train.lr_finder.end_lr}")
+        if train.optimizer.decoupled and train.optimizer.name != "sgd":
+            raise ParamsError(f"params.yaml: train.optimizer.decoupled = true is defined for sgd only, not "
+                              f"{train.optimizer.name}; set it to false or use sgd")
+        flip = self.augment.hflip
+        if flip.alternate and flip.p > 0 and (flip.p != 0.5 or train.loader != "device"):
+            raise ParamsError(f"params.yaml: augment.hflip.alternate = true flips each image on every other "
+                              f"epoch: it needs augment.hflip.p = 0.5 (got {flip.p}) and train.loader = device "
+                              f"(got {train.loader})")
+        crop = self.augment.crop
+        if crop.fill == "reflect" and crop.padding >= self.data.image_size:
+            raise ParamsError(f"params.yaml: augment.crop.padding = {crop.padding} must be below data.image_size "
+                              f"= {self.data.image_size} to pad by reflection")
         layers = ["default", *gradcam_layer_names(self.model)]
         for index, layer in enumerate(self.gradcam.layers):
             if layer not in layers:
-                raise ParamsError(f"params.yaml: gradcam.layers[{index}] = {layer!r} is not a layer "
+                raise ParamsError(f"params.yaml: gradcam.layers[{index}] = {shown(layer)} is not a layer "
                                   f"of {self.model}; allowed: {', '.join(layers)}")
         return self
 
@@ -240,6 +278,16 @@ def _walk(loc: tuple) -> tuple[type[BaseModel], str, FieldInfo | None]:
     return model, key, field
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
+
+
+def shown(value: Any) -> str:
+    """A value as an error shows it: at most a line, however large or deeply nested (a YAML
+    alias bomb is small on disk and gigabytes when printed in full)."""
+    return _SHORT.repr(value)
+
+
 def _message(error: dict) -> str:
     loc = tuple(error["loc"])
     kind = error["type"]
@@ -254,14 +302,22 @@ def _message(error: dict) -> str:
     if kind == "missing":
         return f"missing key '{key}'"
     if field is None and kind in ("model_type", "model_attributes_type"):
-        return f"{key or 'the top level'} must be a mapping of keys, got {error['input']!r}"
+        return f"{key or 'the top level'} must be a mapping of keys, got {shown(error['input'])}"
     if any(isinstance(part, int) for part in loc):  # an element of a list: say what one element may be
         field = FieldInfo.from_annotation(get_args(field.annotation)[0])
-    return f"{key} = {error['input']!r} is not allowed; expected {_allowed(field)}"
+    return f"{key} = {shown(error['input'])} is not allowed; expected {_allowed(field)}"
+
+
+REPLACED_KEYS = {
+    ("evaluate", "flip_tta"): "evaluate.flip_tta was replaced by evaluate.tta: none, flip or flip_translate",
+}
 
 
 def parse_params(raw: Any) -> Params:
     """Validate a params mapping; the first problem becomes one ParamsError line."""
+    for (section, key), message in REPLACED_KEYS.items():
+        if isinstance(raw, dict) and isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ParamsError(f"params.yaml: {message}")
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
@@ -276,7 +332,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.is_file():
         raise ParamsError(f"{path}: not found; run the stage from the project root")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                          "save it as UTF-8") from None
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML ({err})") from None
+        raise ParamsError(f"{path}: not valid YAML ({str(err)[:300]})") from None
     return parse_params(raw)

@@ -2,6 +2,7 @@
 so an interrupted stage never leaves a half-written file for DVC to cache."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphaned_temps(path)
         with open(tmp, mode) as handle:
             yield handle
             handle.flush()
@@ -35,6 +37,25 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
                         "if any, is kept") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_orphaned_temps(path: Path) -> None:
+    """Delete temp files of `path` left by writers that were killed outright (kill -9, power
+    loss): their process is gone, so nothing will rename or remove them."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def read_checked(path: str | Path, read: Callable[[Path], T]) -> T:
@@ -73,15 +94,23 @@ def read_output_json(path: str | Path) -> Any:
     return read_checked(path, read_json)
 
 
+TEXT_COLUMNS = ("actual", "predicted")  # class names: read as written, never as numbers or missing values
+
+
 def read_table(path: str | Path, columns: list[str], rows: int | None = None):
     """A CSV an earlier stage wrote, with `columns` all filled in (and `rows` rows when given): a
-    file cut short mid-line or with rows missing is damaged, not silently shorter."""
+    file cut short mid-line or with rows missing is damaged, not silently shorter. Class names
+    come back exactly as written ('None', 'NA' and '01' stay strings); the other columns must be
+    numbers."""
     import pandas as pd
 
     def read(path: Path):
-        frame = pd.read_csv(path)
-        if frame[columns].isna().to_numpy().any() or (rows is not None and len(frame) != rows):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        cells = frame[columns]
+        if (cells.isna() | (cells == "")).to_numpy().any() or (rows is not None and len(frame) != rows):
             raise ValueError("incomplete table")
+        for column in frame.columns.difference(TEXT_COLUMNS):
+            frame[column] = pd.to_numeric(frame[column])
         return frame
     return read_checked(path, read)
 

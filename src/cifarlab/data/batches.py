@@ -151,12 +151,14 @@ class _Draws:
 
 
 def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tensor,
-                  generator: torch.Generator) -> torch.Tensor:
+                  generator: torch.Generator, flipped: torch.Tensor | None = None) -> torch.Tensor:
     """The albumentations pipeline's steps, in its order, on a uint8 (N, C, H, W) batch, giving
     floats in 0-255, each per image with its own probability from params: random crop with mean
     padding, horizontal flip, rotation and shift-scale-rotation (one affine warp, mean fill), one
     mean-filled square hole, gray. An augmentation with p = 0 draws no random numbers, except the
-    flip, which always draws (as it did from the start, so runs with hflip p = 0 keep their draws).
+    flip, which always draws (as it did from the start, so runs with hflip p = 0 keep their draws)
+    unless `flipped` says which images to flip. With crop fill 'reflect' the padding mirrors the
+    image at its edges (without repeating the edge pixel, as torch's reflect padding).
 
     Crop and flip only move pixels, so both are one gather of source pixels, taken from the uint8
     batch before it is widened to floats: a few passes over the batch in all, not one per step."""
@@ -171,10 +173,13 @@ def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tens
         cropped = draw.chance(augment.crop.p)
         rows = rows + (torch.where(cropped, draw.randint(2 * pad), pad) - pad)[:, None]
         cols = cols + (torch.where(cropped, draw.randint(2 * pad), pad) - pad)[:, None]
-    cols = torch.where(draw.chance(augment.hflip.p)[:, None], cols.flip(-1), cols)
-    # (N, H, W) pixels to set to the dataset mean, in one pass where nothing moves them first
-    mean_filled = (((rows < 0) | (rows >= height))[:, :, None] | ((cols < 0) | (cols >= width))[:, None, :]
-                   if cropping else None)
+    flipped = draw.chance(augment.hflip.p) if flipped is None else flipped
+    cols = torch.where(flipped[:, None], cols.flip(-1), cols)
+    mean_filled = None
+    if cropping and augment.crop.fill == "reflect":
+        rows, cols = _reflect(rows, height), _reflect(cols, width)
+    elif cropping:  # (N, H, W) pixels to set to the dataset mean, in one pass where nothing moves them first
+        mean_filled = ((rows < 0) | (rows >= height))[:, :, None] | ((cols < 0) | (cols >= width))[:, None, :]
     source = rows.clamp(0, height - 1)[:, :, None] * width + cols.clamp(0, width - 1)[:, None, :]
     images = images.reshape(n, channels, -1).gather(2, source.view(n, 1, -1).expand(n, channels, -1)).float()
     images = images.view(n, channels, height, width)
@@ -193,6 +198,12 @@ def augment_batch(images: torch.Tensor, augment: AugmentConfig, fill: torch.Tens
         gray = 0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3]
         images = torch.where(draw.chance(augment.to_gray.p).view(n, 1, 1, 1), gray.expand_as(images), images)
     return images
+
+
+def _reflect(positions: torch.Tensor, length: int) -> torch.Tensor:
+    """Positions outside 0 .. length - 1 mirrored back inside (-1 -> 1, length -> length - 2)."""
+    positions = positions.abs()
+    return torch.where(positions >= length, 2 * (length - 1) - positions, positions)
 
 
 def _span(start: torch.Tensor, size: int, length: int) -> torch.Tensor:
@@ -256,8 +267,22 @@ class DeviceBatches:
         self.scale = 1 / std
         self.shift = -torch.tensor(stats.mean, device=device).view(1, -1, 1, 1) * 255 / std
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.odd_epoch = False
+        # alternating flips: each image's flip in the first epoch, drawn once from the seed; it
+        # then flips on every other epoch (airbench, arXiv:2404.00498)
+        self.first_flips = None
+        if augment is not None and augment.hflip.alternate and augment.hflip.p > 0:
+            first = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed)) < augment.hflip.p
+            self.first_flips = first.to(device)
+
+    def flips(self, index: torch.Tensor) -> torch.Tensor | None:
+        """Which images of a batch the alternating flip mirrors this epoch (None: not alternating)."""
+        if self.first_flips is None:
+            return None
+        return self.first_flips[index] ^ (not self.odd_epoch)
 
     def set_epoch(self, epoch: int) -> None:
+        self.odd_epoch = epoch % 2 == 1
         if self.order is not None:
             self.order.manual_seed(epoch_seed(self.seed, epoch))
         self.generator.manual_seed(augment_seed(self.seed, epoch, self.rank))
@@ -269,8 +294,8 @@ class DeviceBatches:
         for index in batch_order(len(self.labels), self.batch_size, self.order, self.rank, self.world):
             index = index.to(self.device, non_blocking=True)
             batch = self.images[index]
-            batch = (augment_batch(batch, self.augment, self.fill, self.generator) if self.augment is not None
-                     else batch.float())
+            batch = (augment_batch(batch, self.augment, self.fill, self.generator, self.flips(index))
+                     if self.augment is not None else batch.float())
             yield torch.addcmul(self.shift, batch, self.scale), self.labels[index]
 
 

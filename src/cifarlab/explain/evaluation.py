@@ -1,5 +1,5 @@
 """Scoring a model's test-split predictions: accuracy, loss, per-class precision and recall,
-the most-confused class pairs, and flip test-time augmentation."""
+the most-confused class pairs, and test-time augmentation."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,22 +12,46 @@ from cifarlab.data.batches import Batches
 from cifarlab.inference import accuracy, predict
 
 
-def flip_tta(model: nn.Module, batches: Batches, device: torch.device, plain: torch.Tensor,
-             precision: str = "fp32") -> torch.Tensor:
-    """Flip TTA: the logits `plain` of the batches' images averaged with those of their mirrors."""
-    flipped, _ = predict(model, _Mirrored(batches), device, precision)
-    return (plain + flipped) / 2
+def tta_logits(model: nn.Module, batches: Batches, device: torch.device, plain: torch.Tensor, mode: str,
+               precision: str = "fp32") -> torch.Tensor:
+    """Test-time augmentation (evaluate.tta) from the plain logits: 'flip' averages each image
+    with its mirror; 'flip_translate' gives that average half the weight and the flip averages of
+    the image shifted one pixel up-left and one down-right (reflect-padded) a quarter each, as
+    airbench's (K. Jordan, arXiv:2404.00498) level-2 TTA; 'none' keeps the plain logits."""
+    if mode == "none":
+        return plain
+
+    def mirrored_average(shift: int | None, plain: torch.Tensor | None = None) -> torch.Tensor:
+        view = _Transformed(batches, lambda images: images if shift is None else _shifted(images, shift))
+        if plain is None:
+            plain, _ = predict(model, view, device, precision)
+        mirror, _ = predict(model, _Transformed(view, lambda images: torch.flip(images, dims=[-1])), device,
+                            precision)
+        return (plain + mirror) / 2
+
+    logits = mirrored_average(None, plain)
+    if mode == "flip":
+        return logits
+    return logits / 2 + (mirrored_average(-1) + mirrored_average(1)) / 4
 
 
-class _Mirrored:
-    """Iterates batches with every image flipped left-right."""
+def _shifted(images: torch.Tensor, shift: int) -> torch.Tensor:
+    """Images moved `shift` pixels down and right (negative: up and left), the edge reflected in."""
+    padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
+    height, width = images.shape[-2:]
+    start = 1 - shift
+    return padded[..., start:start + height, start:start + width]
 
-    def __init__(self, batches: Batches) -> None:
-        self.batches = batches
+
+class _Transformed:
+    """Iterates batches with `transform` applied to every batch of images."""
+
+    def __init__(self, batches: Batches, transform) -> None:
+        self.batches, self.transform = batches, transform
 
     def __iter__(self):
         for images, labels in self.batches:
-            yield torch.flip(images, dims=[-1]), labels
+            yield self.transform(images), labels
 
 
 def predictions_table(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> pd.DataFrame:

@@ -13,6 +13,7 @@ class ZooEntry(NamedTuple):
 
 
 ZOO = {
+    "airbench94": ZooEntry("airbench", ("block1", "block2", "block3"), "block2"),  # 15, 7, 3 px
     "custom_resnet": ZooEntry("custom_resnet", ("prep", "layer1", "layer2", "layer3"), "layer2"),  # 32, 16, 8, 4 px
     "resnet18": ZooEntry("resnet", ("layer1", "layer2", "layer3", "layer4"), "layer3"),  # 32, 16, 8, 4 px
     "resnet18_ln": ZooEntry("resnet18_ln", ("layer1", "layer2", "layer3", "layer4"), "layer3"),

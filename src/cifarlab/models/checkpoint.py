@@ -32,14 +32,18 @@ def save_checkpoint(path: Path, model_name: str, weights: dict, classes: list[st
                       "state_dict": weights, "digest": weights_digest(weights)})
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model in eval mode and return it with the checkpoint's metadata."""
+def load_checkpoint(path: Path, device: torch.device | str = "cpu", model_name: str | None = None,
+                    classes: list[str] | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model in eval mode and return it with the checkpoint's metadata. Given the
+    model params.yaml names and the prepared data's classes, a checkpoint left by another run
+    (another model, another dataset) is refused before it is used."""
     if not Path(path).is_file():
         raise UserError(f"{path}: checkpoint not found; run `dvc repro train` first")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
         if ckpt["digest"] != weights_digest(ckpt["state_dict"]):
             raise ValueError("the weights do not match their checksum")
+        _check_fits(path, ckpt, model_name, classes)
         model = build_model(ckpt["model"], len(ckpt["classes"]))
         model.load_state_dict(ckpt["state_dict"])
     except UserError:
@@ -48,6 +52,20 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
         raise UserError(f"{path}: refused or unreadable checkpoint ({str(err).splitlines()[0][:200]}); it is "
                         "damaged or incomplete; rerun `dvc repro train`") from None
     return model.to(device).eval(), ckpt
+
+
+def _check_fits(path: Path, ckpt: dict, model_name: str | None, classes: list[str] | None) -> None:
+    if model_name is not None and ckpt["model"] != model_name:
+        raise UserError(f"{path} holds a {ckpt['model']} model, but params.yaml's model is {model_name}; "
+                        "rerun `dvc repro train`")
+    if classes is not None and list(ckpt["classes"]) != list(classes):
+        saved = list(ckpt["classes"])
+        raise UserError(f"{path} was trained on {len(saved)} classes ({_names(saved)}), but data/prepared.npz "
+                        f"has {len(classes)} ({_names(classes)}); rerun `dvc repro train`")
+
+
+def _names(classes: list[str], shown: int = 5) -> str:
+    return ", ".join(map(str, classes[:shown])) + (", ..." if len(classes) > shown else "")
 
 
 def checkpoint_stats(ckpt: dict) -> Stats:

@@ -21,7 +21,8 @@ def curves_figure(history: pd.DataFrame, step_lrs: pd.DataFrame):
         ax.plot(history["epoch"], history[f"train_{metric}"], "o-", label="train")
         if history[f"val_{metric}"].notna().any():
             ax.plot(history["epoch"], history[f"val_{metric}"], "o-", label="validation")
-        ax.plot(history["epoch"], history[f"test_{metric}"], "o--", alpha=0.6, label="test (display only)")
+        if history[f"test_{metric}"].notna().any():
+            ax.plot(history["epoch"], history[f"test_{metric}"], "o--", alpha=0.6, label="test (display only)")
         ax.set(xlabel="epoch", ylabel=label, title=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
@@ -34,20 +35,35 @@ def curves_figure(history: pd.DataFrame, step_lrs: pd.DataFrame):
     return fig
 
 
+LABELLED_CLASSES = 30  # up to this many classes a confusion cell shows its count and each class its name
+
+
+def literal(text: str) -> str:
+    """A label shown as written: matplotlib reads text between two $ as math."""
+    return text.replace("$", r"\$")
+
+
 def confusion_figure(matrix: np.ndarray, classes: list[str]):
-    """Heatmap with counts written in every cell (rows: actual, columns: predicted)."""
-    size = max(4.0, 0.6 * len(classes) + 2)
+    """Heatmap (rows: actual, columns: predicted) with the count in every cell; beyond
+    LABELLED_CLASSES classes the counts and names could not be read, so the figure keeps its
+    size, shows the colours alone and says where the numbers are."""
+    labelled = len(classes) <= LABELLED_CLASSES
+    size = max(4.0, 0.6 * min(len(classes), LABELLED_CLASSES) + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size))
-    image = ax.imshow(matrix, cmap="Blues")
+    image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    ticks = np.arange(len(classes))
-    ax.set_xticks(ticks, classes, rotation=45, ha="right")
-    ax.set_yticks(ticks, classes)
-    ax.set(xlabel="predicted", ylabel="actual", title="confusion matrix (test split)")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (row, col), count in np.ndenumerate(matrix):
-        ax.text(col, row, str(count), ha="center", va="center", fontsize=8,
-                color="white" if count > threshold else "black")
+    title = "confusion matrix (test split)"
+    if labelled:
+        ticks = np.arange(len(classes))
+        ax.set_xticks(ticks, [literal(name) for name in classes], rotation=45, ha="right")
+        ax.set_yticks(ticks, [literal(name) for name in classes])
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for (row, col), count in np.ndenumerate(matrix):
+            ax.text(col, row, str(count), ha="center", va="center", fontsize=8,
+                    color="white" if count > threshold else "black")
+    else:
+        title += f"\n{len(classes)} classes, in eval/classes.json order; counts in plots/confusion.csv"
+    ax.set(xlabel="predicted", ylabel="actual", title=title)
     fig.tight_layout()
     return fig
 
@@ -62,7 +78,7 @@ def gallery_figure(images: list[np.ndarray], captions: list[str], columns: int =
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions):
         ax.imshow(image, interpolation="nearest")
-        ax.set_title(caption, fontsize=11)
+        ax.set_title(literal(caption), fontsize=11)
     if title:
         fig.suptitle(title, fontsize=14)
     right = 0.92 if colorbar else 1.0

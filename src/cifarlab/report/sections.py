@@ -30,7 +30,8 @@ def faithfulness_words(gradcam: dict, fractions: list[float]) -> str:
 
 
 def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[float]) -> list[tuple[str, str]]:
-    tta = (f" with flip TTA ({evaluation['accuracy_without_tta']:.2f}% without)" if evaluation["flip_tta"] else "")
+    tta = (f" with {evaluation['tta'].replace('_', ' + ')} TTA ({evaluation['accuracy_without_tta']:.2f}% without)"
+           if evaluation["tta"] != "none" else "")
     max_lr = "n/a" if train["max_lr"] is None else f"{train['max_lr']:.4g}" + (
         " (from the LR range test)" if train["lr_finder_lr"] is not None else "")
     return [

@@ -78,9 +78,11 @@ def _check_finite(loss_sum: float, epoch: int, step: int) -> None:
 def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, schedule: Schedule,
                 scaler: torch.amp.GradScaler, device: torch.device, epoch: int, desc: str,
                 label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
-                step_lrs: list[float] | None = None) -> tuple[float, float]:
+                step_lrs: list[float] | None = None, after_step: Callable[[], None] | None = None
+                ) -> tuple[float, float]:
     """One pass over `batches`; returns mean loss and accuracy (%) over all processes and appends
-    each step's LR to `step_lrs`. Shows a tqdm bar (on rank 0)."""
+    each step's LR to `step_lrs`. `after_step` runs after each optimiser step (the lookahead).
+    Shows a tqdm bar (on rank 0)."""
     model.train()
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x images, correct
     seen = 0
@@ -102,6 +104,8 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
             scaler.step(optimizer)
             scaler.update()
             schedule.step_batch()
+            if after_step is not None:
+                after_step()
             sums += torch.stack([loss.detach().double() * len(labels), (logits.argmax(1) == labels).sum().double()])
             seen += len(labels)
             if step % 20 == 0 or step == len(batches) or device.type == "cpu":  # a host sync: not every step on GPUs
@@ -116,18 +120,21 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
         train: Batches, val: Batches | None, test: Batches | None, epochs: int, device: torch.device,
         progress: Progress, on_epoch_end: Callable[[Progress], None], checkpoint: str = "last",
         label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
-        trainer: nn.Module | None = None) -> Progress:
+        trainer: nn.Module | None = None, after_step: Callable[[], None] | None = None) -> Progress:
     """Train from the epoch after `progress`'s last up to `epochs`, scoring validation (and, for
     display, test) after each and calling on_epoch_end (which saves state and writes history).
-    `trainer` is what the optimiser steps through (the DDP wrapper of `model`, if any)."""
+    `trainer` is what the optimiser steps through (the DDP wrapper of `model`, if any). A model
+    that changes what trains from epoch to epoch has a start_epoch(epoch) method, called first."""
     for epoch in range(len(progress.history) + 1, epochs + 1):
         began = time.perf_counter()
         train.set_epoch(epoch)
+        if hasattr(model, "start_epoch"):
+            model.start_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         try:
             train_loss, train_acc = train_epoch(trainer or model, train, optimizer, schedule, scaler, device, epoch,
                                                 f"epoch {epoch}/{epochs}", label_smoothing, precision, group,
-                                                progress.step_lrs)
+                                                progress.step_lrs, after_step)
         except NonFiniteLoss as err:
             progress.failure = str(err)
             return progress

@@ -56,7 +56,7 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batc
         for step in steps:
             lr = start_lr * factor ** step
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             images, labels = next(stream)
             optimizer.zero_grad(set_to_none=True)
             with autocast(device, precision):

@@ -13,16 +13,19 @@ import torch
 from torch import nn
 
 from cifarlab.io import save_torch
+from cifarlab.models.checkpoint import weights_digest
 from cifarlab.train.loop import EpochResult, Progress
 
 
 def fingerprint(settings: list, arrays: list[np.ndarray], model: nn.Module) -> str:
     """What makes two runs the same: the settings that training reads, the data's bytes, and the
-    model's parameter names and shapes (a changed model definition does not resume)."""
+    model's initial weights, names and shapes (a changed model definition or a data-dependent
+    initialisation that came out differently does not resume)."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for array in arrays:
         digest.update(np.ascontiguousarray(array).data)
     digest.update(json.dumps([(name, list(t.shape)) for name, t in model.state_dict().items()]).encode())
+    digest.update(weights_digest(model.state_dict()).encode())
     return digest.hexdigest()
 
 

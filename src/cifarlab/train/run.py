@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,6 +21,7 @@ from cifarlab.device import describe, make_scaler, memory_format, resolve_precis
 from cifarlab.distributed import SINGLE, Group, check_batch_split, data_parallel, share
 from cifarlab.models.facts import macs_per_image, parameter_count, receptive_field
 from cifarlab.models.registry import build_model
+from cifarlab.train.lookahead import Lookahead
 from cifarlab.train.loop import EpochResult, Progress, fit
 from cifarlab.train.lr_finder import RangeTest, choose_max_lr
 from cifarlab.train.optim import make_optimizer
@@ -28,6 +30,8 @@ from cifarlab.train.schedule import Schedule, onecycle_peak
 
 if TYPE_CHECKING:
     from cifarlab.config import Params
+
+DATA_INIT_IMAGES = 5000  # a data-initialised layer sees this many training images (as airbench)
 
 
 @dataclass
@@ -62,6 +66,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     state_path = state_path if group.is_main else None
     torch.manual_seed(cfg.seed)
     model = build_model(params.model, data.num_classes)
+    init_from_data(model, data.x_train, stats, cfg.seed)
     facts = {"params": parameter_count(model), "macs": macs_per_image(model, data.x_train.shape[1]),
              "receptive_field": receptive_field(model)}
     model = model.to(device, memory_format=memory_format(device))
@@ -81,10 +86,11 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     if group.is_main:
         val = (eval_batches(data.x_val, data.y_val, stats, cfg.batch_size, device, cfg.loader)
                if len(data.y_val) else None)
-        test = eval_batches(data.x_test, data.y_test, stats, cfg.batch_size, device, cfg.loader)
+        test = (eval_batches(data.x_test, data.y_test, stats, cfg.batch_size, device, cfg.loader)
+                if cfg.test_curve else None)
     if cfg.compile:
         model.compile()
-    optimizer = make_optimizer(model, cfg.optimizer)
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.batch_size)
     state = key = None
     if state_path is not None:  # the fingerprint hashes every image: only worth it when a state can be resumed
         key = fingerprint([params.model, params.augment.model_dump(), cfg.model_dump(), stats.mean, stats.std],
@@ -113,17 +119,22 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
         progress = restore(state, model, optimizer, schedule)
         if group.is_main:
             print(f"resuming after epoch {state['epoch']} of {cfg.epochs}", flush=True)
+    lookahead = Lookahead(model, cfg.lookahead, cfg.epochs * len(train)) if cfg.lookahead.every else None
+    if lookahead is not None and state is not None:
+        lookahead.load_state_dict(state["extras"]["lookahead"])
     trainer = data_parallel(model, device, cfg.sync_bn) if group.active else None
 
     def epoch_done(progress: Progress) -> None:
         if state_path is not None:
             save_state(state_path, key, model, optimizer, schedule, progress,
-                       {"max_lr": max_lr, "sweep": None if sweep is None else vars(sweep)})
+                       {"max_lr": max_lr, "sweep": None if sweep is None else vars(sweep),
+                        "lookahead": None if lookahead is None else lookahead.state_dict()})
         if group.is_main:
             on_epoch_end(progress)
 
     progress = fit(model, optimizer, schedule, make_scaler(device, precision), train, val, test, cfg.epochs, device,
-                   progress, epoch_done, cfg.checkpoint, cfg.label_smoothing, precision, group, trainer)
+                   progress, epoch_done, cfg.checkpoint, cfg.label_smoothing, precision, group, trainer,
+                   None if lookahead is None else lookahead.after_step)
     if progress.kept_weights is not None:
         model.load_state_dict(progress.kept_weights)
     if progress.failure is None and state_path is not None:
@@ -132,6 +143,17 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
                        progress.best_val_acc if val is not None else None, progress.best_val_epoch,
                        max_lr, sweep, facts, describe(device), precision, layout, group.world,
                        progress.train_seconds, progress.epoch_seconds, progress.failure)
+
+
+def init_from_data(model: nn.Module, images: np.ndarray, stats: Stats, seed: int) -> None:
+    """Hand a model that sets weights from the data (an init_from_data method) normalised
+    training images: a sample fixed by the seed, so the initial weights are reproducible."""
+    if not hasattr(model, "init_from_data"):
+        return
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:DATA_INIT_IMAGES]
+    batch = torch.from_numpy(images[np.sort(pick.numpy())]).permute(0, 3, 1, 2).float() / 255
+    mean, std = (torch.tensor(values).view(1, -1, 1, 1) for values in (stats.mean, stats.std))
+    model.init_from_data((batch - mean) / std)
 
 
 def _sweep(saved: dict | None) -> RangeTest | None:

@@ -1,6 +1,6 @@
 """LR schedules from train.scheduler, behind one interface: step_batch() after each optimiser
-step, step_epoch() after each epoch's validation score. OneCycle moves per batch, the others
-per epoch."""
+step, step_epoch() after each epoch's validation score. OneCycle and linear move per batch, the
+others per epoch."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -40,12 +40,17 @@ class Schedule:
         if self.name == "onecycle":
             one = cfg.onecycle
             for group in optimizer.param_groups:
-                group["lr"] = max_lr
+                group["lr"] = max_lr * group["lr_scale"]
             peak = onecycle_peak(one.peak_epoch, epochs)
             cycle = OneCycle(total=epochs * steps_per_epoch - 1, peak=round(peak * steps_per_epoch),
                              start=1 / one.div_factor,
                              end=1 / one.div_factor / (ANNIHILATION if one.anneal else 1.0))
             self.scheduler = lr_sched.LambdaLR(optimizer, cycle)
+        elif self.name == "linear":  # airbench's schedule: step s of n uses the factor at s, reaching `end` at n
+            line = cfg.linear
+            total = epochs * steps_per_epoch
+            self.scheduler = lr_sched.LambdaLR(optimizer, OneCycle(total=total, peak=int(line.warmup * total),
+                                                                   start=line.start, end=line.end))
         elif self.name == "plateau":
             self.scheduler = lr_sched.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau.factor,
                                                         patience=cfg.plateau.patience)
@@ -57,7 +62,7 @@ class Schedule:
             self.scheduler = None
 
     def step_batch(self) -> None:
-        if self.name == "onecycle":
+        if self.name in ("onecycle", "linear"):
             self.scheduler.step()
 
     def step_epoch(self, monitored_loss: float) -> None:

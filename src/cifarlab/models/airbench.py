@@ -1,0 +1,89 @@
+"""airbench94: the fast CIFAR-10 network of K. Jordan, "94% on CIFAR-10 in 3.29 seconds on a
+single GPU" (arXiv:2404.00498, 2024), which refines D. Page's ResNet-9 ("How to train your
+ResNet", Myrtle.ai, 2018) and tysam-code's hlb-CIFAR10.
+
+A frozen 2x2 patch-whitening convolution (set from the training images by init_from_data), then
+three conv groups of widths 64, 256, 256 (conv -> max-pool -> BatchNorm -> GELU -> conv ->
+BatchNorm -> GELU), a 3x3 max-pool and a bias-free linear layer whose logits are scaled by 1/9.
+BatchNorm weights stay at one (only the biases train), and every 3x3 convolution starts as an
+identity on its first input channels, so the untrained network passes its input through."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cifarlab.models.registry import register
+
+WIDTHS = (64, 256, 256)
+WHITEN_KERNEL = 2  # whitening patches are 2x2 pixels of 3 channels: 12 directions
+WHITEN_EPS = 5e-4  # added to each eigenvalue so near-flat directions are not blown up into noise
+WHITEN_BIAS_EPOCHS = 3  # the whitening bias trains this many epochs, then freezes with the weights
+BN_MOMENTUM = 0.4  # PyTorch's convention (the paper's 0.6 is the weight of the old running value)
+LOGIT_SCALE = 1 / 9  # keeps the initial logits small, so early steps are not saturated
+
+
+def _batch_norm(channels: int) -> nn.BatchNorm2d:
+    """BatchNorm with a fixed unit scale: only the shift trains."""
+    norm = nn.BatchNorm2d(channels, eps=1e-12, momentum=BN_MOMENTUM)
+    norm.weight.requires_grad_(False)
+    return norm
+
+
+def _conv(cin: int, cout: int) -> nn.Conv2d:
+    """3x3 'same' convolution that starts as the identity on its first input channels."""
+    conv = nn.Conv2d(cin, cout, 3, padding="same", bias=False)
+    with torch.no_grad():
+        nn.init.dirac_(conv.weight[:min(cin, cout)])
+    return conv
+
+
+class ConvGroup(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1, self.pool, self.norm1 = _conv(cin, cout), nn.MaxPool2d(2), _batch_norm(cout)
+        self.conv2, self.norm2 = _conv(cout, cout), _batch_norm(cout)
+        self.activation = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activation(self.norm1(self.pool(self.conv1(x))))
+        return self.activation(self.norm2(self.conv2(x)))
+
+
+@register("airbench94")
+class AirBench94(nn.Module):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        directions = 3 * WHITEN_KERNEL ** 2
+        # each direction twice, with both signs, so the GELU after it keeps all of the information
+        self.whiten = nn.Conv2d(3, 2 * directions, WHITEN_KERNEL, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        nn.init.zeros_(self.whiten.bias)
+        self.activation = nn.GELU()
+        self.block1 = ConvGroup(2 * directions, WIDTHS[0])
+        self.block2 = ConvGroup(WIDTHS[0], WIDTHS[1])
+        self.block3 = ConvGroup(WIDTHS[1], WIDTHS[2])
+        self.pool = nn.MaxPool2d(3)
+        self.head = nn.Linear(WIDTHS[2], num_classes, bias=False)
+
+    @torch.no_grad()
+    def init_from_data(self, images: torch.Tensor) -> None:
+        """Set the whitening filters from normalised training images (N, 3, H, W): the
+        eigenvectors of the covariance of their 2x2 patches, each scaled by 1 / sqrt(eigenvalue),
+        so the layer's outputs on training patches are decorrelated with unit variance."""
+        kernel = WHITEN_KERNEL
+        patches = images.float().unfold(2, kernel, 1).unfold(3, kernel, 1)  # N, C, H', W', k, k
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3 * kernel * kernel).double()
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + WHITEN_EPS)[:, None]).flip(0)  # largest first
+        filters = filters.reshape(-1, 3, kernel, kernel).to(self.whiten.weight.dtype)
+        self.whiten.weight.copy_(torch.cat([filters, -filters]))
+
+    def start_epoch(self, epoch: int) -> None:
+        """Training calls this before each epoch (1-based): the whitening bias freezes after
+        WHITEN_BIAS_EPOCHS, once the rest of the network has adapted to it."""
+        self.whiten.bias.requires_grad_(epoch <= WHITEN_BIAS_EPOCHS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block3(self.block2(self.block1(self.activation(self.whiten(x)))))
+        return self.head(torch.flatten(self.pool(x), 1)) * LOGIT_SCALE

@@ -1,0 +1,103 @@
+"""Seed sweeps as distributions: `python -m cifarlab.seeds` reads `dvc exp show --json`, groups
+the experiments that differ only in train.seed and prints each group's test accuracy (and plain
+accuracy) as mean +/- sample standard deviation over its n runs. One run per recipe cannot rank
+two recipes: another seed alone moves test accuracy by a few tenths of a percent."""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator
+
+METRICS_FILE = "metrics/evaluate.json"
+SEED_KEY = "train.seed"
+
+
+def _flatten(mapping: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value)
+    return flat
+
+
+def runs(shown) -> Iterator[tuple[str, dict, dict]]:
+    """(name, flat params, evaluate metrics) of every experiment and commit in `dvc exp show
+    --json` output that has test metrics."""
+    if isinstance(shown, list):
+        for item in shown:
+            yield from runs(item)
+        return
+    if not isinstance(shown, dict):
+        return
+    data = shown.get("data")
+    # the workspace row repeats the last experiment run in it
+    if isinstance(data, dict) and "params" in data and shown.get("rev") != "workspace":
+        params = data.get("params", {}).get("params.yaml", {}).get("data") or {}
+        metrics = (data.get("metrics") or {}).get(METRICS_FILE, {}).get("data")
+        if params and metrics:
+            yield shown.get("name") or data.get("name") or shown.get("rev", "?"), _flatten(params), metrics
+    for value in shown.values():
+        if isinstance(value, (list, dict)) and value is not data:
+            yield from runs(value)
+
+
+def summarise(shown) -> list[dict]:
+    """One row per recipe (params without the seed): n, seeds, mean and sd of each accuracy."""
+    groups: dict[tuple, list] = {}
+    seen = set()
+    for name, params, metrics in runs(shown):
+        if name in seen:
+            continue
+        seen.add(name)
+        recipe = tuple(sorted((k, v) for k, v in params.items() if k != SEED_KEY))
+        groups.setdefault(recipe, []).append((json.loads(params.get(SEED_KEY, "null")), metrics))
+    rows = []
+    for recipe, members in groups.items():
+        row = {"n": len(members), "seeds": sorted(seed for seed, _ in members), "recipe": dict(recipe)}
+        for key in ("accuracy", "accuracy_without_tta"):
+            values = [m[key] for _, m in members if isinstance(m.get(key), (int, float))]
+            if values:
+                row[key] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else float("nan"))
+        rows.append(row)
+    return rows
+
+
+def _differences(rows: list[dict]) -> list[str]:
+    """Per row, the params that tell it apart from the other rows (all shown when alone)."""
+    keys = set().union(*(row["recipe"] for row in rows))
+    varying = sorted(k for k in keys if len({row["recipe"].get(k) for row in rows}) > 1)
+    return [", ".join(f"{k}={row['recipe'].get(k)}" for k in varying) or "the only recipe" for row in rows]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", nargs="?", help="saved output of `dvc exp show --json` (default: run it here)")
+    args = parser.parse_args(argv)
+    if args.file:
+        text = open(args.file).read()
+    else:
+        shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+        if shown.returncode:
+            sys.exit(f"error: `dvc exp show --json` failed: {(shown.stderr.strip().splitlines() or ['?'])[-1]}")
+        text = shown.stdout
+    try:
+        shown = json.loads(text)
+    except json.JSONDecodeError as err:
+        sys.exit(f"error: not the JSON of `dvc exp show --json` ({err})")
+    rows = summarise(shown)
+    if not rows:
+        sys.exit(f"error: no experiment with {METRICS_FILE} in the input; run some first")
+    for row, label in zip(rows, _differences(rows)):
+        parts = [f"{name} {mean:.2f} ± {sd:.2f}%" for name, (mean, sd) in
+                 (("accuracy", row.get("accuracy", (float("nan"),) * 2)),
+                  ("plain", row.get("accuracy_without_tta", (float("nan"),) * 2)))]
+        print(f"{label}: n={row['n']} (seeds {', '.join(map(str, row['seeds']))}): {'; '.join(parts)}")
+
+
+if __name__ == "__main__":
+    main()
