@@ -159,3 +159,14 @@ def test_a_checkpoint_from_another_dataset_is_refused_in_one_line(tmp_path, save
     with pytest.raises(UserError, match="holds a tiny model, but params.yaml's model is s9net"):
         load_checkpoint(path, model_name="s9net", classes=saved_classes)
     load_checkpoint(path, model_name="tiny", classes=saved_classes)  # the matching run loads
+
+
+@pytest.mark.parametrize("junk", ["Thumbs.db", "desktop.ini", ".DS_Store", "ehthumbs.db"])
+def test_operating_system_junk_files_in_an_image_tree_are_skipped(tmp_path, junk):
+    from cifarlab.data.sources import prepare
+    from conftest import CLASSES, make_arrays, write_image_tree
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=4, per_class_test=2))
+    for folder in [tree / "train", *(tree / "train").iterdir(), tree / "test" / CLASSES[0]]:
+        (folder / junk).write_bytes(b"\x00 not an image")
+    data = prepare(str(tree), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
+    assert data.classes == CLASSES and len(data.y_train) == 12 and len(data.y_test) == 6

@@ -193,9 +193,13 @@ def _parents(name: str) -> Iterator[str]:
         parent = posixpath.dirname(parent)
 
 
+# files and folders operating systems leave in image folders: never data, never a class
+OS_JUNK = {"__macosx", "thumbs.db", "ehthumbs.db", "desktop.ini"}
+
+
 def _visible(name: str) -> bool:
     base = posixpath.basename(name)
-    return not base.startswith(".") and base != "__MACOSX"
+    return not base.startswith(".") and base.lower() not in OS_JUNK
 
 
 def _check_size(tree: FileTree, name: str, size: int) -> None:
