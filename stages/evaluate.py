@@ -1,6 +1,5 @@
-"""Stage 4 — evaluate: score the checkpoint on the test split only: metrics JSON (with and
-without test-time augmentation), per-image predictions for later stages, and the confusion matrix
-as DVC-template CSV and as a heatmap with counts."""
+"""Stage 4 — evaluate: score the checkpoint on the test split only (with and without test-time
+augmentation), per-image predictions for later stages, and the confusion matrix (CSV and heatmap)."""
 from cifarlab import paths
 from cifarlab.config import load_params
 from cifarlab.data.batches import eval_batches
@@ -19,24 +18,22 @@ def main() -> None:
     cfg, device = params.evaluate, select_device()
     data = load_prepared(paths.PREPARED)
     model, ckpt = load_checkpoint(paths.MODEL, device, params.model, data.classes)
-    batches = eval_batches(data.x_test, data.y_test, checkpoint_stats(ckpt), cfg.batch_size, device,
-                           loader="device")
+    batches = eval_batches(data.x_test, data.y_test, checkpoint_stats(ckpt), cfg.batch_size, device, "device")
     precision = usable_precision(ckpt["precision"], device)
     logits, labels = predict(model, batches, device, precision)
     plain_accuracy = accuracy(logits, labels)
     logits = tta_logits(model, batches, device, logits, cfg.tta, precision)
     table = predictions_table(logits, labels, data.classes)
     matrix = confusion_matrix(table["actual_id"].to_numpy(), table["predicted_id"].to_numpy(), data.num_classes)
-    metrics = summary_metrics(logits, labels)
-    metrics.update(tta=cfg.tta, accuracy_without_tta=round(plain_accuracy, 4))
+    metrics = {**summary_metrics(logits, labels), "tta": cfg.tta, "accuracy_without_tta": round(plain_accuracy, 4)}
     write_csv(paths.PREDICTIONS, table)
     write_csv(paths.CONFUSION_CSV, table[["actual", "predicted"]])
     save_figure(paths.CONFUSION_PNG, confusion_figure(matrix, data.classes))
     write_json(paths.CLASS_DETAILS, class_details(matrix, data.classes))
     write_json(paths.METRICS_EVAL, metrics)
     tta = f" ({cfg.tta} TTA; {plain_accuracy:.2f}% without)" if cfg.tta != "none" else ""
-    print(f"scored {metrics['num_test_images']} images of the test split: accuracy "
-          f"{metrics['accuracy']:.2f}%{tta}, loss {metrics['loss']:.4f} -> {paths.METRICS_EVAL}")
+    print(f"scored {len(labels)} images of the test split: accuracy {metrics['accuracy']:.2f}%{tta} -> "
+          f"{paths.METRICS_EVAL}")
 
 
 if __name__ == "__main__":

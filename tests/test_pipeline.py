@@ -195,9 +195,10 @@ def test_every_readme_recipe_runs_in_smoke_form(tmp_path):
 
 
 def readme_commands(prefix: str, section: str = "") -> list[str]:
-    """Every line of the README's bash blocks (in the `## section`, if named) that starts with
-    `prefix` (continuations joined)."""
-    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    """Every line of the bash blocks of the README and docs/ (in the `## section`, if named) that
+    starts with `prefix` (continuations joined)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "".join(page.read_text() + "\n## (end of page)\n" for page in pages).replace("\\\n", " ")
     if section:
         text = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## )", text, flags=re.S | re.M).group(1)
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)

@@ -38,12 +38,12 @@ def make_optimizer(model: nn.Module, cfg: OptimizerConfig, batch_size: int) -> t
     """The optimiser over every trainable parameter, normalisation biases in a group of their own
     whose LR is norm_bias_lr_scale times the rest and whose decay per step stays the same."""
     lr, weight_decay = plain_sgd_units(cfg, batch_size)
-    biases = {id(p) for p in norm_biases(model)}
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in biases]
+    biases = norm_biases(model)
+    rest = [p for p in model.parameters() if p.requires_grad and all(p is not b for b in biases)]
     scale = cfg.norm_bias_lr_scale
     # lr_scale: a schedule that sets one LR for all groups (OneCycle, the range test) multiplies it by this
     groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay, "lr_scale": 1.0},
-              {"params": [p for p in model.parameters() if id(p) in biases], "lr": lr * scale,
+              {"params": biases, "lr": lr * scale,
                "weight_decay": weight_decay / scale, "lr_scale": scale}]
     groups = [group for group in groups if group["params"]]
     if cfg.name == "sgd":

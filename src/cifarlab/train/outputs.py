@@ -1,0 +1,47 @@
+"""What the train stage writes: the per-epoch history (rewritten after every epoch, so a running
+training can be watched), the LR range test, the kept checkpoint and metrics/train.json."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+
+from cifarlab import paths
+from cifarlab.data.prepared import Prepared
+from cifarlab.data.stats import Stats
+from cifarlab.errors import UserError
+from cifarlab.io import save_figure, write_csv, write_json
+from cifarlab.models.checkpoint import save_checkpoint
+from cifarlab.report.plots import curves_figure, lr_finder_figure
+from cifarlab.train.loop import Progress
+from cifarlab.train.run import TrainResult, train_metrics
+
+
+def write_history(progress: Progress) -> None:
+    """The per-epoch history and the LR of every step (x: epochs, epoch k spanning k-1 to k), CSVs
+    and figure."""
+    frame = pd.DataFrame([asdict(row) for row in progress.history])
+    steps = len(progress.step_lrs)
+    lrs = pd.DataFrame({"epoch": np.arange(steps) * len(progress.history) / max(steps, 1),  # where each step starts
+                        "lr": progress.step_lrs})
+    write_csv(paths.HISTORY, frame)
+    write_csv(paths.STEP_LRS, lrs)
+    save_figure(paths.CURVES_PNG, curves_figure(frame, lrs))
+
+
+def write_results(params, result: TrainResult, data: Prepared, stats: Stats) -> dict:
+    """The LR range test's curve, the checkpoint and the metrics. A run stopped by a NaN loss keeps
+    the checkpoint of its last good epoch and ends in one error line."""
+    curve = {"lr": result.sweep.lrs, "loss": result.sweep.losses} if result.sweep else {"lr": [], "loss": []}
+    write_csv(paths.LR_FINDER_CSV, pd.DataFrame(curve))
+    save_figure(paths.LR_FINDER_PNG, lr_finder_figure(result.sweep, result.max_lr))
+    if result.history:
+        metrics = train_metrics(params, result, len(data.y_train), len(data.y_val))
+        save_checkpoint(paths.MODEL, params.model, result.model.state_dict(), data.classes, stats,
+                        result.kept_epoch, metrics["checkpoint"], result.precision)
+    if result.failure:
+        kept = f"; kept the checkpoint of epoch {result.kept_epoch} in {paths.MODEL}"
+        raise UserError(result.failure + (kept if result.history else ""))
+    write_json(paths.METRICS_TRAIN, metrics)
+    return metrics
