@@ -1,5 +1,5 @@
 """Stage 3 — train: fit params.model on the training split, keep the checkpoint train.checkpoint
-names (the test split decides nothing), the per-epoch history, the LR range test and metrics. An
+names (the test split decides nothing), the per-epoch log (dvclive), the LR range test and metrics. An
 interrupted run resumes from its last finished epoch. With train.processes > 1 it starts that many
 copies of itself as data-parallel processes (see cifarlab.distributed)."""
 import sys
@@ -10,7 +10,7 @@ from cifarlab.data.prepared import load_prepared
 from cifarlab.data.stats import load_stats
 from cifarlab.device import select_device
 from cifarlab.errors import run_stage
-from cifarlab.train.outputs import write_history, write_results
+from cifarlab.train.outputs import EpochOutputs, write_results
 from cifarlab.train.run import run
 
 
@@ -24,7 +24,8 @@ def main() -> None:
         return
     data, stats = load_prepared(paths.PREPARED), load_stats(paths.STATS)
     with distributed.joined(group, device):
-        result = run(params, data, stats, paths.RESUME_STATE, on_epoch_end=write_history, device=device, group=group)
+        result = run(params, data, stats, paths.RESUME_STATE, on_epoch_end=EpochOutputs(), device=device,
+                     group=group)
     if group.is_main:
         metrics = write_results(params, result, data, stats)
         print(f"kept epoch {result.kept_epoch} ({metrics['checkpoint']['chosen_by']}) -> {paths.MODEL}")

@@ -41,10 +41,15 @@ def make_arrays(per_class_train: int = 6, per_class_test: int = 3, seed: int = 0
 
 # The assignments' plain recipe over the committed params: SGD in PyTorch's units with OneCycle, no
 # lookahead or label smoothing, test scores on the curves; for tests written in those units.
-PLAIN_RECIPE = {"train.scheduler.name": "onecycle", "train.optimizer.decoupled": False,
+PLAIN_RECIPE = {"train.optimizer.name": "sgd", "train.scheduler.name": "onecycle", "train.optimizer.decoupled": False,
                 "train.optimizer.norm_bias_lr_scale": 1.0, "train.optimizer.lr": 0.05,
                 "train.optimizer.momentum": 0.9, "train.optimizer.weight_decay": 5e-4, "train.lookahead.every": 0,
                 "train.label_smoothing": 0.0, "train.test_curve": True}
+
+# airbench94 as the paper trains it: SGD with lookahead and a warmup, batch 512 (docs/recipes.md)
+AIRBENCH_SGD = {"train.optimizer.name": "sgd", "train.optimizer.lr": 11.5, "train.optimizer.weight_decay": 0.0153,
+                "train.batch_size": 512, "train.micro_batch": 0, "train.lookahead.every": 5,
+                "train.scheduler.linear": {"warmup": 0.23, "start": 0.2, "end": 0.07}}
 
 
 def param_parent(params: dict, dotted: str) -> tuple[dict, str]:
@@ -144,14 +149,14 @@ def copy_project(dest: Path) -> Path:
 
 
 def train_results(project: Path) -> tuple[str, str, dict, str]:
-    """What the train stage wrote, timings aside: history, LR range test, the other metrics and
-    the LR of every step."""
+    """What the train stage wrote, timings aside: the per-epoch dvclive log, LR range test, the
+    other metrics and the LR of every step."""
     metrics = json.loads((project / "metrics" / "train.json").read_text())
     for timing in ("train_seconds", "epoch_seconds", "train_images_per_s"):
         metrics.pop(timing)
-    plots = project / "plots"
-    return ((plots / "history.csv").read_text(), (plots / "lr_finder.csv").read_text(), metrics,
-            (plots / "lr_steps.csv").read_text())
+    plots, live = project / "plots", project / "dvclive"
+    log = "".join(f"{path.relative_to(live)}\n{path.read_text()}" for path in sorted(live.rglob("*.*")))
+    return log, (plots / "lr_finder.csv").read_text(), metrics, (plots / "lr_steps.csv").read_text()
 
 
 def clean_train_outputs(project: Path) -> None:

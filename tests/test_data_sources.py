@@ -1,12 +1,15 @@
 """The download stage's sources all load to one prepared format, and bad data fails clearly."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import io
 import pickle
 import shutil
 import tarfile
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
@@ -51,15 +54,18 @@ def every_source(tmp_path, arrays):
     }
 
 
+def _pairs(images: np.ndarray, labels: np.ndarray) -> list[tuple[int, bytes]]:
+    """Each image with its label, in a canonical order: an image tree is stored shuffled."""
+    return sorted((int(label), image.tobytes()) for image, label in zip(images, labels))
+
+
 def test_every_source_kind_loads_to_the_same_prepared_arrays(every_source, arrays, tmp_path):
     for kind, source in every_source.items():
         data = prepare(str(source), 32, ALL, 0, tmp_path / "raw")
         assert data.classes == CLASSES, kind
         assert data.x_train.dtype == np.uint8 and data.x_train.shape[1:] == (32, 32, 3), kind
-        np.testing.assert_array_equal(data.x_train, arrays["train"][0], err_msg=kind)
-        np.testing.assert_array_equal(data.y_train, arrays["train"][1], err_msg=kind)
-        np.testing.assert_array_equal(data.x_test, arrays["test"][0], err_msg=kind)
-        np.testing.assert_array_equal(data.y_test, arrays["test"][1], err_msg=kind)
+        assert _pairs(data.x_train, data.y_train) == _pairs(*arrays["train"]), kind
+        assert _pairs(data.x_test, data.y_test) == _pairs(*arrays["test"]), kind
 
 
 def test_prepared_file_round_trips(image_tree, tmp_path):
@@ -129,9 +135,10 @@ def test_gray_rgba_and_other_sizes_become_rgb_of_image_size(tmp_path):
     data = prepare(str(tmp_path), 32, ALL, 0, tmp_path / "raw")
     assert data.classes == ["gray", "large", "rgba"]
     assert data.x_train.shape == (3, 32, 32, 3)
-    assert (data.x_train[0] == 128).all()
-    assert (data.x_train[1] == (200, 0, 0)).all()
-    assert (data.x_train[2] == (10, 20, 30)).all()
+    by_class = dict(zip(data.y_train.tolist(), data.x_train))  # stored shuffled: look each one up
+    assert (by_class[0] == 128).all()
+    assert (by_class[1] == (200, 0, 0)).all()
+    assert (by_class[2] == (10, 20, 30)).all()
 
 
 def test_image_size_resizes_every_source(every_source, tmp_path):
@@ -221,8 +228,8 @@ def test_decoding_in_worker_processes_gives_the_same_arrays_and_the_same_errors(
     monkeypatch.setattr(imagefolder, "CHUNK", 4)
     for kind in ("image tree", "tree .tar.gz", "tree .zip"):
         data = prepare(str(every_source[kind]), 32, ALL, 0, tmp_path / "raw")
-        np.testing.assert_array_equal(data.x_train, arrays["train"][0], err_msg=kind)
-        np.testing.assert_array_equal(data.x_test, arrays["test"][0], err_msg=kind)
+        assert _pairs(data.x_train, data.y_train) == _pairs(*arrays["train"]), kind
+        assert _pairs(data.x_test, data.y_test) == _pairs(*arrays["test"]), kind
     (every_source["image tree"] / "test" / "cat" / "zz.png").write_bytes(b"not a png")
     with pytest.raises(UserError, match=r"test/cat/zz.png: not a readable image"):
         prepare(str(every_source["image tree"]), 32, ALL, 0, tmp_path / "raw")
@@ -249,16 +256,31 @@ def test_truncated_archive_is_a_clear_error(every_source, tmp_path):
         prepare(str(cut), 32, ALL, 0, tmp_path / "raw")
 
 
-def test_download_checks_md5_and_keeps_the_file(every_source, tmp_path):
+@pytest.fixture
+def served(every_source):
+    """The official tarball served over HTTP on this machine, as the real download gets it."""
     tarball = every_source["official tarball"]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tarball.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tarball, f"http://127.0.0.1:{server.server_port}/{tarball.name}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_checks_md5_and_keeps_the_file(served, tmp_path):
+    tarball, url = served
     md5 = hashlib.md5(tarball.read_bytes()).hexdigest()
-    got = cifar.download(tarball.as_uri(), tmp_path / "raw" / "c.tar.gz", md5)
+    got = cifar.download(url, tmp_path / "raw" / "c.tar.gz", md5)
     assert got.read_bytes() == tarball.read_bytes()
+    assert cifar.download("http://127.0.0.1:9/gone", got, md5) == got  # a good copy is not fetched again
 
 
-def test_download_checksum_mismatch_removes_file_and_explains(every_source, tmp_path):
+def test_download_checksum_mismatch_removes_file_and_explains(served, tmp_path):
     dest = tmp_path / "raw" / "c.tar.gz"
-    url = every_source["official tarball"].as_uri()
+    _, url = served
     with pytest.raises(UserError, match="checksum mismatch") as err:
         cifar.download(url, dest, "0" * 32)
     assert url in str(err.value) and "data.source" in str(err.value)

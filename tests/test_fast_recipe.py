@@ -21,7 +21,7 @@ from cifarlab.train.optim import make_optimizer, norm_biases
 from cifarlab.train.resume import load_resume_state
 from cifarlab.train.run import run
 from cifarlab.train.schedule import Schedule
-from conftest import CLASSES, committed_params, committed_params_dict, make_arrays
+from conftest import AIRBENCH_SGD, CLASSES, committed_params, committed_params_dict, make_arrays
 
 CPU = torch.device("cpu")
 STATS = Stats([0.5] * 3, [0.25] * 3)
@@ -56,7 +56,7 @@ def test_norm_biases_get_their_own_lr_and_the_same_decay_per_step():
     cfg = TrainConfig.model_validate(committed_params_dict()["train"]).optimizer
     model = build_model("airbench94", 10)
     optimizer = make_optimizer(model, cfg, 512)
-    rest, biases = optimizer.param_groups
+    rest, biases, _filters = optimizer.param_groups
     assert {id(p) for p in biases["params"]} == {id(p) for p in norm_biases(model)} and biases["params"]
     assert biases["lr"] == pytest.approx(rest["lr"] * cfg.norm_bias_lr_scale)
     assert biases["lr"] * biases["weight_decay"] == pytest.approx(rest["lr"] * rest["weight_decay"])
@@ -94,8 +94,9 @@ def test_decoupled_units_are_for_sgd_only():
         committed_params(**{"train.optimizer.name": "adam"})
 
 
-def test_linear_schedule_is_airbench_warmup_then_decay_step_by_step():
-    cfg = TrainConfig.model_validate(committed_params_dict()["train"])
+@pytest.mark.parametrize("recipe", [{}, AIRBENCH_SGD], ids=["committed", "paper"])
+def test_linear_schedule_is_airbench_warmup_then_decay_step_by_step(recipe):
+    cfg = parse_params(committed_params_dict(**recipe)).train
     optimizer = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))], "lr": 2.0, "lr_scale": 1.0}])
     epochs, steps = 3, 17
     schedule = Schedule(optimizer, cfg.scheduler, epochs, steps)
@@ -117,7 +118,7 @@ def test_linear_schedule_is_airbench_warmup_then_decay_step_by_step():
 
 def test_lookahead_averages_every_few_steps_and_ends_on_the_average():
     model = nn.Linear(2, 1)
-    cfg = TrainConfig.model_validate(committed_params_dict()["train"]).lookahead
+    cfg = parse_params(committed_params_dict(**AIRBENCH_SGD)).train.lookahead
     total = 12
     lookahead = Lookahead(model, cfg, total)
     average = {k: v.clone() for k, v in model.state_dict().items()}
@@ -191,8 +192,10 @@ class _Cut(Exception):
 
 def test_resume_with_every_recipe_part_on_equals_an_uninterrupted_run(tmp_path):
     """airbench94 with whitening, bias freezing after epoch 3, lookahead, alternating flips,
-    reflect translation, decoupled SGD and the linear schedule, cut after epoch 2 of 4."""
-    params = committed_params(**{"train.epochs": 4, "train.batch_size": 8, "evaluate.batch_size": 8})
+    reflect translation, Muon with decoupled SGD, micro-batches and the linear schedule, cut after
+    epoch 2 of 4."""
+    params = committed_params(**{"train.epochs": 4, "train.batch_size": 8, "train.micro_batch": 3,
+                                 "evaluate.batch_size": 8, "train.lookahead.every": 5})
 
     def train(**kwargs):
         return run(params, _data(), STATS, device=CPU, **kwargs)

@@ -3,6 +3,7 @@ files that are bombs, not UTF-8 or ask for huge images; class names that look li
 missing values or math; thousands of classes; temp files of writers killed outright."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -170,3 +171,261 @@ def test_operating_system_junk_files_in_an_image_tree_are_skipped(tmp_path, junk
         (folder / junk).write_bytes(b"\x00 not an image")
     data = prepare(str(tree), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
     assert data.classes == CLASSES and len(data.y_train) == 12 and len(data.y_test) == 6
+
+
+def _encoded(image, fmt: str, **save) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+    buffer = BytesIO()
+    Image.fromarray(image).save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+RAMP16 = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+RAMP_FLOAT = np.linspace(0, 1, 64 * 64).reshape(64, 64).astype(np.float32)
+
+
+@pytest.mark.parametrize("image, fmt", [(RAMP16, "PNG"), (RAMP16, "TIFF"), (RAMP_FLOAT, "TIFF"),
+                                        ((RAMP16 >> 8).astype(np.uint8), "PNG")])
+def test_deep_and_float_pixels_are_scaled_to_8_bits_not_clipped(image, fmt):
+    from cifarlab.data.imagefolder import decode_image
+    decoded = decode_image(_encoded(image, fmt), "ramp", 32)
+    assert decoded.dtype == np.uint8 and decoded.shape == (32, 32, 3)
+    assert decoded.min() <= 3 and decoded.max() >= 250 and abs(decoded.mean() - 127.5) < 3
+
+
+@pytest.mark.parametrize("values", [RAMP_FLOAT * 255, RAMP_FLOAT - 0.5, np.full((8, 8), np.nan, np.float32)])
+def test_float_pixels_outside_0_to_1_are_refused_in_one_line(values):
+    from cifarlab.data.imagefolder import decode_image
+    from cifarlab.errors import UserError
+    with pytest.raises(UserError, match=r"^odd.tif: a floating-point image with values outside 0\.\.1") as err:
+        decode_image(_encoded(values.astype(np.float32), "TIFF"), "odd.tif", 32)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("orientation, expected_corner", [(1, (0, 0)), (3, (-1, -1)), (6, (0, -1))])
+def test_exif_orientation_is_applied_so_phone_photos_load_upright(orientation, expected_corner):
+    """A red top-left corner as stored; EXIF 3 turns it 180 degrees, 6 a quarter turn clockwise."""
+    from PIL import Image
+
+    from cifarlab.data.imagefolder import decode_image
+    stored = np.zeros((32, 32, 3), np.uint8)
+    stored[:8, :8] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    decoded = decode_image(_encoded(stored, "JPEG", exif=exif, quality=95), "photo.jpg", 32)
+    row, col = expected_corner
+    corner = decoded[:4, :4] if (row, col) == (0, 0) else decoded[-4:, -4:] if row else decoded[:4, -4:]
+    assert corner[..., 0].mean() > 200 and corner[..., 1].mean() < 60
+
+
+def test_class_names_in_two_unicode_forms_are_one_class(tmp_path):
+    import unicodedata
+
+    from cifarlab.data.sources import prepare
+    from cifarlab.errors import UserError
+    from conftest import make_arrays, write_image_tree
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=3, per_class_test=2))
+    composed, decomposed = (unicodedata.normalize(form, "café") for form in ("NFC", "NFD"))
+    (tree / "train" / "cat").rename(tree / "train" / composed)  # Linux zip
+    (tree / "test" / "cat").rename(tree / "test" / decomposed)  # Mac zip
+    data = prepare(str(tree), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
+    assert data.classes == ["bird", composed, "ship"] and sorted(np.bincount(data.y_test)) == [2, 2, 2]
+    (tree / "train" / "bird").rename(tree / "train" / decomposed)
+    with pytest.raises(UserError, match="same class name in two Unicode forms"):
+        prepare(str(tree), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
+
+
+def test_listing_classes_reads_each_name_once_however_many_classes(monkeypatch):
+    """Thousands of class folders: each folder's listing must not rescan the whole tree."""
+    from cifarlab.data import filetree, imagefolder
+    checks = []
+    real = filetree._visible
+    monkeypatch.setattr(filetree, "_visible", lambda name: checks.append(name) or real(name))
+    classes = [f"class{i:04d}" for i in range(2000)]
+    files = [f"{split}/{name}/0.png" for split in ("train", "test") for name in classes]
+    tree = filetree.FileTree(files, [])
+    names, listing = imagefolder._scan(tree, "")
+    assert names == classes and len(listing["test"][0]) == 2000
+    assert len(checks) <= len(tree.files) + len(tree.dirs)  # linear: once per name
+
+
+@pytest.mark.parametrize("val, subset", [(4, 0), (0, 2)])
+def test_a_split_that_leaves_a_class_without_training_images_is_one_line(val, subset):
+    from cifarlab.data.prepared import split_indices
+    from cifarlab.errors import UserError
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2])  # class 2 has two images
+    if val:
+        labels = np.array([0, 0, 0, 1, 1, 1, 2])  # one image of class 2: a 4-image split takes it
+    with pytest.raises(UserError, match=r"leave class '(c2|c[0-2])' .* without a training image"):
+        split_indices(labels, labels, {"train": subset, "test": 0}, val, 0, ["c0", "c1", "c2"])
+    assert len(split_indices(labels, labels, {"train": 0, "test": 0}, 0, 0, ["c0", "c1", "c2"])["train"]) == len(labels)
+
+
+def test_an_image_tree_is_stored_shuffled_so_first_images_are_not_one_class(tmp_path):
+    from cifarlab.data.sources import prepare
+    from conftest import make_arrays, write_image_tree
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=10, per_class_test=10))
+    first = prepare(str(tree), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
+    assert len(set(first.y_test[:6].tolist())) > 1 and len(set(first.y_train[:6].tolist())) > 1
+    again = prepare(str(tree), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
+    assert np.array_equal(first.y_test, again.y_test) and np.array_equal(first.x_test, again.x_test)
+    pairs = {(int(label), image.tobytes()) for image, label in zip(first.x_test, first.y_test)}
+    assert len(pairs) == 30  # every image kept with its own label
+
+
+def _zip_with(tmp_path, flag_bits: int = 0, method: int | None = None):
+    """A valid zip of an image tree, its headers then patched: encrypted flag or compression method."""
+    import struct
+    import zipfile
+
+    from conftest import make_arrays, write_image_tree
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=2, per_class_test=1))
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        for path in sorted(tree.rglob("*.png")):
+            out.write(path, path.relative_to(tree).as_posix())
+    raw = bytearray(archive.read_bytes())
+    for signature, flag_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        start = raw.find(signature)
+        while start >= 0:
+            flags = struct.unpack_from("<H", raw, start + flag_at)[0] | flag_bits
+            struct.pack_into("<H", raw, start + flag_at, flags)
+            if method is not None:
+                struct.pack_into("<H", raw, start + method_at, method)
+            start = raw.find(signature, start + 4)
+    archive.write_bytes(bytes(raw))
+    return archive
+
+
+@pytest.mark.parametrize("flag_bits, method, message", [
+    (0x1, None, "is password-protected; extract the archive yourself"),
+    (0, 9, "is compressed with Deflate64, which cannot be read here"),
+    (0, 99, "is compressed with method 99"),
+])
+def test_zips_python_cannot_read_are_refused_before_reading(tmp_path, flag_bits, method, message):
+    from cifarlab.data.sources import prepare
+    from cifarlab.errors import UserError
+    archive = _zip_with(tmp_path, flag_bits, method)
+    with pytest.raises(UserError, match=message) as err:
+        prepare(str(archive), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
+    assert "\n" not in str(err.value)
+
+
+def test_archives_are_recognised_by_content_and_garbage_is_one_line(tmp_path):
+    from cifarlab.data.sources import prepare
+    from cifarlab.errors import UserError
+    misnamed = tmp_path / "data.tar.gz"
+    _zip_with(tmp_path).rename(misnamed)
+    assert len(prepare(str(misnamed), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw").y_train) == 6
+    for name, content in (("junk.tar.gz", b"\x1f\x8b\x08\x00 not really gzip" * 10), ("junk.zip", b"PK nothing"),
+                          ("junk.tar", os.urandom(2048))):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(UserError) as err:
+            prepare(str(tmp_path / name), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
+        assert f"{name}: " in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def _cifar_folder(tmp_path, damage):
+    import pickle
+
+    from conftest import make_arrays, write_cifar_batches
+    folder = write_cifar_batches(tmp_path / "cifar-10-batches-py", make_arrays(per_class_train=5, per_class_test=2))
+    batch = pickle.loads((folder / "data_batch_1").read_bytes())
+    (folder / "data_batch_1").write_bytes(pickle.dumps(damage(batch)))
+    return folder
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: {**b, b"data": b[b"data"][:, :3000]}, r"data is uint8 of shape \(3, 3000\); a CIFAR batch holds"),
+    (lambda b: {**b, b"data": np.tile(b[b"data"], 4)}, r"shape \(3, 12288\)"),  # 64x64 rows
+    (lambda b: {**b, b"labels": [0, 7, 1]}, r"labels run from 0 to 7; batches.meta names 3 classes"),
+    (lambda b: {**b, b"labels": [-1, 0, 1]}, r"labels run from -1 to 1"),
+    (lambda b: {**b, b"labels": b[b"labels"][:2]}, r"2 labels of type int64 for 3 images"),
+    (lambda b: {**b, b"data": b[b"data"].astype(np.int64) * 2}, r"pixel values run from 0 to \d+; expected 0 to 255"),
+    (lambda b: [b[b"data"], b[b"labels"]], r"not a CIFAR batch \(found a pickled list"),
+    (lambda b: {b"images": b[b"data"]}, r"not a CIFAR batch \(found keys"),
+])
+def test_malformed_cifar_batches_are_refused_at_download_in_one_line(tmp_path, damage, message):
+    from cifarlab.data.sources import prepare
+    from cifarlab.errors import UserError
+    folder = _cifar_folder(tmp_path, damage)
+    with pytest.raises(UserError, match=message) as err:
+        prepare(str(folder), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
+    assert str(err.value).startswith(f"{folder / 'data_batch_1'}: ") and "\n" not in str(err.value)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB filesystem: a real ENOSPC, not a simulated one (needs root to mount)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(folder)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_keeps_the_previous_file_for_every_writer_including_torch(full_disk):
+    import torch
+
+    from cifarlab.errors import UserError
+    from cifarlab.io import save_arrays, save_torch
+    state = full_disk / "state.pt"
+    save_torch(state, {"weights": torch.zeros(10)})
+    before = state.read_bytes()
+    for write in (lambda: save_torch(state, {"weights": torch.zeros(2**19)}),  # 2 MiB
+                  lambda: save_arrays(state, x=np.zeros(2**19))):
+        with pytest.raises(UserError, match=r"state.pt: could not write it \(.*\); the previous version") as err:
+            write()
+        assert "\n" not in str(err.value)
+        assert state.read_bytes() == before and [p.name for p in full_disk.iterdir()] == ["state.pt"]
+
+
+def test_a_stage_replaces_its_outputs_all_together_or_not_at_all(tmp_path):
+    from cifarlab.errors import UserError
+    from cifarlab.io import immediately, together, write_json
+    predictions, metrics, state = tmp_path / "predictions.json", tmp_path / "metrics.json", tmp_path / "state.json"
+    for path in (predictions, metrics, state):
+        write_json(path, "old")
+    with pytest.raises(UserError, match="metrics"):
+        with together():
+            write_json(predictions, "new")
+            with immediately():
+                write_json(state, "new")  # a resume state survives the failed stage
+            raise UserError("metrics.json: could not write it")
+    assert [json_text(p) for p in (predictions, metrics, state)] == ['"old"', '"old"', '"new"']
+    with together():
+        write_json(predictions, "new")
+        write_json(metrics, "new")
+        assert json_text(predictions) == '"old"'  # nothing replaced before the stage ends
+    assert [json_text(p) for p in (predictions, metrics)] == ['"new"', '"new"']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "predictions.json", "state.json"]
+
+
+def json_text(path) -> str:
+    return path.read_text().strip()
+
+
+STAGES = ["download", "stats", "train", "evaluate", "misclassify", "gradcam", "report"]
+
+
+def test_a_one_class_dataset_runs_every_stage_and_says_there_are_no_mistakes(tmp_path, run_python):
+    """Legal but degenerate: a single class can have no misclassified images at all."""
+    import shutil
+
+    from conftest import CLASSES, project_on_tree
+    project = project_on_tree(tmp_path, per_class_train=6, per_class_test=3, **{
+        "train.epochs": 1, "train.batch_size": 8, "gradcam.faithfulness.images": 3,
+        "gradcam.faithfulness.fractions": [0.5], "train.optimizer.name": "sgd", "misclassify.count": 3})
+    for split in ("train", "test"):
+        for name in CLASSES[1:]:
+            shutil.rmtree(tmp_path / "tree" / split / name)
+    for stage in STAGES:
+        done = run_python([f"stages/{stage}.py"], cwd=project)
+        assert done.returncode == 0, (stage, done.stderr)
+    assert "chose 0 of 3 requested" in run_python(["stages/misclassify.py"], cwd=project).stdout
+    assert (project / "plots" / "misclassified.png").is_file()
+    assert json.loads((project / "metrics" / "gradcam.json").read_text())["explained_images"] == 0

@@ -1,4 +1,4 @@
-"""The model zoo: every model trains on 32x32 images for any class count, with the seeds' sizes."""
+"""The model zoo: every model trains on 32x32 images for any class count, with the assignments' sizes."""
 from __future__ import annotations
 
 import pytest

@@ -38,7 +38,7 @@ def _set(params, dotted, value):
     ("train.scheduler.name", "warm", "one of onecycle, linear, plateau, step, cosine, none"),
         ("evaluate.tta", "flip+", "one of none, flip, flip_translate"),
         ("augment.crop.fill", "zero", "one of mean, reflect"),
-    ("train.optimizer.name", "rmsprop", "one of sgd, adam, adamw"),
+    ("train.optimizer.name", "rmsprop", "one of sgd, muon, adam, adamw"),
     ("train.scheduler.onecycle.max_lr", "fast", "a number > 0 or 'auto'"),
     ("train.optimizer.nesterov", "yes", "true or false"),
     ("misclassify.order", "worst", "one of confidence, index, random, per_class"),

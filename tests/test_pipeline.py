@@ -170,7 +170,8 @@ def readme_recipes() -> list[tuple[str, list[str]]]:
 
 def test_every_readme_recipe_runs_in_smoke_form(tmp_path):
     recipes = readme_recipes()
-    assert [name for name, _ in recipes] == ["s7-resnet18", "s8-resnet18-ln", "s9-custom-resnet", "s9-small-net"]
+    assert [name for name, _ in recipes] == ["s7-resnet18", "s8-resnet18-ln", "s9-custom-resnet", "s9-small-net",
+                                             "airbench94-sgd"]
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=8))
     project = make_project(tmp_path / "project", str(tree))
     for name, argv in recipes:
@@ -208,14 +209,14 @@ def readme_commands(prefix: str, section: str = "") -> list[str]:
 @pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")
 def test_readme_first_cpu_run_verbatim_learns_on_real_images(tmp_path):
     """The Quick start's CPU command, as written, with ../shared beside the project as in a checkout."""
-    (smoke,) = [c for c in readme_commands("dvc exp run -S data.source=") if "cifar10-jpeg" in c]
+    (smoke,) = [c for c in readme_commands("dvc exp run -n first -S data.source=") if "cifar10-jpeg" in c]
     (tmp_path / "shared").symlink_to(SHARED_JPEG.parents[1])
     project = make_project(tmp_path / "project", "cifar10", model="airbench94", data__val=0)  # as committed
     log = dvc(*shlex.split(smoke)[1:], cwd=project)
     assert ran(log) == STAGES
     metrics = json.loads((project / "metrics" / "evaluate.json").read_text())
-    assert metrics["num_test_images"] == 500
-    # chance is 10%; measured 57% on CPU (2026-11); 25% leaves room for platform noise
+    assert metrics["num_test_images"] == 1000
+    # chance is 10%; 25% leaves room for platform noise (the README states what this run reaches)
     assert metrics["accuracy"] > 25.0, metrics
     classes = json.loads((project / "eval" / "classes.json").read_text())["per_class_accuracy"]
     assert set(classes) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
@@ -230,13 +231,29 @@ def test_temp_experiments_read_a_relative_source_from_the_project(tmp_path):
     assert "temp-run" in dvc("exp", "show", "--md", cwd=project)
 
 
-def test_readme_compare_commands_run_after_a_committed_baseline(first_run):
-    project, _ = first_run
-    (baseline,) = readme_commands("git add dvc.lock")
+def test_readme_quick_start_commits_a_baseline_and_compares_two_named_runs(tmp_path):
+    """The Quick start after its first run (here named `first` on a generated tree), as written:
+    the baseline commit leaves nothing stale, and the compare commands compare the two runs."""
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
+    project = make_project(tmp_path / "project", str(tree))
+    dvc("exp", "run", "-n", "first", cwd=project)
+    commands = [c for c in readme_commands("", section="Quick start") if c.startswith(("git add", "dvc exp run -n tiny",
+                                                                                        "dvc exp show", "dvc metrics",
+                                                                                        "dvc plots"))]
+    assert len(commands) == 5, commands
+    baseline, second, show, metrics, plots = commands
     sh("bash", "-c", baseline, cwd=project)
     assert "Data and pipelines are up to date" in dvc("status", cwd=project)
-    for command in [c for c in readme_commands("dvc ", section="Quick start") if " diff" in c or " show" in c]:
-        sh(*shlex.split(command), cwd=project)
+    assert sh("git", "status", "--porcelain", cwd=project) == ""  # params, lock, metrics and plots all committed
+    committed = yaml.safe_load(sh("git", "show", "HEAD:params.yaml", cwd=project))
+    assert committed["data"]["source"] == str(tree)  # main's params are the ones its metrics came from
+    sh(*shlex.split(second), cwd=project)
+    table = sh(*shlex.split(show), cwd=project)
+    assert max(len(line) for line in table.splitlines()) <= 120, table
+    assert "first" in table and "tiny" in table and "accuracy" in table, table
+    diff = sh(*shlex.split(metrics), cwd=project)
+    assert "first" in diff and "tiny" in diff and "accuracy" in diff, diff
+    sh(*shlex.split(plots), cwd=project)
     page = project / "dvc_plots" / "index.html"
     assert page.is_file()
     if browser.CHROMIUM is not None:  # every image output (curves, gallery, GradCAM...) shows, also offline

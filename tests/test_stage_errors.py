@@ -52,7 +52,7 @@ BAD_PARAMS = [
     (dict(dotted="train.batch_size", value=-32), "train.batch_size = -32"),
     (dict(dotted="augment.cutout.p", value=1.5), "augment.cutout.p = 1.5"),
     (dict(dotted="augment.blur", value={"p": 0.5}), "unknown key 'augment.blur'"),
-    (dict(dotted="train.optimizer.name", value="rmsprop"), "one of sgd, adam, adamw"),
+    (dict(dotted="train.optimizer.name", value="rmsprop"), "one of sgd, muon, adam, adamw"),
     (dict(dotted="train.scheduler.name", value="warmup"), "one of onecycle, linear, plateau, step, cosine, none"),
     (dict(dotted="gradcam.layers", value=["layer9"]), "gradcam.layers[0] = 'layer9' is not a layer of airbench94"),
     (dict(dotted="data.source", value="/no/such/folder"), "data.source = '/no/such/folder': no such file"),
@@ -89,3 +89,26 @@ def test_unreadable_image_stops_download_with_nothing_half_prepared(project, run
     (image_tree / "test" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     _assert_one_line_error(run_python(["stages/download.py"], cwd=project), "broken.jpg: not a readable image")
     assert _outputs(project) == {}
+
+
+def test_a_stage_run_by_hand_replaces_all_its_outputs_or_none(project, run_python):
+    """An immutable metrics/ (a real refusal to write, even for root) stops evaluate: its new
+    predictions must not land beside the old metrics."""
+    import shutil
+    import subprocess
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr not available")
+    for key, value in (("model", "tiny"), ("train.epochs", 1), ("train.batch_size", 8)):
+        _edit(project, key, value)
+    for stage in ("download", "stats", "train", "evaluate"):
+        assert run_python([f"stages/{stage}.py"], cwd=project).returncode == 0, stage
+    _edit(project, "evaluate.tta", "none")
+    before = _outputs(project)
+    if subprocess.run(["chattr", "+i", str(project / "metrics")], capture_output=True).returncode:
+        pytest.skip("this filesystem has no immutable attribute")
+    try:
+        _assert_one_line_error(run_python(["stages/evaluate.py"], cwd=project), "metrics/evaluate.json")
+    finally:
+        subprocess.run(["chattr", "-i", str(project / "metrics")], check=True)
+    assert _outputs(project) == before
+    assert not [p for p in project.rglob("*.tmp")]

@@ -2,7 +2,7 @@
 path alone, albumentations DataLoader against the device path (once: it does not depend on the
 model); per model, (b) a training step alone on synthetic tensors in the precision and layout
 training uses, (c) a real training epoch on each loader (train.precision auto, channels-last,
-params.yaml's workers) and with a plain reference loop in the seeds' style (DataLoader +
+params.yaml's workers) and with a plain reference loop in the style of course notebooks (DataLoader +
 albumentations, workers 0, fp32, contiguous), taking turns in the same run so their ratio is fair;
 the speed-up is params.yaml's loader against the reference; with MACs per image and the compute
 rate. With --processes, also a default-path epoch trained data-parallel by 1, 2, ... processes;
@@ -83,7 +83,7 @@ def _step_rate(model, optimizer, device, batch_size: int, steps: int, repeats: i
 
 
 def _reference_epoch(model, optimizer, batches, device) -> None:
-    """The seeds' loop: per-image albumentations in a DataLoader, fp32, one .item() per step."""
+    """A course notebook's loop: per-image albumentations in a DataLoader, fp32, one .item() per step."""
     model.train()
     for images, labels in batches:
         images, labels = images.to(device), labels.to(device)

@@ -16,14 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.fields import FieldInfo
 
 from cifarlab.errors import UserError
-from cifarlab.explain.mistakes import ORDERS
 from cifarlab.models import gradcam_layer_names, model_names
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "muon", "adam", "adamw")
 SCHEDULERS = ("onecycle", "linear", "plateau", "step", "cosine", "none")
 LOADERS = ("albumentations", "device")
 PRECISIONS = ("auto", "fp32", "bf16")
 CROP_FILLS = ("mean", "reflect")
+ORDERS = ("confidence", "index", "random", "per_class")  # how misclassify picks mistakes (explain/mistakes.py)
 TTA_MODES = ("none", "flip", "flip_translate")
 
 
@@ -99,6 +99,11 @@ class AugmentConfig(Section):
     to_gray: Flip
 
 
+class MuonConfig(Section):
+    lr: float = Field(gt=0)  # per optimiser step, as a fraction of the filters' fixed norm
+    momentum: float = Field(ge=0, lt=1)
+
+
 class OptimizerConfig(Section):
     name: _choice(OPTIMIZERS)
     lr: float = Field(gt=0)
@@ -107,6 +112,7 @@ class OptimizerConfig(Section):
     weight_decay: float = Field(ge=0)
     decoupled: bool  # lr and weight_decay per 1,024 images, independent of momentum and batch size
     norm_bias_lr_scale: float = Field(gt=0)  # LR multiplier for normalisation layers' biases
+    muon: MuonConfig  # the convolution filters' optimiser when name is muon
 
 
 class OneCycleConfig(Section):
@@ -160,6 +166,7 @@ class LookaheadConfig(Section):
 class TrainConfig(Section):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
+    micro_batch: int = Field(ge=0)  # images per forward/backward pass; gradients add up to the batch's
     seed: int = Field(ge=0)
     label_smoothing: float = Field(ge=0, le=1)
     loader: _choice(LOADERS)
@@ -224,9 +231,9 @@ class Params(Section):
         if train.lr_finder.start_lr >= train.lr_finder.end_lr:
             raise ParamsError(f"params.yaml: train.lr_finder.start_lr = {train.lr_finder.start_lr} must be "
                               f"below train.lr_finder.end_lr = {train.lr_finder.end_lr}")
-        if train.optimizer.decoupled and train.optimizer.name != "sgd":
-            raise ParamsError(f"params.yaml: train.optimizer.decoupled = true is defined for sgd only, not "
-                              f"{train.optimizer.name}; set it to false or use sgd")
+        if train.optimizer.decoupled and train.optimizer.name not in ("sgd", "muon"):
+            raise ParamsError(f"params.yaml: train.optimizer.decoupled = true is defined for sgd and muon only, "
+                              f"not {train.optimizer.name}; set it to false or use sgd")
         flip = self.augment.hflip
         if flip.alternate and flip.p > 0 and (flip.p != 0.5 or train.loader != "device"):
             raise ParamsError(f"params.yaml: augment.hflip.alternate = true flips each image on every other "

@@ -18,11 +18,15 @@ def _interrupt(signum, _frame) -> None:
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(). A UserError is one line on stderr and exit status 2; SIGINT or
-    SIGTERM unwinds through the atomic writers' cleanup and exits with status 130."""
+    """Run a stage's main(), its outputs replaced together at the end or not at all. A UserError
+    is one line on stderr and exit status 2; SIGINT or SIGTERM unwinds through the atomic
+    writers' cleanup and exits with status 130."""
+    from cifarlab.io import together
+
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        main()
+        with together():
+            main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -18,12 +18,49 @@ from cifarlab.paths import WRITTEN_BY
 T = TypeVar("T")
 
 
+# inside together(): finished temp files waiting to replace their outputs, by output path
+_pending: dict[Path, Path] | None = None
+
+
+@contextmanager
+def together() -> Iterator[None]:
+    """Outputs written inside replace their files all at once when the block ends, or, if it
+    fails, none do: a stage never leaves new predictions beside stale metrics."""
+    global _pending
+    outer, _pending = _pending, {}
+    try:
+        yield
+        for path, tmp in _pending.items():
+            os.replace(tmp, path)
+    except OSError as err:
+        raise UserError(f"could not put the outputs in place ({err.strerror or err}); "
+                        "rerun the stage") from None
+    finally:
+        for tmp in _pending.values():
+            tmp.unlink(missing_ok=True)
+        _pending = outer
+
+
+@contextmanager
+def immediately() -> Iterator[None]:
+    """Writes inside replace their files at once, even within together(): for files that must
+    survive a failed stage, such as the resume state and the history of a running training."""
+    global _pending
+    outer, _pending = _pending, None
+    try:
+        yield
+    finally:
+        _pending = outer
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file next to `path`; on success rename it over `path`, on failure delete it.
-    A failed write (a full disk, say) is one UserError naming the path; the old file is kept."""
+    """Open a temp file next to `path`; on success rename it over `path` (inside together(): when
+    the block ends), on failure delete it. A failed write (a full disk, say) is one UserError
+    naming the path; the old file is kept."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    deferred = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_orphaned_temps(path)
@@ -31,12 +68,16 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if _pending is None:
+            os.replace(tmp, path)
+        else:
+            _pending[path], deferred = tmp, True
     except OSError as err:
         raise UserError(f"{path}: could not write it ({err.strerror or err}); the previous version, "
                         "if any, is kept") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if not deferred:
+            tmp.unlink(missing_ok=True)
 
 
 def remove_orphaned_temps(path: Path) -> None:
@@ -68,14 +109,6 @@ def read_checked(path: str | Path, read: Callable[[Path], T]) -> T:
         raise
     except Exception:  # whatever the parser makes of damaged bytes
         raise UserError(f"{path} is damaged or incomplete; rerun `dvc repro {WRITTEN_BY[path]}`") from None
-
-
-def update_digest(digest, path: str | Path):
-    """Feed a file's bytes to a hashlib object in 1 MiB blocks; returns the digest."""
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -144,4 +177,7 @@ def save_torch(path: str | Path, obj: Any) -> None:
     import torch
 
     with atomic_open(path, "wb") as handle:
-        torch.save(obj, handle)
+        try:
+            torch.save(obj, handle)
+        except RuntimeError as err:  # torch reports a failed write (a full disk) as a RuntimeError
+            raise OSError(str(err).splitlines()[0]) from None

@@ -7,7 +7,7 @@ Under data-parallel training every process draws the same shuffle and takes its 
 part of each global batch (`rank` of `world`), so the N processes together see exactly the
 batches one process would; only the augmentation's random draws are per process.
 
-- albumentations: per-image augmentation on the CPU in a DataLoader (the seeds' way);
+- albumentations: per-image augmentation on the CPU in a DataLoader (the course notebooks' way);
 - device: the uint8 dataset lives on the training device and whole batches are augmented and
   normalised there with torch ops, matching every step of the albumentations pipeline in
   distribution (mean padding and fill, the same offset, angle, scale and hole ranges, the same

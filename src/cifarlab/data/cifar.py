@@ -1,20 +1,18 @@
-"""The official CIFAR-10 python release: download with an md5 check, and read its batches with
-an unpickler that only accepts plain data (the batches are pickles; we never run their code)."""
+"""The official CIFAR-10 python release: downloaded and md5-checked with torchvision's utilities,
+and read with our own unpickler that only accepts plain data (the batches are pickles: a file a
+user supplies could run code under torchvision's CIFAR10 class, which unpickles freely)."""
 from __future__ import annotations
 
-import hashlib
+import http.client
 import io
 import pickle
 import posixpath
-import urllib.request
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from cifarlab.data.filetree import FileTree
 from cifarlab.errors import UserError
-from cifarlab.io import update_digest
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -37,36 +35,25 @@ class _DataOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def md5sum(path: Path) -> str:
-    return update_digest(hashlib.md5(), path).hexdigest()
-
-
 def download(url: str, dest: Path, md5: str) -> Path:
-    """Fetch `url` to `dest` (skipped when a copy with the right md5 is there already).
+    """Fetch `url` to `dest` with torchvision's downloader (skipped when a copy with the right md5
+    is there already). A failed or cut-off download and a checksum mismatch remove the partial file."""
+    from torchvision.datasets.utils import calculate_md5, check_integrity, download_url
 
-    A failed or cut-off download and a checksum mismatch remove the partial file."""
-    if dest.is_file() and md5sum(dest) == md5:
+    if check_integrity(dest, md5):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
     how_to_fix = ("download it on a machine with internet and set data.source in params.yaml to "
                   "the local cifar-10-python.tar.gz (or to an image-folder tree train/<class>/*, "
                   "test/<class>/*)")
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc="download", disable=None) as bar:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
-                    bar.update(len(block))
-            if total is not None and out.tell() != total:
-                raise OSError(f"got {out.tell()} of {total} bytes")
-    except (OSError, ValueError) as err:
+        download_url(url, dest.parent, partial.name)
+    except (OSError, ValueError, RuntimeError, http.client.HTTPException) as err:  # no network, a malformed reply
         partial.unlink(missing_ok=True)
-        raise UserError(f"could not download {url} ({err}); partial file removed. "
+        raise UserError(f"could not download {url} ({type(err).__name__}: {err}); partial file removed. "
                         f"To work offline, {how_to_fix}") from None
-    actual = md5sum(partial)
-    if actual != md5:
+    if not check_integrity(partial, md5):
+        actual = calculate_md5(partial)
         partial.unlink(missing_ok=True)
         raise UserError(f"checksum mismatch for {url}: md5 {actual}, expected {md5}; "
                         f"the file was removed. Retry, or {how_to_fix}")
@@ -81,13 +68,38 @@ def _read_batch(data: bytes, where: str) -> dict:
         raise UserError(f"{where}: not a readable CIFAR batch ({err})") from None
 
 
-def _images_and_labels(batch: dict, where: str) -> tuple[np.ndarray, np.ndarray]:
+ROW = 32 * 32 * 3  # one image per row: 1024 red, then green, then blue values
+
+
+def _images_and_labels(batch: object, where: str, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's images (N, 32, 32, 3) and labels, after checking its shape, pixel values,
+    label count and label range, so nothing misaligned or out of range is ever trained on."""
+    if not isinstance(batch, dict) or not {b"data", b"labels"} <= batch.keys():
+        found = f"keys {sorted(batch)}" if isinstance(batch, dict) else f"a pickled {type(batch).__name__}"
+        raise UserError(f"{where}: not a CIFAR batch (found {found}; expected a dict with data and labels)")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    if data.ndim != 2 or data.shape[1] != ROW or not np.issubdtype(data.dtype, np.integer):
+        raise UserError(f"{where}: data is {data.dtype} of shape {data.shape}; a CIFAR batch holds one "
+                        f"32x32 RGB image per row of {ROW} integers")
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise UserError(f"{where}: pixel values run from {data.min()} to {data.max()}; expected 0 to 255")
+    if labels.ndim != 1 or len(labels) != len(data) or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"{where}: {labels.size} labels of type {labels.dtype} for {len(data)} images; "
+                        "expected one integer label per image")
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise UserError(f"{where}: labels run from {labels.min()} to {labels.max()}; batches.meta names "
+                        f"{classes} classes, so labels must be 0 to {classes - 1}")
+    return data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
+
+
+def _class_names(meta: object, where: str) -> list[str]:
+    names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or not names or not all(isinstance(name, bytes) for name in names):
+        raise UserError(f"{where}: no label_names; expected a dict whose label_names lists the class names")
     try:
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except KeyError as err:
-        raise UserError(f"{where}: CIFAR batch lacks {err}") from None
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+        return [name.decode() for name in names]
+    except UnicodeDecodeError:
+        raise UserError(f"{where}: label_names are not UTF-8 text") from None
 
 
 def is_batch_dir(tree: FileTree, folder: str) -> bool:
@@ -102,11 +114,9 @@ def load_batch_dir(tree: FileTree, folder: str) -> tuple[np.ndarray, np.ndarray,
         raise UserError(f"{tree.where(folder)}: missing training batches {', '.join(missing)}")
     batches = {posixpath.basename(name): _read_batch(data, tree.where(name))
                for name, data in tree.read(member.values())}
-    classes = [name.decode() for name in batches[META].get(b"label_names", [])]
-    if not classes:
-        raise UserError(f"{tree.where(member[META])}: no label_names")
-    parts = [_images_and_labels(batches[name], tree.where(member[name])) for name in TRAIN_BATCHES]
-    x_test, y_test = _images_and_labels(batches[TEST_BATCH], tree.where(member[TEST_BATCH]))
+    classes = _class_names(batches[META], tree.where(member[META]))
+    parts = [_images_and_labels(batches[name], tree.where(member[name]), len(classes)) for name in TRAIN_BATCHES]
+    x_test, y_test = _images_and_labels(batches[TEST_BATCH], tree.where(member[TEST_BATCH]), len(classes))
     x_train = np.concatenate([x for x, _ in parts])
     y_train = np.concatenate([y for _, y in parts])
     return x_train, y_train, x_test, y_test, classes

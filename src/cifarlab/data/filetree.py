@@ -37,6 +37,12 @@ class FileTree:
     def __init__(self, files: Iterable[str], dirs: Iterable[str]) -> None:
         self.files = set(files)
         self.dirs = set(dirs) | {parent for name in self.files for parent in _parents(name)}
+        # each folder's visible children, listed once: asking per folder stays linear in the tree
+        self._children: dict[str, tuple[list[str], list[str]]] = {}
+        for kind, names in ((0, self.dirs), (1, self.files)):
+            for name in sorted(names):
+                if _visible(name):
+                    self._children.setdefault(posixpath.dirname(name), ([], []))[kind].append(name)
 
     def where(self, name: str) -> str:
         """`name` as the user can find it: `archive: member` (a folder's files override this)."""
@@ -57,11 +63,11 @@ class FileTree:
 
     def subdirs(self, folder: str) -> list[str]:
         """Sorted names of the visible folders directly inside `folder`."""
-        return sorted(posixpath.basename(d) for d in self.dirs if posixpath.dirname(d) == folder and _visible(d))
+        return [posixpath.basename(d) for d in self._children.get(folder, ([], []))[0]]
 
     def files_in(self, folder: str) -> list[str]:
         """Sorted full names of the visible files directly inside `folder`."""
-        return sorted(name for name in self.files if posixpath.dirname(name) == folder and _visible(name))
+        return list(self._children.get(folder, ([], []))[1])
 
 
 class FolderTree(FileTree):
@@ -132,6 +138,8 @@ class ZipTree(_ArchiveTree):
         with _archive_errors(archive):
             self._zip = zipfile.ZipFile(archive)
             infos = self._zip.infolist()
+        for info in infos:
+            _check_readable(archive, info)
         kinds = ((info.filename, _zip_kind(info), info.file_size, info) for info in infos)
         super().__init__(archive, kinds)
 
@@ -151,13 +159,35 @@ def _zip_kind(info: zipfile.ZipInfo) -> str:
     return "dir" if info.is_dir() else "file"
 
 
+# what Python's zipfile can decompress: stored, deflate, bzip2, lzma (not Deflate64, 9, nor others)
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+               zipfile.ZIP_LZMA: "lzma"}
+
+
+def _check_readable(archive: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse, before reading anything, a member that is encrypted or compressed in a way zipfile cannot undo."""
+    if info.flag_bits & 0x1:
+        raise UserError(f"{archive}: member '{info.filename}' is password-protected; extract the archive "
+                        "yourself and set data.source to the folder, or zip it again without a password")
+    if info.compress_type not in ZIP_METHODS:
+        method = "Deflate64" if info.compress_type == 9 else f"method {info.compress_type}"
+        raise UserError(f"{archive}: member '{info.filename}' is compressed with {method}, which cannot be read "
+                        f"here (allowed: {', '.join(ZIP_METHODS.values())}); extract it yourself and set "
+                        "data.source to the folder, or zip it again with standard deflate")
+
+
 def open_tree(path: Path) -> FileTree:
-    """The folder at `path`, or the archive there, read in place."""
+    """The folder at `path`, or the archive there, read in place; an archive is recognised by its
+    content, not its name (a zip saved as .tar.gz still opens)."""
     if path.is_dir():
         return FolderTree(path)
-    if path.name.lower().endswith(".zip"):
+    if zipfile.is_zipfile(path):
         return ZipTree(path)
-    return TarTree(path)
+    with _archive_errors(path):
+        if tarfile.is_tarfile(path):
+            return TarTree(path)
+    raise UserError(f"{path}: neither a zip nor a tar archive (plain or gzip/bz2/xz-compressed) by its "
+                    "content; it may be damaged, or another format")
 
 
 @contextmanager
@@ -166,7 +196,8 @@ def _archive_errors(archive: Path | str) -> Iterator[None]:
     try:
         yield
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
-        raise UserError(f"{archive}: corrupt or truncated archive ({err})") from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"{archive}: corrupt or truncated archive ({reason})") from None
 
 
 def _checked_name(archive: Path, name: str) -> str:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import unicodedata
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from cifarlab.data.filetree import FileTree
@@ -28,31 +29,70 @@ def is_image_tree(tree: FileTree, root: str) -> bool:
     return all(posixpath.join(root, split) in tree.dirs for split in SPLITS)
 
 
+def _class_folders(tree: FileTree, split: str) -> dict[str, str]:
+    """Class name -> folder name in a split. Names are compared in Unicode NFC form, so a folder
+    named on a Mac (decomposed accents) and one named on Linux (composed) are the same class."""
+    folders: dict[str, str] = {}
+    for name in tree.subdirs(split):
+        key = unicodedata.normalize("NFC", name)
+        if key in folders:
+            raise UserError(f"{tree.where(split)}: folders '{folders[key]}' and '{name}' are the same class name "
+                            "in two Unicode forms; rename or merge one")
+        folders[key] = name
+    return folders
+
+
+def _few(names: list[str], shown: int = 10) -> str:
+    """Names for an error line, at most `shown` of them: a tree may have thousands of classes."""
+    more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _scan(tree: FileTree, root: str) -> tuple[list[str], dict[str, tuple[list[str], np.ndarray]]]:
     """List every image file per split with its class index, checking the tree's shape."""
     train, test = (posixpath.join(root, split) for split in SPLITS)
-    classes = tree.subdirs(train)
+    folders = {split: _class_folders(tree, posixpath.join(root, split)) for split in SPLITS}
+    classes = list(folders["train"])
     if not classes:
         raise UserError(f"{tree.where(train)}: no class folders; expected train/<class>/<image files>")
-    unknown = sorted(set(tree.subdirs(test)) - set(classes))
+    unknown = sorted(set(folders["test"]) - set(classes))
     if unknown:
-        raise UserError(f"{tree.where(test)}: classes {', '.join(unknown)} are not in train/; "
-                        f"train has {', '.join(classes)}")
+        raise UserError(f"{tree.where(test)}: classes {_few(unknown)} are not in train/; train has {_few(classes)}")
+    index = {name: i for i, name in enumerate(classes)}
     listing = {}
     for split in SPLITS:
         names, labels = [], []
-        for name in tree.subdirs(posixpath.join(root, split)):
-            folder = posixpath.join(root, split, name)
+        for name, folder_name in folders[split].items():
+            folder = posixpath.join(root, split, folder_name)
             files = tree.files_in(folder)
             if not files:
                 raise UserError(f"{tree.where(folder)}: empty class folder; every class needs at least one image")
             names += files
-            labels += [classes.index(name)] * len(files)
+            labels += [index[name]] * len(files)
         if not names:
             raise UserError(f"{tree.where(posixpath.join(root, split))}: no images; "
                             f"expected {split}/<class>/<image files>")
         listing[split] = (names, np.array(labels, dtype=np.int64))
     return classes, listing
+
+
+def to_rgb8(img: Image.Image, where: str) -> Image.Image:
+    """8-bit RGB of any mode Pillow opens. Deeper integer greys (16- and 32-bit) are scaled from
+    their full range, not clipped at 255; float images must hold values in 0..1 and are scaled by
+    255. Anything else Pillow converts itself (palette, CMYK, YCbCr, greyscale, alpha dropped)."""
+    if img.mode.startswith("I"):  # I, I;16, I;16B, ...: unsigned 16-bit data, or 32-bit signed
+        values = np.asarray(img).astype(np.float64)
+        full = 65535.0 if img.mode.startswith("I;16") or values.max(initial=0) <= 65535 else 2.0**31 - 1
+        if values.min(initial=0) < 0:
+            raise UserError(f"{where}: a {img.mode} image with negative values; expected unsigned pixels")
+        return Image.fromarray(np.round(values * 255 / full).astype(np.uint8)).convert("RGB")
+    if img.mode == "F":
+        values = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(values).all() or values.min(initial=0) < 0 or values.max(initial=0) > 1:
+            raise UserError(f"{where}: a floating-point image with values outside 0..1 (from "
+                            f"{values.min():g} to {values.max():g}); save it as 8- or 16-bit, or scale it to 0..1")
+        return Image.fromarray(np.round(values * 255).astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")
 
 
 def decode_image(data: bytes, where: str, size: int) -> np.ndarray:
@@ -61,7 +101,7 @@ def decode_image(data: bytes, where: str, size: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a few KB that decode to gigapixels
             with Image.open(io.BytesIO(data)) as img:
-                img = img.convert("RGB")
+                img = to_rgb8(ImageOps.exif_transpose(img), where)
                 if img.size != (size, size):
                     img = img.resize((size, size), Image.BILINEAR)
                 return np.asarray(img, dtype=np.uint8)
@@ -124,9 +164,14 @@ def decode_images(tree: FileTree, names: list[str], size: int) -> np.ndarray:
 
 def load_image_tree(tree: FileTree, root: str, image_size: int, subset: dict[str, int], val: int,
                     seed: int) -> Prepared:
-    """Read the tree under `root`, decoding only the images the splits keep (all in one pass)."""
+    """Read the tree under `root`, decoding only the images the splits keep (all in one pass),
+    each split in an order shuffled by `seed`."""
     classes, listing = _scan(tree, root)
-    chosen = split_indices(listing["train"][1], listing["test"][1], subset, val, seed)
+    chosen = split_indices(listing["train"][1], listing["test"][1], subset, val, seed, classes)
+    # a tree lists its images class by class: stored in that order, "the first N test images" would be
+    # one class, so every split is stored in a seeded random order instead
+    rng = np.random.default_rng(seed)
+    chosen = {split: rng.permutation(indices) for split, indices in chosen.items()}
     source = {"train": "train", "val": "train", "test": "test"}
     names = [listing[source[split]][0][i] for split in source for i in chosen[split]]
     images = np.split(decode_images(tree, names, image_size), np.cumsum([len(chosen[split]) for split in source])[:-1])

@@ -53,7 +53,7 @@ def load_prepared(path: str | Path) -> Prepared:
 
 
 def split_indices(train_labels: np.ndarray, test_labels: np.ndarray, subset: dict[str, int], val: int,
-                  seed: int) -> dict[str, np.ndarray]:
+                  seed: int, classes: list[str]) -> dict[str, np.ndarray]:
     """Which source images each split keeps: `val` class-balanced training images are held out
     first, then the class-balanced subsets (0 = all) of the rest and of the test images.
     'train' and 'val' index the source's training images, 'test' its test images."""
@@ -62,8 +62,14 @@ def split_indices(train_labels: np.ndarray, test_labels: np.ndarray, subset: dic
                         f"{len(train_labels)}); allowed: 0..{len(train_labels) - 1}")
     held_out = balanced_indices(train_labels, val, seed) if val else np.array([], dtype=np.int64)
     rest = np.setdiff1d(np.arange(len(train_labels)), held_out)
-    return {"train": rest[balanced_indices(train_labels[rest], subset["train"], seed)], "val": held_out,
-            "test": balanced_indices(test_labels, subset["test"], seed)}
+    train = rest[balanced_indices(train_labels[rest], subset["train"], seed)]
+    starved = np.setdiff1d(np.unique(train_labels), train_labels[train])
+    if len(starved):
+        raise UserError(f"params.yaml: data.val = {val} and data.subset.train = {subset['train']} leave class "
+                        f"{classes[starved[0]]!r} ({len(starved)} class(es) in all) without a training image; "
+                        f"lower data.val or "
+                        f"raise data.subset.train (at least one image per class: {len(np.unique(train_labels))})")
+    return {"train": train, "val": held_out, "test": balanced_indices(test_labels, subset["test"], seed)}
 
 
 def balanced_indices(labels: np.ndarray, count: int, seed: int) -> np.ndarray:

@@ -46,7 +46,7 @@ def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
 def _load_batches(tree: FileTree, root: str, image_size: int, subset: dict[str, int], val: int,
                   seed: int) -> Prepared:
     x_train, y_train, x_test, y_test, classes = cifar.load_batch_dir(tree, root)
-    keep = split_indices(y_train, y_test, subset, val, seed)
+    keep = split_indices(y_train, y_test, subset, val, seed, classes)
     train, held_out, test = keep["train"], keep["val"], keep["test"]
     return Prepared(_resize_all(x_train[train], image_size), y_train[train],
                     _resize_all(x_test[test], image_size), y_test[test], classes,

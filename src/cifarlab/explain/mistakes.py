@@ -8,7 +8,6 @@ if TYPE_CHECKING:
 
 TITLES = {"confidence": "most confident mistakes", "index": "first mistakes by index",
           "random": "random mistakes", "per_class": "mistakes, class by class"}
-ORDERS = tuple(TITLES)
 # what the evaluate stage writes per test image, and this module and GradCAM read back
 PREDICTION_COLUMNS = ["index", "actual", "predicted", "actual_id", "predicted_id", "confidence"]
 
@@ -32,5 +31,5 @@ def choose_mistakes(predictions: pd.DataFrame, count: int, order: str = "confide
 
 
 def caption(row) -> str:
-    """'predicted (confidence) / actual', as the seeds' galleries show it."""
+    """'predicted (confidence) / actual', as course assignments caption their galleries."""
     return f"{row.predicted} ({row.confidence:.2f}) / {row.actual}"

@@ -1,4 +1,4 @@
-"""The custom ResNet (DavidNet / ResNet9) of seed 001: prep 64 → layer1 128 + res → layer2 256
+"""The custom ResNet (DavidNet / ResNet9) of the S9 assignment: prep 64 → layer1 128 + res → layer2 256
 → layer3 512 + res → MaxPool(4) → FC."""
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ def parameter_count(model: nn.Module) -> int:
 
 def macs_per_image(model: nn.Module, image_size: int = 32) -> int:
     """Multiply-accumulates of one forward pass on one image (torch counts 2 FLOPs per MAC)."""
-    from torch.utils.flop_counter import FlopCounterMode  # imports triton: 0.3 s for a stage that never counts
+    from torch.utils.flop_counter import FlopCounterMode  # imports triton: slow to start for a stage that never counts
 
     was_training = model.training
     model.eval()

@@ -1,4 +1,4 @@
-"""ResNet18 with LayerNorm only, as the seeds' S8 asks: every BatchNorm becomes a layer norm
+"""ResNet18 with LayerNorm only, as the S8 assignment asks: every BatchNorm becomes a layer norm
 over (C, H, W), i.e. GroupNorm(1, C), with the same parameter count."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The S9 small net of seed 002: blocks C1-C4 and a GAP head, no max-pooling (stride-2
+"""The small net of the S9 assignment: blocks C1-C4 and a GAP head, no max-pooling (stride-2
 transitions), depthwise-separable convs and dilated convs for a receptive field above 44."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cifarlab.models.registry import register
 
 @register("s9net")
 class S9Net(nn.Module):
-    bf16_on_cpu = False  # slower in bf16 than fp32 channels-last on a Zen 4 CPU (646 vs 810 img/s, issue #13)
+    bf16_on_cpu = False  # slower in bf16 than fp32 channels-last on a Zen 4 CPU (see docs/speed.md)
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()

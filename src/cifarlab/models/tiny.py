@@ -1,4 +1,4 @@
-"""The small net of seed 000 (under 100k parameters): no max-pooling; a 1x1 transition, a
+"""The small net of the S7 assignment (under 100k parameters): no max-pooling; a 1x1 transition, a
 dilated-conv transition and a strided transition; depthwise-separable convs; GAP head."""
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ def faithfulness_words(gradcam: dict, fractions: list[float]) -> str:
     """The ROAD result in a sentence a student can read."""
     best = gradcam["most_faithful_layer"]
     gap = gradcam["road_gap"][best]
-    verdict = ("GradCAM points at what the model uses" if gap >= 0.1 else
+    verdict = ("The pixels GradCAM highlights matter clearly more to the prediction than the rest" if gap >= 0.1 else
                "GradCAM's highlights barely matter more than the rest of the image" if gap > 0.02 else
                "GradCAM's highlights do not matter more than the rest of the image: do not trust these maps")
     others = [f"{name} {value:.2f}" for name, value in gradcam["road_gap"].items() if name != best]
@@ -29,12 +29,15 @@ def faithfulness_words(gradcam: dict, fractions: list[float]) -> str:
             + (f"; other layers: {', '.join(others)}" if others else "") + ".")
 
 
-def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[float]) -> list[tuple[str, str]]:
+def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[float], source: str
+                ) -> list[tuple[str, str]]:
     tta = (f" with {evaluation['tta'].replace('_', ' + ')} TTA ({evaluation['accuracy_without_tta']:.2f}% without)"
            if evaluation["tta"] != "none" else "")
     max_lr = "n/a" if train["max_lr"] is None else f"{train['max_lr']:.4g}" + (
         " (from the LR range test)" if train["lr_finder_lr"] is not None else "")
     return [
+        ("data", f"{source}: {train['train_images']:,} training, {train['val_images']:,} validation and "
+                 f"{evaluation['num_test_images']:,} test images"),
         ("model", train["model"]), ("parameters", f"{train['params']:,}"),
         ("multiply-adds per image", f"{train['macs']:,}"), ("receptive field", f"{train['receptive_field']} px"),
         ("epochs", train["epochs"]), ("device", f"{train['device']}, {train['precision']}, {train['layout']}"),
@@ -65,7 +68,8 @@ def report_sections(params: Params, train: dict, evaluation: dict, details: dict
     confused = [(f"{pair['actual']} taken for {pair['predicted']}", f"{pair['count']} images")
                 for pair in details["most_confused"]]
     return [
-        Section("Run summary", "table", run_summary(train, evaluation, gradcam, params.gradcam.faithfulness.fractions)),
+        Section("Run summary", "table", run_summary(train, evaluation, gradcam, params.gradcam.faithfulness.fractions,
+                                                      params.data.source)),
         Section("Loss, accuracy and learning rate", "image", paths.CURVES_PNG),
         *([Section("LR range test", "image", paths.LR_FINDER_PNG)] if train["lr_finder_lr"] is not None else []),
         Section("Confusion matrix", "image", paths.CONFUSION_PNG),

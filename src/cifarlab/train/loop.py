@@ -35,7 +35,7 @@ class EpochResult:
     train_acc: float
     val_loss: float  # NaN without a validation split
     val_acc: float
-    test_loss: float  # display only: the seeds' "train vs test" curves; never used for a decision
+    test_loss: float  # display only: the assignments' "train vs test" curves; never used for a decision
     test_acc: float
     lr: float
 
@@ -75,11 +75,30 @@ def _check_finite(loss_sum: float, epoch: int, step: int) -> None:
                             "rate is probably too high (lower train.optimizer.lr or the scheduler's max_lr)")
 
 
+def _forward_backward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, scaler: torch.amp.GradScaler,
+                      device: torch.device, precision: str, label_smoothing: float, micro_batch: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's logits and mean loss, its gradients accumulated in chunks of micro_batch images
+    (0: all at once), each chunk's loss weighted by its share of the batch, so the gradient is the
+    whole batch's. Smaller chunks keep a CPU's activations in cache; BatchNorm then normalises
+    each chunk by its own statistics."""
+    chunks = zip(images.split(micro_batch or len(images)), labels.split(micro_batch or len(labels)))
+    all_logits, loss_sum = [], 0.0
+    for chunk, chunk_labels in chunks:
+        with autocast(device, precision):
+            logits = model(chunk)
+            loss = F.cross_entropy(logits, chunk_labels, label_smoothing=label_smoothing) * (len(chunk) / len(images))
+        scaler.scale(loss).backward()
+        all_logits.append(logits.detach())
+        loss_sum = loss_sum + loss.detach()
+    return torch.cat(all_logits), loss_sum
+
+
 def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, schedule: Schedule,
                 scaler: torch.amp.GradScaler, device: torch.device, epoch: int, desc: str,
                 label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
-                step_lrs: list[float] | None = None, after_step: Callable[[], None] | None = None
-                ) -> tuple[float, float]:
+                step_lrs: list[float] | None = None, after_step: Callable[[], None] | None = None,
+                micro_batch: int = 0) -> tuple[float, float]:
     """One pass over `batches`; returns mean loss and accuracy (%) over all processes and appends
     each step's LR to `step_lrs`. `after_step` runs after each optimiser step (the lookahead).
     Shows a tqdm bar (on rank 0)."""
@@ -97,10 +116,8 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
             optimizer.zero_grad(set_to_none=True)
             if step_lrs is not None:
                 step_lrs.append(optimizer.param_groups[0]["lr"])
-            with autocast(device, precision):
-                logits = model(images)
-                loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-            scaler.scale(loss).backward()
+            logits, loss = _forward_backward(model, images, labels, scaler, device, precision, label_smoothing,
+                                             micro_batch)
             scaler.step(optimizer)
             scaler.update()
             schedule.step_batch()
@@ -120,7 +137,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
         train: Batches, val: Batches | None, test: Batches | None, epochs: int, device: torch.device,
         progress: Progress, on_epoch_end: Callable[[Progress], None], checkpoint: str = "last",
         label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
-        trainer: nn.Module | None = None, after_step: Callable[[], None] | None = None) -> Progress:
+        trainer: nn.Module | None = None, after_step: Callable[[], None] | None = None,
+        micro_batch: int = 0) -> Progress:
     """Train from the epoch after `progress`'s last up to `epochs`, scoring validation (and, for
     display, test) after each and calling on_epoch_end (which saves state and writes history).
     `trainer` is what the optimiser steps through (the DDP wrapper of `model`, if any). A model
@@ -134,7 +152,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
         try:
             train_loss, train_acc = train_epoch(trainer or model, train, optimizer, schedule, scaler, device, epoch,
                                                 f"epoch {epoch}/{epochs}", label_smoothing, precision, group,
-                                                progress.step_lrs, after_step)
+                                                progress.step_lrs, after_step, micro_batch)
         except NonFiniteLoss as err:
             progress.failure = str(err)
             return progress

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from cifarlab.train.muon import Muon
+
 if TYPE_CHECKING:
     from cifarlab.config import OptimizerConfig
 
@@ -34,19 +36,31 @@ def plain_sgd_units(cfg: OptimizerConfig, batch_size: int) -> tuple[float, float
     return lr, cfg.weight_decay / cfg.lr
 
 
+def conv_filters(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable convolution filter banks (4-D weights): what Muon steps."""
+    return [p for p in model.parameters() if p.requires_grad and p.ndim == 4]
+
+
 def make_optimizer(model: nn.Module, cfg: OptimizerConfig, batch_size: int) -> torch.optim.Optimizer:
     """The optimiser over every trainable parameter, normalisation biases in a group of their own
-    whose LR is norm_bias_lr_scale times the rest and whose decay per step stays the same."""
+    whose LR is norm_bias_lr_scale times the rest and whose decay per step stays the same; with
+    muon, the convolution filters in a third group that Muon steps."""
     lr, weight_decay = plain_sgd_units(cfg, batch_size)
     biases = norm_biases(model)
-    rest = [p for p in model.parameters() if p.requires_grad and all(p is not b for b in biases)]
+    filters = conv_filters(model) if cfg.name == "muon" else []
+    own_group = {id(p) for p in biases + filters}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in own_group]
     scale = cfg.norm_bias_lr_scale
     # lr_scale: a schedule that sets one LR for all groups (OneCycle, the range test) multiplies it by this
     groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay, "lr_scale": 1.0},
               {"params": biases, "lr": lr * scale,
-               "weight_decay": weight_decay / scale, "lr_scale": scale}]
+               "weight_decay": weight_decay / scale, "lr_scale": scale},
+              {"params": filters, "lr": cfg.muon.lr, "momentum": cfg.muon.momentum, "orthogonalise": True,
+               "lr_scale": cfg.muon.lr / lr}]
     groups = [group for group in groups if group["params"]]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.name == "muon":
+        return Muon(groups, momentum=cfg.momentum, nesterov=cfg.nesterov)
     optimizer = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
     return optimizer(groups, lr=lr)

@@ -1,7 +1,8 @@
-"""What the train stage writes: the per-epoch history (rewritten after every epoch, so a running
-training can be watched), the LR range test, the kept checkpoint and metrics/train.json."""
+"""What the train stage writes: the per-epoch log, LRs and curves (rewritten after every epoch, so a
+running training can be watched), the LR range test, the kept checkpoint and metrics/train.json."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict
 
 import numpy as np
@@ -11,23 +12,30 @@ from cifarlab import paths
 from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
 from cifarlab.errors import UserError
-from cifarlab.io import save_figure, write_csv, write_json
+from cifarlab.io import immediately, save_figure, write_csv, write_json
 from cifarlab.models.checkpoint import save_checkpoint
 from cifarlab.report.plots import curves_figure, lr_finder_figure
+from cifarlab.train.live import EpochLog
 from cifarlab.train.loop import Progress
 from cifarlab.train.run import TrainResult, train_metrics
 
 
-def write_history(progress: Progress) -> None:
-    """The per-epoch history and the LR of every step (x: epochs, epoch k spanning k-1 to k), CSVs
-    and figure."""
-    frame = pd.DataFrame([asdict(row) for row in progress.history])
-    steps = len(progress.step_lrs)
-    lrs = pd.DataFrame({"epoch": np.arange(steps) * len(progress.history) / max(steps, 1),  # where each step starts
-                        "lr": progress.step_lrs})
-    write_csv(paths.HISTORY, frame)
-    write_csv(paths.STEP_LRS, lrs)
-    save_figure(paths.CURVES_PNG, curves_figure(frame, lrs))
+class EpochOutputs:
+    """Rewritten after every epoch, so a running training can be watched: the dvclive log (the
+    per-epoch metrics), the LR of every step (x: epochs, epoch k spanning k-1 to k) and the curves
+    figure."""
+
+    def __init__(self) -> None:
+        self.log = EpochLog(paths.LIVE)
+
+    def __call__(self, progress: Progress) -> None:
+        self.log(progress)
+        frame = pd.DataFrame([asdict(row) for row in progress.history])
+        steps = len(progress.step_lrs)
+        lrs = pd.DataFrame({"epoch": np.arange(steps) * len(progress.history) / max(steps, 1),  # where each starts
+                            "lr": progress.step_lrs})
+        write_csv(paths.STEP_LRS, lrs)
+        save_figure(paths.CURVES_PNG, curves_figure(frame, lrs))
 
 
 def write_results(params, result: TrainResult, data: Prepared, stats: Stats) -> dict:
@@ -38,8 +46,9 @@ def write_results(params, result: TrainResult, data: Prepared, stats: Stats) -> 
     save_figure(paths.LR_FINDER_PNG, lr_finder_figure(result.sweep, result.max_lr))
     if result.history:
         metrics = train_metrics(params, result, len(data.y_train), len(data.y_val))
-        save_checkpoint(paths.MODEL, params.model, result.model.state_dict(), data.classes, stats,
-                        result.kept_epoch, metrics["checkpoint"], result.precision)
+        with immediately() if result.failure else nullcontext():  # kept although the stage fails
+            save_checkpoint(paths.MODEL, params.model, result.model.state_dict(), data.classes, stats,
+                            result.kept_epoch, metrics["checkpoint"], result.precision)
     if result.failure:
         kept = f"; kept the checkpoint of epoch {result.kept_epoch} in {paths.MODEL}"
         raise UserError(result.failure + (kept if result.history else ""))

@@ -19,6 +19,7 @@ from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
 from cifarlab.device import describe, make_scaler, memory_format, resolve_precision, select_device
 from cifarlab.distributed import SINGLE, Group, check_batch_split, data_parallel, share
+from cifarlab.io import immediately
 from cifarlab.models.facts import macs_per_image, parameter_count, receptive_field
 from cifarlab.models.registry import build_model
 from cifarlab.train.lookahead import Lookahead
@@ -125,16 +126,17 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     trainer = data_parallel(model, device, cfg.sync_bn) if group.active else None
 
     def epoch_done(progress: Progress) -> None:
-        if state_path is not None:
-            save_state(state_path, key, model, optimizer, schedule, progress,
-                       {"max_lr": max_lr, "sweep": None if sweep is None else vars(sweep),
-                        "lookahead": None if lookahead is None else lookahead.state_dict()})
-        if group.is_main:
-            on_epoch_end(progress)
+        with immediately():  # what an interrupted run resumes from, and what a running one shows
+            if state_path is not None:
+                save_state(state_path, key, model, optimizer, schedule, progress,
+                           {"max_lr": max_lr, "sweep": None if sweep is None else vars(sweep),
+                            "lookahead": None if lookahead is None else lookahead.state_dict()})
+            if group.is_main:
+                on_epoch_end(progress)
 
     progress = fit(model, optimizer, schedule, make_scaler(device, precision), train, val, test, cfg.epochs, device,
                    progress, epoch_done, cfg.checkpoint, cfg.label_smoothing, precision, group, trainer,
-                   None if lookahead is None else lookahead.after_step)
+                   None if lookahead is None else lookahead.after_step, cfg.micro_batch)
     if progress.kept_weights is not None:
         model.load_state_dict(progress.kept_weights)
     if progress.failure is None and state_path is not None:
@@ -173,7 +175,7 @@ def train_metrics(params: Params, result: TrainResult, train_images: int, val_im
         "layout": result.layout, "processes": result.processes, "threads": torch.get_num_threads(),
         "epochs": params.train.epochs,
         "checkpoint": {"rule": params.train.checkpoint, "epoch": result.kept_epoch, "chosen_by": chosen_by},
-        "val_images": val_images,
+        "train_images": train_images, "val_images": val_images,
         "best_val_acc": None if result.best_val_acc is None else round(result.best_val_acc, 4),
         "best_val_epoch": result.best_val_epoch if val_images else None,
         "final_train_acc": round(last.train_acc, 4),

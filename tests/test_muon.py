@@ -1,0 +1,97 @@
+"""Muon for the convolution filters and SGD for the rest in one optimiser, and gradients
+accumulated over micro-batches: what the default recipe trains with."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cifarlab.config import TrainConfig
+from cifarlab.device import make_scaler
+from cifarlab.train.loop import _forward_backward
+from cifarlab.train.muon import Muon, orthogonalise
+from cifarlab.train.optim import conv_filters, make_optimizer, norm_biases
+from conftest import committed_params_dict
+
+CPU = torch.device("cpu")
+
+
+def _optimizer_cfg(**changes):
+    raw = committed_params_dict()["train"]
+    raw["optimizer"] = {**raw["optimizer"], "name": "muon", **changes}
+    return TrainConfig.model_validate(raw).optimizer
+
+
+class _ConvNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = nn.BatchNorm2d(8)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.relu(self.norm(self.conv(x))).mean((2, 3)))
+
+
+def test_orthogonalise_brings_every_singular_value_near_one():
+    """Gradients of filter banks are moderately conditioned; three steps equalise their spectrum."""
+    torch.manual_seed(0)
+    for shape in [(16, 72), (72, 16), (64, 576)]:
+        rank = min(shape)
+        left, right = torch.linalg.qr(torch.randn(shape[0], rank))[0], torch.linalg.qr(torch.randn(shape[1], rank))[0]
+        matrix = left @ torch.diag(torch.linspace(0.2, 1.0, rank) * 1e-3) @ right.T  # condition number 5
+        after = torch.linalg.svdvals(orthogonalise(matrix))
+        assert after.min() > 0.5 and after.max() < 1.5, (shape, after)
+
+
+def test_muon_steps_the_filters_and_sgd_everything_else():
+    """Filters keep the norm sqrt(out_channels) and move by lr in an orthogonalised direction;
+    the other groups take exactly the steps of PyTorch's SGD with the same groups."""
+    cfg = _optimizer_cfg()
+    torch.manual_seed(0)
+    ours = _ConvNet()
+    theirs = copy.deepcopy(ours)
+    optimizer = make_optimizer(ours, cfg, batch_size=32)
+    rest, biases, filters = optimizer.param_groups
+    assert isinstance(optimizer, Muon)
+    assert filters["params"] == conv_filters(ours) == [ours.conv.weight]
+    assert biases["params"] == norm_biases(ours)
+    assert filters["lr"] == cfg.muon.lr and filters["momentum"] == cfg.muon.momentum
+    twin = {id(a): b for a, b in zip(ours.parameters(), theirs.parameters())}
+    sgd = torch.optim.SGD([{"params": [twin[id(p)] for p in group["params"]], "lr": group["lr"],
+                            "weight_decay": group["weight_decay"]} for group in (rest, biases)],
+                          momentum=cfg.momentum, nesterov=cfg.nesterov)
+    for _ in range(4):
+        x, y = torch.randn(32, 3, 8, 8), torch.randint(0, 4, (32,))
+        before = ours.conv.weight.detach().clone()
+        for model, opt in ((ours, optimizer), (theirs, sgd)):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        normalised = before * (len(before) ** 0.5 / before.norm())
+        step = (normalised - ours.conv.weight.detach()).reshape(8, -1) / cfg.muon.lr
+        assert torch.linalg.svdvals(step).min() > 0.3  # every direction moves, none dominates
+        assert torch.linalg.svdvals(step).max() < 1.5
+        with torch.no_grad():
+            theirs.conv.weight.copy_(ours.conv.weight)  # so the other parameters see the same gradients
+    for name, a in ours.named_parameters():
+        if name != "conv.weight":
+            assert torch.allclose(a, dict(theirs.named_parameters())[name], atol=1e-6), name
+
+
+def test_micro_batches_add_up_to_the_whole_batch_gradient():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5))
+    images, labels = torch.randn(10, 3, 2, 2), torch.randint(0, 5, (10,))
+    grads = {}
+    for micro in (0, 4):  # 4 does not divide 10: the chunks are 4, 4 and 2
+        model.zero_grad()
+        logits, loss = _forward_backward(model, images, labels, make_scaler(CPU, "fp32"), CPU, "fp32", 0.1, micro)
+        grads[micro] = [p.grad.clone() for p in model.parameters()]
+        assert logits.shape == (10, 5)
+        assert loss.item() == pytest.approx(F.cross_entropy(model(images), labels, label_smoothing=0.1).item(),
+                                            rel=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0], grads[4]))
