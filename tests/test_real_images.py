@@ -21,9 +21,9 @@ def test_s9net_two_epochs_on_real_images_beats_chance_by_far(tmp_path):
     data = prepare(str(SHARED_JPEG), 32, {"train": 5000, "test": 1000}, 0, tmp_path)
     assert data.num_classes == 10 and np.bincount(data.y_test).tolist() == [100] * 10
     params = committed_params(**{
-        "model": "s9net", "train.epochs": 2, "train.batch_size": 32, "train.seed": 0, "evaluate.batch_size": 500,
-        "train.optimizer.name": "adamw", "train.optimizer.weight_decay": 1e-4,
-        **PLAIN_RECIPE, "train.scheduler.onecycle.max_lr": 3e-3, "train.scheduler.onecycle.peak_epoch": 0.5,
+        **PLAIN_RECIPE, "model": "s9net", "train.epochs": 2, "train.batch_size": 32, "train.seed": 0,
+        "evaluate.batch_size": 500, "train.optimizer.name": "adamw", "train.optimizer.weight_decay": 1e-4,
+        "train.scheduler.onecycle.max_lr": 3e-3, "train.scheduler.onecycle.peak_epoch": 0.5,
         # regularisers that only pay off over many epochs
         "augment.crop.p": 0.0, "augment.cutout.p": 0.0})
     result = run(params, data, channel_stats(data.x_train), device=torch.device("cpu"))
