@@ -96,3 +96,10 @@ def test_the_replaced_flip_tta_key_says_what_replaced_it(params):
     replaced = r"^params.yaml: evaluate.flip_tta was replaced by evaluate.tta: none, flip or flip_translate$"
     with pytest.raises(ParamsError, match=replaced):
         parse_params(params)
+
+
+def test_misclassify_orders_in_config_are_the_ones_the_gallery_can_title():
+    """config lists the orders as literals (so it imports nothing from explain/); they must match."""
+    from cifarlab.config import ORDERS
+    from cifarlab.explain.mistakes import TITLES
+    assert set(ORDERS) == set(TITLES)

@@ -63,12 +63,12 @@ def split_indices(train_labels: np.ndarray, test_labels: np.ndarray, subset: dic
     held_out = balanced_indices(train_labels, val, seed) if val else np.array([], dtype=np.int64)
     rest = np.setdiff1d(np.arange(len(train_labels)), held_out)
     train = rest[balanced_indices(train_labels[rest], subset["train"], seed)]
-    starved = np.setdiff1d(np.unique(train_labels), train_labels[train])
+    present = np.unique(train_labels)
+    starved = np.setdiff1d(present, train_labels[train])
     if len(starved):
         raise UserError(f"params.yaml: data.val = {val} and data.subset.train = {subset['train']} leave class "
                         f"{classes[starved[0]]!r} ({len(starved)} class(es) in all) without a training image; "
-                        f"lower data.val or "
-                        f"raise data.subset.train (at least one image per class: {len(np.unique(train_labels))})")
+                        f"lower data.val or raise data.subset.train (at least one image per class: {len(present)})")
     return {"train": train, "val": held_out, "test": balanced_indices(test_labels, subset["test"], seed)}
 
 
