@@ -1,24 +1,21 @@
 """Stage 6 — gradcam: captum LayerGradCam on the images the misclassified stage chose, at each
 layer of gradcam.layers, for the predicted class ("why did it say cat") and the actual class
-("where did it look for dog"); one grid per layer in plots/gradcam/. Then ROAD faithfulness of
+("where did it look for dog"); one grid per layer in plots/6-gradcam/. Then ROAD faithfulness of
 every layer on a class-balanced sample of test images: metrics/gradcam.json, the curves in
-eval/faithfulness.csv and plots/faithfulness.png."""
+eval/faithfulness.csv and plots/6-gradcam/road_faithfulness.png."""
 from cifarlab import paths
 from cifarlab.config import load_params
 from cifarlab.data.prepared import load_prepared
 from cifarlab.errors import run_stage
-from cifarlab.explain.outputs import explain_mistakes
+from cifarlab.explain.outputs import explain_layers
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
-from cifarlab.models.registry import gradcam_layer_name
 
 
 def main() -> None:
     params = load_params()
     cfg, data = params.gradcam, load_prepared(paths.PREPARED)
     model, ckpt = load_checkpoint(paths.MODEL, model_name=params.model, classes=data.classes)
-    # resolves 'default'; an unknown layer fails here, before anything is written
-    names = list(dict.fromkeys(gradcam_layer_name(model, name) for name in cfg.layers))
-    explain_mistakes(cfg, model, names, data, checkpoint_stats(ckpt))
+    explain_layers(cfg, model, params.explained_layers(), data, checkpoint_stats(ckpt))
 
 
 if __name__ == "__main__":

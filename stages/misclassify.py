@@ -5,7 +5,7 @@ from cifarlab import paths
 from cifarlab.config import load_params
 from cifarlab.data.prepared import load_prepared
 from cifarlab.errors import UserError, run_stage
-from cifarlab.explain.mistakes import PREDICTION_COLUMNS, TITLES, caption, choose_mistakes
+from cifarlab.explain.misclassified import PREDICTION_COLUMNS, TITLES, caption, choose_misclassified
 from cifarlab.io import read_table, save_figure, write_csv
 from cifarlab.report.plots import gallery_figure
 
@@ -17,7 +17,7 @@ def main() -> None:
         raise UserError(f"params.yaml: misclassify.count = {cfg.count} exceeds the "
                         f"{len(data.y_test)} test images; allowed: 1..{len(data.y_test)}")
     predictions = read_table(paths.PREDICTIONS, PREDICTION_COLUMNS, rows=len(data.y_test))
-    chosen = choose_mistakes(predictions, cfg.count, cfg.order, cfg.seed)
+    chosen = choose_misclassified(predictions, cfg.count, cfg.order, cfg.seed)
     images = [data.x_test[i] for i in chosen["index"]]
     title = (f"{len(chosen)} {TITLES[cfg.order]}: predicted (confidence) / actual"
              if len(chosen) else "no misclassified test images")

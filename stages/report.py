@@ -13,6 +13,7 @@ from cifarlab.report.sections import report_sections
 def main() -> None:
     params = load_params()
     train, evaluation = read_output_json(paths.METRICS_TRAIN), read_output_json(paths.METRICS_EVAL)
+    train |= read_output_json(paths.TRAINING)
     details, gradcam = read_output_json(paths.CLASS_DETAILS), read_output_json(paths.METRICS_GRADCAM)
     model, ckpt = load_checkpoint(paths.MODEL, model_name=params.model)
     sections = report_sections(params, train, evaluation, details, gradcam, model)

@@ -27,8 +27,8 @@ def main() -> None:
         result = run(params, data, stats, paths.RESUME_STATE, on_epoch_end=EpochOutputs(), device=device,
                      group=group)
     if group.is_main:
-        metrics = write_results(params, result, data, stats)
-        print(f"kept epoch {result.kept_epoch} ({metrics['checkpoint']['chosen_by']}) -> {paths.MODEL}")
+        facts = write_results(params, result, data, stats)
+        print(f"kept epoch {result.kept_epoch} ({facts['checkpoint']['chosen_by']}) -> {paths.MODEL}")
 
 
 if __name__ == "__main__":

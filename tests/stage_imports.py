@@ -1,6 +1,5 @@
 """Which project files a stage script runs: its imports of `cifarlab`, followed transitively
-(module level and inside functions), with every package __init__ on the way, and every model
-family the registry imports by name."""
+(module level and inside functions), with every package __init__ on the way."""
 from __future__ import annotations
 
 import ast
@@ -25,10 +24,6 @@ def _imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
             found |= {f"{node.module}.{alias.name}" for alias in node.names}  # `from pkg import module`
-    if path == SRC / "cifarlab" / "models" / "registry.py":  # importlib.import_module, by the zoo's names
-        from cifarlab.models import ZOO
-
-        found |= {f"cifarlab.models.{entry.module}" for entry in ZOO.values()}
     return {name for name in found if name == "cifarlab" or name.startswith("cifarlab.")}
 
 

@@ -3,6 +3,7 @@ split, and the train stage run as 1 and 2 processes, killed, resumed, and on two
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -160,7 +161,8 @@ def test_two_processes_write_exactly_the_files_of_one(runs):
     assert _written(runs["two"]) == _written(runs["one"])
     assert not (runs["two"] / ".cache" / "train_state.pt").exists()
     _, sweep, metrics, _ = train_results(runs["two"])
-    assert metrics["processes"] == 2 and metrics["epochs"] == EPOCHS
+    facts = json.loads((runs["two"] / "models" / "training.json").read_text())
+    assert facts["processes"] == 2 and metrics["epochs"] == EPOCHS
     # the LR range test ran once, on rank 0 with whole global batches: the sweep one process makes
     # (rank 0 has one core of two here, so sums round a little differently)
     assert (runs["two"] / "train.log").read_text().count("LR range test over") == 1
@@ -260,6 +262,6 @@ def test_two_machines_launched_with_torchrun_write_one_set_of_outputs_that_dvc_r
     logs = [node.communicate(timeout=300)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], logs
     assert sum("kept epoch" in log for log in logs) == 1, logs  # rank 0 alone writes
-    assert train_results(project)[2]["processes"] == 2
+    assert json.loads((project / "models" / "training.json").read_text())["processes"] == 2
     sh("bash", "-c", record, cwd=project)
     assert "up to date" in dvc("status", "train", cwd=project)

@@ -18,7 +18,7 @@ from cifarlab.explain.evaluation import (
     summary_metrics,
     tta_logits,
 )
-from cifarlab.explain.mistakes import caption, choose_mistakes
+from cifarlab.explain.misclassified import caption, choose_misclassified
 from cifarlab.inference import predict
 
 CLASSES = ["cat", "dog", "ship"]
@@ -117,17 +117,17 @@ def predictions():
     ("per_class", [6, 2, 4, 0]),    # best of cat, dog, ship, then cat's next
 ])
 def test_selection_orders(predictions, order, expected):
-    assert choose_mistakes(predictions, 4, order)["index"].tolist() == expected
+    assert choose_misclassified(predictions, 4, order)["index"].tolist() == expected
 
 
 def test_random_order_is_seeded_and_only_picks_mistakes(predictions):
-    first = choose_mistakes(predictions, 3, "random", seed=1)["index"].tolist()
-    assert first == choose_mistakes(predictions, 3, "random", seed=1)["index"].tolist()
+    first = choose_misclassified(predictions, 3, "random", seed=1)["index"].tolist()
+    assert first == choose_misclassified(predictions, 3, "random", seed=1)["index"].tolist()
     assert set(first) <= {0, 2, 3, 4, 6, 7} and first == sorted(first)
 
 
 def test_fewer_mistakes_than_asked_gives_all_of_them(predictions):
-    assert len(choose_mistakes(predictions, 50)) == 6
+    assert len(choose_misclassified(predictions, 50)) == 6
 
 
 def test_caption_reads_predicted_confidence_slash_actual(predictions):

@@ -134,8 +134,6 @@ def test_imputation_fills_from_neighbours_and_keeps_the_rest():
 
 class _NegativeEvidence(nn.Module):
     """Class 1's logit falls with every activation: its GradCAM has no positive part."""
-    gradcam_layers = ("features",)
-    default_gradcam_layer = "features"
 
     def __init__(self):
         super().__init__()

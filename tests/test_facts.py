@@ -7,8 +7,8 @@ import re
 import pytest
 from torch import nn
 
+from cifarlab.models import build_model
 from cifarlab.models.facts import macs_per_image, parameter_count, receptive_field
-from cifarlab.models.registry import build_model
 from cifarlab.report.render import model_summary
 from conftest import ROOT
 

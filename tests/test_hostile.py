@@ -10,8 +10,8 @@ import torch
 from cifarlab.data import cifar
 from cifarlab.data.stats import Stats
 from cifarlab.errors import UserError
+from cifarlab.models import build_model
 from cifarlab.models.checkpoint import load_checkpoint, save_checkpoint
-from cifarlab.models.registry import build_model
 
 MARKER = "cifarlab-test-code-ran"
 

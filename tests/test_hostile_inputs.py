@@ -150,8 +150,8 @@ def test_the_faithfulness_sample_takes_every_class_in_turn():
 def test_a_checkpoint_from_another_dataset_is_refused_in_one_line(tmp_path, saved_classes, prepared_classes):
     from cifarlab.data.stats import Stats
     from cifarlab.errors import UserError
+    from cifarlab.models import build_model
     from cifarlab.models.checkpoint import load_checkpoint, save_checkpoint
-    from cifarlab.models.registry import build_model
     path = tmp_path / "model.pt"
     save_checkpoint(path, "tiny", build_model("tiny", len(saved_classes)).state_dict(), saved_classes,
                     Stats([0.5] * 3, [0.2] * 3), 1, {})
@@ -427,5 +427,5 @@ def test_a_one_class_dataset_runs_every_stage_and_says_there_are_no_mistakes(tmp
         done = run_python([f"stages/{stage}.py"], cwd=project)
         assert done.returncode == 0, (stage, done.stderr)
     assert "chose 0 of 3 requested" in run_python(["stages/misclassify.py"], cwd=project).stdout
-    assert (project / "plots" / "misclassified.png").is_file()
+    assert (project / "plots" / "5-misclassify" / "misclassified.png").is_file()
     assert json.loads((project / "metrics" / "gradcam.json").read_text())["explained_images"] == 0

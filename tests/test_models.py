@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
+from cifarlab.config import GRADCAM_LAYERS
 from cifarlab.errors import UserError
-from cifarlab.models import model_names
+from cifarlab.models import MODELS, build_model
 from cifarlab.models.facts import gradcam_layer_sizes
-from cifarlab.models.registry import build_model, gradcam_layer
 
 EXPECTED_PARAMS = {"resnet18": 11_173_962, "resnet18_ln": 11_173_962, "custom_resnet": 6_573_130}
 
@@ -17,7 +17,7 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("num_classes", [10, 3])
 def test_forward_and_backward(name, num_classes):
     model = build_model(name, num_classes)
@@ -52,20 +52,22 @@ def test_compact_models_use_depthwise_and_dilated_convs_and_no_maxpool(name):
     assert not any(isinstance(m, nn.MaxPool2d) for m in build_model(name, 10).modules())
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", MODELS)
 def test_gradcam_layers_include_a_fine_and_a_coarse_map(name):
     """Maps of about 16 and 8 pixels (airbench94's unpadded whitening layer makes them 15 and 7)."""
-    model = build_model(name, 10)
-    sizes = set(gradcam_layer_sizes(model, 32).values())
+    layers = GRADCAM_LAYERS[name]
+    sizes = set(gradcam_layer_sizes(build_model(name, 10), layers.allowed, 32).values())
     assert sizes & {15, 16} and sizes & {7, 8}
-    assert model.default_gradcam_layer in model.gradcam_layers
+    assert layers.default in layers.allowed
+
+
+def test_every_model_has_gradcam_layers_and_every_listed_layer_exists():
+    assert list(GRADCAM_LAYERS) == list(MODELS)
+    for name, layers in GRADCAM_LAYERS.items():
+        model = build_model(name, 10)
+        assert all(isinstance(getattr(model, layer), nn.Module) for layer in layers.allowed), name
 
 
 def test_unknown_model_lists_the_known_ones():
     with pytest.raises(UserError, match="known models: airbench94, custom_resnet, resnet18, resnet18_ln, s9net, tiny"):
         build_model("vgg16", 10)
-
-
-def test_unknown_gradcam_layer_lists_valid_ones():
-    with pytest.raises(UserError, match="allowed: default, c1, c2, c3, c4"):
-        gradcam_layer(build_model("s9net", 10), "layer9")

@@ -91,6 +91,11 @@ def test_gradcam_layer_must_belong_to_the_chosen_model(params):
     parse_params(_set(params, "gradcam.layers", ["default", "c2"]))
 
 
+def test_default_gradcam_layer_resolves_to_the_models_own_and_is_explained_once(params):
+    params = _set(_set(params, "model", "s9net"), "gradcam.layers", ["c2", "default", "c3"])
+    assert parse_params(params).explained_layers() == ["c2", "c3"]
+
+
 def test_the_replaced_flip_tta_key_says_what_replaced_it(params):
     params["evaluate"]["flip_tta"] = True
     replaced = r"^params.yaml: evaluate.flip_tta was replaced by evaluate.tta: none, flip or flip_translate$"
@@ -101,5 +106,5 @@ def test_the_replaced_flip_tta_key_says_what_replaced_it(params):
 def test_misclassify_orders_in_config_are_the_ones_the_gallery_can_title():
     """config lists the orders as literals (so it imports nothing from explain/); they must match."""
     from cifarlab.config import ORDERS
-    from cifarlab.explain.mistakes import TITLES
+    from cifarlab.explain.misclassified import TITLES
     assert set(ORDERS) == set(TITLES)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -65,6 +66,8 @@ def make_project(root: Path, source: str, **overrides) -> Path:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "init", "-q", cwd=project)
     dvc("init", "-q", cwd=project)
+    for name in ("config", "plots_page.html"):  # the project's DVC settings: the plots page template
+        shutil.copy(ROOT / ".dvc" / name, project / ".dvc" / name)
     git_commit(project, "pipeline")
     return project
 
@@ -185,18 +188,22 @@ def test_every_readme_recipe_runs_in_smoke_form(tmp_path):
         assert ran(log)[:2] in (["download", "stats"], ["train", "evaluate"]), (name, log)
         assert "report" in ran(log), name
         params = yaml.safe_load((project / "params.yaml").read_text())
-        train = yaml.safe_load((project / "metrics" / "train.json").read_text())
-        assert train["model"] == params["model"] and train["epochs"] == 2, name
+        train = json.loads((project / "metrics" / "train.json").read_text())
+        facts = json.loads((project / "models" / "training.json").read_text())
+        assert facts["model"] == params["model"] and train["epochs"] == 2, name
         gradcam = json.loads((project / "metrics" / "gradcam.json").read_text())
-        drawn = sorted(path.name for path in (project / "plots" / "gradcam").glob("*.png"))
-        assert len(gradcam["figures"]) == len(params["gradcam"]["layers"]) and drawn == sorted(gradcam["figures"]), name
-        assert all(re.fullmatch(r"\d+px(-\w+)?\.png", figure) for figure in drawn), drawn
+        drawn = sorted(path.name for path in (project / "plots" / "6-gradcam").glob("*.png"))
+        assert drawn == sorted([*gradcam["figures"], "road_faithfulness.png"]), name
+        assert all(re.fullmatch(rf"{layer}-\d+px\.png", figure)
+                   for layer, figure in zip(gradcam["layers"], gradcam["figures"])), gradcam
         chosen = pd.read_csv(project / "eval" / "misclassified.csv")
         predictions = pd.read_csv(project / "eval" / "predictions.csv")
         mistakes = int((predictions["actual"] != predictions["predicted"]).sum())
         assert len(chosen) == min(params["misclassify"]["count"], mistakes), name
-        if params["train"]["scheduler"]["onecycle"]["max_lr"] == "auto":
+        range_test = params["train"]["scheduler"]["onecycle"]["max_lr"] == "auto"
+        if range_test:
             assert 1e-6 <= train["lr_finder_lr"] <= 1.0 and train["max_lr"] == train["lr_finder_lr"]
+        assert (project / "plots" / "3-train" / "lr_finder.png").is_file() == range_test, name  # no placeholder
     table = dvc("exp", "show", "--md", cwd=project)
     assert all(name in table for name, _ in recipes)
 
@@ -263,10 +270,14 @@ def test_readme_quick_start_commits_a_baseline_and_compares_two_named_runs(tmp_p
     assert "first" in diff and "tiny" in diff and "macs" in diff, diff
     sh(*shlex.split(plots), cwd=project)
     page = project / "dvc_plots" / "index.html"
-    assert page.is_file()
-    if browser.CHROMIUM is not None:  # every image output (curves, gallery, GradCAM...) shows, also offline
-        rendered = browser.render(page)
-        assert rendered["images"] >= 6 and rendered["loaded"] == rendered["images"], rendered
+    html = page.read_text()
+    shown = re.findall(r'<img src="static/(?:first|tiny)_plots_(\d)-', html)
+    assert len(shown) == 2 * 5 and shown == sorted(shown), shown  # both runs' figures, in pipeline order
+    assert "need an internet connection" in html  # said on the page, shown when Vega cannot load
+    if browser.CHROMIUM is not None:  # every figure (curves, gallery, GradCAM...) shows, also offline
+        rendered = browser.render(page, tmp_path / "plots.png")
+        assert rendered["images"] == 10 and rendered["loaded"] == rendered["images"], rendered
+        assert (tmp_path / "plots.png").stat().st_size > 10_000
 
 
 def test_readme_queue_runs_two_experiments_at_once_each_with_its_own_results(tmp_path):
@@ -297,9 +308,12 @@ def test_readme_queue_runs_two_experiments_at_once_each_with_its_own_results(tmp
     assert "n=2 (seeds 1, 2)" in printed["python -m cifarlab.seeds"], printed  # the two seeds as one recipe
     shown = pd.read_csv(io.StringIO(dvc("exp", "show", "--csv", cwd=project)))
     runs = shown[shown["Experiment"].isin(["tiny-seed1", "tiny-seed2"])].set_index("Experiment")
-    numbers = runs[["train.seed", "accuracy", "threads"]].astype(float)
+    numbers = runs[["train.seed", "accuracy"]].astype(float)
     assert numbers.loc["tiny-seed1", "train.seed"] == 1 and numbers.loc["tiny-seed2", "train.seed"] == 2, shown
-    assert numbers["accuracy"].notna().all() and (numbers["threads"] == 1).all(), shown  # one core each
+    assert numbers["accuracy"].notna().all(), shown
+    for rev in runs["rev"]:  # one core each
+        facts = json.loads(sh("git", "show", f"{rev}:models/training.json", cwd=project))
+        assert facts["threads"] == 1, facts
 
 
 @pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")
@@ -315,7 +329,8 @@ def test_readme_results_commands_run_in_smoke_form(tmp_path):
         sh("bash", "-c", shlex.join([*shlex.split(command), *SMOKE, *subset]), cwd=project)
         params = yaml.safe_load((project / "params.yaml").read_text())
         train = json.loads((project / "metrics" / "train.json").read_text())
+        facts = json.loads((project / "models" / "training.json").read_text())
         evaluation = json.loads((project / "metrics" / "evaluate.json").read_text())
         assert params["data"]["source"] == "../shared/data/cifar10-jpeg.tar.gz", command
-        assert train["model"] == params["model"] and train["epochs"] == 2 and evaluation["tta"] != "none", command
+        assert facts["model"] == params["model"] and train["epochs"] == 2 and evaluation["tta"] != "none", command
         assert evaluation["num_test_images"] == 100, command

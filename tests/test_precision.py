@@ -16,7 +16,7 @@ from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
 from cifarlab.device import resolve_precision, usable_precision
 from cifarlab.errors import UserError
-from cifarlab.models.registry import build_model
+from cifarlab.models import build_model
 from cifarlab.train.run import run
 from conftest import CLASSES, committed_params, make_arrays
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
-from cifarlab.models.registry import build_model
+from cifarlab.models import build_model
 from cifarlab.train.optim import make_optimizer
 from cifarlab.train.resume import fingerprint, load_resume_state
 from cifarlab.train.run import run

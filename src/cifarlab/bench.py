@@ -30,9 +30,8 @@ from cifarlab.config import AugmentConfig, Params, TrainConfig, load_params
 from cifarlab.data.batches import resolve_workers, train_batches
 from cifarlab.data.stats import Stats, channel_stats
 from cifarlab.device import autocast, describe, make_scaler, memory_format, resolve_precision, select_device, to_device
-from cifarlab.models import model_names
+from cifarlab.models import MODELS, build_model
 from cifarlab.models.facts import macs_per_image
-from cifarlab.models.registry import build_model
 from cifarlab.train.loop import train_epoch
 from cifarlab.train.optim import make_optimizer
 from cifarlab.train.schedule import Schedule
@@ -243,7 +242,7 @@ def processes_table(results: list[dict], counts: list[int]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cifarlab.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="airbench94,tiny,s9net,custom_resnet,resnet18",
-                        help="comma-separated, from: " + ", ".join(model_names()))
+                        help="comma-separated, from: " + ", ".join(MODELS))
     parser.add_argument("--images", type=int, default=1024, help="synthetic 32x32 training images per pass")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="synthetic training steps per timed call")
@@ -256,9 +255,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="also time each stage's start-up (stages/*.py in dvc.yaml, from the current folder)")
     parser.add_argument("--out", type=Path, help="JSON file for the results (default benchmarks/<device>.json)")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.models.split(",")) - set(model_names()))
+    unknown = sorted(set(args.models.split(",")) - set(MODELS))
     if unknown:
-        parser.error(f"unknown models {', '.join(unknown)}; known: {', '.join(model_names())}")
+        parser.error(f"unknown models {', '.join(unknown)}; known: {', '.join(MODELS)}")
 
     params = load_params(args.params)
     params = params.model_copy(update={"train": params.train.model_copy(update={"batch_size": args.batch_size})})

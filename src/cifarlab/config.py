@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import reprlib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
 import annotated_types
 import yaml
@@ -16,15 +16,31 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.fields import FieldInfo
 
 from cifarlab.errors import UserError
-from cifarlab.models import gradcam_layer_names, model_names
 
 OPTIMIZERS = ("sgd", "muon", "adam", "adamw")
 SCHEDULERS = ("onecycle", "linear", "plateau", "step", "cosine", "none")
 LOADERS = ("albumentations", "device")
 PRECISIONS = ("auto", "fp32", "bf16")
 CROP_FILLS = ("mean", "reflect")
-ORDERS = ("confidence", "index", "random", "per_class")  # how misclassify picks mistakes (explain/mistakes.py)
+ORDERS = ("confidence", "index", "random", "per_class")  # how misclassify picks mistakes (explain/misclassified.py)
 TTA_MODES = ("none", "flip", "flip_translate")
+
+
+class GradcamLayers(NamedTuple):
+    default: str
+    allowed: tuple[str, ...]  # attributes of the model, largest map first
+
+
+# Every model of models.MODELS and the layers GradCAM may explain in it; `default` is a middle
+# layer whose maps are fine enough to localise and deep enough to mean something.
+GRADCAM_LAYERS = {
+    "airbench94": GradcamLayers("block2", ("block1", "block2", "block3")),  # 15, 7, 3 px
+    "custom_resnet": GradcamLayers("layer2", ("prep", "layer1", "layer2", "layer3")),  # 32, 16, 8, 4 px
+    "resnet18": GradcamLayers("layer3", ("layer1", "layer2", "layer3", "layer4")),  # 32, 16, 8, 4 px
+    "resnet18_ln": GradcamLayers("layer3", ("layer1", "layer2", "layer3", "layer4")),  # 32, 16, 8, 4 px
+    "s9net": GradcamLayers("c3", ("c1", "c2", "c3", "c4")),  # 32, 16, 8, 4 px
+    "tiny": GradcamLayers("c4", ("c1", "c2", "c3", "c4")),  # 32, 32, 16, 8 px
+}
 
 
 class ParamsError(UserError):
@@ -208,7 +224,7 @@ class GradcamConfig(Section):
 
 
 class Params(Section):
-    model: _choice(model_names())
+    model: _choice(GRADCAM_LAYERS)
     data: DataConfig
     augment: AugmentConfig
     train: TrainConfig
@@ -243,12 +259,17 @@ class Params(Section):
         if crop.fill == "reflect" and crop.padding >= self.data.image_size:
             raise ParamsError(f"params.yaml: augment.crop.padding = {crop.padding} must be below data.image_size "
                               f"= {self.data.image_size} to pad by reflection")
-        layers = ["default", *gradcam_layer_names(self.model)]
+        layers = ["default", *GRADCAM_LAYERS[self.model].allowed]
         for index, layer in enumerate(self.gradcam.layers):
             if layer not in layers:
                 raise ParamsError(f"params.yaml: gradcam.layers[{index}] = {shown(layer)} is not a layer "
                                   f"of {self.model}; allowed: {', '.join(layers)}")
         return self
+
+    def explained_layers(self) -> list[str]:
+        """gradcam.layers as attribute names of the model: `default` resolved, each layer once."""
+        default = GRADCAM_LAYERS[self.model].default
+        return list(dict.fromkeys(default if layer == "default" else layer for layer in self.gradcam.layers))
 
 
 def _allowed(field: FieldInfo) -> str:

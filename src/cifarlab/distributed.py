@@ -12,13 +12,15 @@ import signal
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from cifarlab.errors import UserError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,21 @@ class Group:
     @property
     def active(self) -> bool:
         return self.world > 1
+
+    # The seam between training and data parallelism: training code says what rank 0 alone does
+    # through these three, and reads the same on one process as on many.
+    def say(self, text: str) -> None:
+        """Progress printed once for the whole run."""
+        if self.is_main:
+            print(text, flush=True)
+
+    def main_only(self, make: Callable[[], T], elsewhere: T = None) -> T:
+        """What rank 0 alone holds (the resume file, the scoring batches); `elsewhere` on the others."""
+        return make() if self.is_main else elsewhere
+
+    def decided_by_main(self, decide: Callable[[], T]) -> T:
+        """What rank 0 decides (the resumed state, the LR range test's peak), on every process."""
+        return share(self, decide() if self.is_main else None)
 
 
 SINGLE = Group()

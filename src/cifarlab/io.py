@@ -18,8 +18,9 @@ from cifarlab.paths import WRITTEN_BY
 T = TypeVar("T")
 
 
-# inside together(): finished temp files waiting to replace their outputs, by output path
-_pending: dict[Path, Path] | None = None
+# inside together(): finished temp files waiting to replace their outputs (None: a file to remove),
+# by output path
+_pending: dict[Path, Path | None] | None = None
 
 
 @contextmanager
@@ -31,13 +32,17 @@ def together() -> Iterator[None]:
     try:
         yield
         for path, tmp in _pending.items():
-            os.replace(tmp, path)
+            if tmp is None:
+                path.unlink(missing_ok=True)
+            else:
+                os.replace(tmp, path)
     except OSError as err:
         raise UserError(f"could not put the outputs in place ({err.strerror or err}); "
                         "rerun the stage") from None
     finally:
         for tmp in _pending.values():
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
         _pending = outer
 
 
@@ -51,6 +56,15 @@ def immediately() -> Iterator[None]:
         yield
     finally:
         _pending = outer
+
+
+def remove(path: Path) -> None:
+    """Delete an output that this run no longer makes (a figure of a step that did not run), with
+    the other outputs: inside together(), when the block succeeds."""
+    if _pending is None:
+        path.unlink(missing_ok=True)
+    else:
+        _pending[path] = None
 
 
 @contextmanager

@@ -26,27 +26,32 @@ RAW_DIR = Path("data/raw")
 PREPARED = Path("data/prepared.npz")
 STATS = Path("data/stats.json")
 MODEL = Path("models/model.pt")
+TRAINING = Path("models/training.json")  # how it was trained, in words: device, precision, chosen epoch
 PREDICTIONS = Path("eval/predictions.csv")
 CLASS_DETAILS = Path("eval/classes.json")  # per-class accuracy and precision, most-confused pairs
 MISCLASSIFIED = Path("eval/misclassified.csv")
 METRICS_TRAIN = Path("metrics/train.json")
 METRICS_EVAL = Path("metrics/evaluate.json")
 LIVE = Path("dvclive")  # per-epoch metrics (metrics.json, the latest) and curves (plots/metrics/*.tsv)
+# Figures go in one folder per stage, numbered as the stages run, so `dvc plots show/diff` (which
+# sorts images by folder) shows them in pipeline order, and a figure a run did not make is absent.
+TRAIN_FIGURES = Path("plots/3-train")
+CURVES_PNG = TRAIN_FIGURES / "curves.png"
+LR_FINDER_PNG = TRAIN_FIGURES / "lr_finder.png"  # only when the LR range test ran
+CONFUSION_PNG = Path("plots/4-evaluate/confusion.png")
+GALLERY_PNG = Path("plots/5-misclassify/misclassified.png")
+GRADCAM_DIR = Path("plots/6-gradcam")  # one <layer>-<map size>px.png per explained layer, then:
+FAITHFULNESS_PNG = GRADCAM_DIR / "road_faithfulness.png"
+# tables behind the interactive plots and the figures
 STEP_LRS = Path("plots/lr_steps.csv")
-CURVES_PNG = Path("plots/curves.png")
+LR_FINDER_CSV = Path("plots/lr_finder.csv")  # the range test's curve; no rows when it did not run
 CONFUSION_CSV = Path("plots/confusion.csv")
-CONFUSION_PNG = Path("plots/confusion.png")
-GALLERY_PNG = Path("plots/misclassified.png")
-GRADCAM_DIR = Path("plots/gradcam")  # one <map size>px.png per explained layer
 METRICS_GRADCAM = Path("metrics/gradcam.json")
 FAITHFULNESS_CSV = Path("eval/faithfulness.csv")  # ROAD curves: layer, order, fraction, probability
-FAITHFULNESS_PNG = Path("plots/faithfulness.png")
 REPORT_HTML = Path("reports/report.html")
 REPORT_MD = Path("reports/report.md")
-LR_FINDER_CSV = Path("plots/lr_finder.csv")
-LR_FINDER_PNG = Path("plots/lr_finder.png")
 RESUME_STATE = Path(".cache/train_state.pt")  # outside DVC's outs, so it survives a rerun
 # which stage writes each file that a later stage reads: the rerun a damaged file needs
-WRITTEN_BY = {PREPARED: "download", STATS: "stats", MODEL: "train", METRICS_TRAIN: "train",
+WRITTEN_BY = {PREPARED: "download", STATS: "stats", MODEL: "train", METRICS_TRAIN: "train", TRAINING: "train",
               PREDICTIONS: "evaluate", METRICS_EVAL: "evaluate", CLASS_DETAILS: "evaluate",
               MISCLASSIFIED: "misclassify", METRICS_GRADCAM: "gradcam"}

@@ -27,10 +27,7 @@ def gradcam_maps(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, targe
 
 
 def figure_names(model: nn.Module, layers: list[str], image_size: int) -> dict[str, str]:
-    """File stem per explained layer, by the resolution of its map (`8px`), so `dvc plots diff`
-    pairs the 8x8 maps of an s9net run (c3) with those of a resnet18 run (layer3); two layers
-    of one resolution add their names (`32px-c1`, `32px-c2`)."""
-    sizes = gradcam_layer_sizes(model, image_size)
-    stems = {layer: f"{sizes[layer]}px" for layer in layers}
-    clashes = {stem for stem in stems.values() if list(stems.values()).count(stem) > 1}
-    return {layer: f"{stem}-{layer}" if stem in clashes else stem for layer, stem in stems.items()}
+    """File stem per explained layer: its name and the resolution of its map (`layer3-8px`), since a
+    layer name alone does not say how coarse the map is."""
+    sizes = gradcam_layer_sizes(model, layers, image_size)
+    return {layer: f"{layer}-{sizes[layer]}px" for layer in layers}

@@ -12,8 +12,8 @@ from cifarlab import paths
 from cifarlab.data.augment import normalised
 from cifarlab.explain.faithfulness import balanced_indices, curves_table, road_curves
 from cifarlab.explain.gradcam import figure_names, gradcam_maps
-from cifarlab.explain.mistakes import PREDICTION_COLUMNS, caption
-from cifarlab.io import read_table, save_figure, write_csv, write_json
+from cifarlab.explain.misclassified import PREDICTION_COLUMNS, caption
+from cifarlab.io import read_table, remove, save_figure, write_csv, write_json
 from cifarlab.report.plots import faithfulness_figure, gradcam_figure
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from cifarlab.data.stats import Stats
 
 
-def explain_mistakes(cfg: GradcamConfig, model: nn.Module, names: list[str], data: Prepared, stats: Stats) -> None:
+def explain_layers(cfg: GradcamConfig, model: nn.Module, names: list[str], data: Prepared, stats: Stats) -> None:
     """GradCAM at each of `names` (layers of `model`) and their ROAD curves, written to the outputs."""
     chosen = read_table(paths.MISCLASSIFIED, PREDICTION_COLUMNS)
     images = [data.x_test[i] for i in chosen["index"]]
@@ -44,8 +44,8 @@ def explain_mistakes(cfg: GradcamConfig, model: nn.Module, names: list[str], dat
     stems = figure_names(model, names, data.x_test.shape[1])
     paths.GRADCAM_DIR.mkdir(parents=True, exist_ok=True)
     for stale in paths.GRADCAM_DIR.glob("*.png"):
-        if stale.stem not in stems.values():
-            stale.unlink()
+        if stale.stem not in stems.values() and stale != paths.FAITHFULNESS_PNG:
+            remove(stale)
     for name, figure in figures.items():
         save_figure(paths.GRADCAM_DIR / f"{stems[name]}.png", figure)
     write_csv(paths.FAITHFULNESS_CSV, curves_table(curves))

@@ -1,31 +1,28 @@
-"""The model zoo by name, known without importing torch (every stage checks params.yaml, and most
-never build a model): the module that defines each model, one small file per family, and the
-layers GradCAM may target, largest maps first, with the default one."""
+"""Every model by the name params.yaml's `model` gives it, one small file per family. The layers
+GradCAM may explain in each are listed in config.GRADCAM_LAYERS, beside the key they constrain."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from torch import nn
 
+from cifarlab.errors import UserError
+from cifarlab.models.airbench import AirBench94
+from cifarlab.models.custom_resnet import CustomResNet
+from cifarlab.models.resnet import ResNet18BN
+from cifarlab.models.resnet18_ln import ResNet18LN
+from cifarlab.models.s9net import S9Net
+from cifarlab.models.tiny import Tiny
 
-class ZooEntry(NamedTuple):
-    module: str  # cifarlab.models.<module> defines and registers the model
-    gradcam_layers: tuple[str, ...]
-    default_gradcam_layer: str
-
-
-ZOO = {
-    "airbench94": ZooEntry("airbench", ("block1", "block2", "block3"), "block2"),  # 15, 7, 3 px
-    "custom_resnet": ZooEntry("custom_resnet", ("prep", "layer1", "layer2", "layer3"), "layer2"),  # 32, 16, 8, 4 px
-    "resnet18": ZooEntry("resnet", ("layer1", "layer2", "layer3", "layer4"), "layer3"),  # 32, 16, 8, 4 px
-    "resnet18_ln": ZooEntry("resnet18_ln", ("layer1", "layer2", "layer3", "layer4"), "layer3"),
-    "s9net": ZooEntry("s9net", ("c1", "c2", "c3", "c4"), "c3"),  # 32, 16, 8, 4 px
-    "tiny": ZooEntry("tiny", ("c1", "c2", "c3", "c4"), "c4"),  # 32, 32, 16, 8 px
+MODELS: dict[str, type[nn.Module]] = {
+    "airbench94": AirBench94,
+    "custom_resnet": CustomResNet,
+    "resnet18": ResNet18BN,
+    "resnet18_ln": ResNet18LN,
+    "s9net": S9Net,
+    "tiny": Tiny,
 }
 
 
-def model_names() -> list[str]:
-    return sorted(ZOO)
-
-
-def gradcam_layer_names(name: str) -> list[str]:
-    """Valid GradCAM layer names for a model ('default' is always allowed too)."""
-    return list(ZOO[name].gradcam_layers)
+def build_model(name: str, num_classes: int) -> nn.Module:
+    if name not in MODELS:
+        raise UserError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    return MODELS[name](num_classes)

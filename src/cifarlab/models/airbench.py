@@ -12,8 +12,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cifarlab.models.registry import register
-
 WIDTHS = (64, 256, 256)
 WHITEN_KERNEL = 2  # whitening patches are 2x2 pixels of 3 channels: 12 directions
 WHITEN_EPS = 5e-4  # added to each eigenvalue so near-flat directions are not blown up into noise
@@ -49,7 +47,6 @@ class ConvGroup(nn.Module):
         return self.activation(self.norm2(self.conv2(x)))
 
 
-@register("airbench94")
 class AirBench94(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()

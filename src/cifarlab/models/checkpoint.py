@@ -12,7 +12,7 @@ from torch import nn
 from cifarlab.data.stats import Stats
 from cifarlab.errors import UserError
 from cifarlab.io import save_torch
-from cifarlab.models.registry import build_model
+from cifarlab.models import build_model
 
 
 def weights_digest(weights: dict) -> str:

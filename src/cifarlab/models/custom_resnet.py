@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from cifarlab.models.blocks import conv_bn_relu
-from cifarlab.models.registry import register
 
 
 def _conv_pool_bn_relu(cin: int, cout: int) -> nn.Sequential:
@@ -27,7 +26,6 @@ class ResidualLayer(nn.Module):
         return x + self.res(x)
 
 
-@register("custom_resnet")
 class CustomResNet(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()

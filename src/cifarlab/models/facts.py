@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from cifarlab.models import model_names
-from cifarlab.models.registry import build_model
+from cifarlab.config import GRADCAM_LAYERS
+from cifarlab.models import build_model
 
 _WINDOW_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 _WINDOW_FUNCTIONS = {F.max_pool2d, F.avg_pool2d, F.conv2d}
@@ -73,12 +73,12 @@ def receptive_field(model: nn.Module) -> int:
     return field[output][0]
 
 
-def gradcam_layer_sizes(model: nn.Module, image_size: int = 32) -> dict[str, int]:
-    """Output width of each GradCAM-targetable layer for a square input."""
+def gradcam_layer_sizes(model: nn.Module, layers: list[str], image_size: int = 32) -> dict[str, int]:
+    """Output width of each of `layers` (attributes of `model`) for a square input."""
     sizes: dict[str, int] = {}
     hooks = [getattr(model, name).register_forward_hook(
         lambda _m, _i, out, name=name: sizes.__setitem__(name, out.shape[-1]))
-        for name in model.gradcam_layers]
+        for name in layers]
     with torch.no_grad():
         model.eval()(torch.zeros(1, 3, image_size, image_size))
     for hook in hooks:
@@ -90,10 +90,10 @@ def models_table(num_classes: int = 10, image_size: int = 32) -> str:
     """The README's model table (Markdown), computed from the registered models."""
     lines = ["| name | parameters | MACs / image | receptive field | GradCAM layers (output px) |",
              "|---|---:|---:|---:|---|"]
-    for name in model_names():
+    for name, choice in GRADCAM_LAYERS.items():
         model = build_model(name, num_classes)
-        layers = ", ".join(f"**{layer}** {size}" if layer == model.default_gradcam_layer else f"{layer} {size}"
-                           for layer, size in gradcam_layer_sizes(model, image_size).items())
+        layers = ", ".join(f"**{layer}** {size}" if layer == choice.default else f"{layer} {size}"
+                           for layer, size in gradcam_layer_sizes(model, choice.allowed, image_size).items())
         lines.append(f"| {name} | {parameter_count(model):,} | {macs_per_image(model, image_size):,} | "
                      f"{receptive_field(model)} | {layers} |")
     return "\n".join(lines)

@@ -8,8 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifarlab.models.registry import register
-
 Norm = Callable[[int], nn.Module]
 
 
@@ -50,7 +48,6 @@ class ResNet18(nn.Module):
         return self.linear(out)
 
 
-@register("resnet18")
 class ResNet18BN(ResNet18):
     def __init__(self, num_classes: int) -> None:
         super().__init__(num_classes, nn.BatchNorm2d)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from cifarlab.models.registry import register
 from cifarlab.models.resnet import ResNet18
 
 
@@ -12,7 +11,6 @@ def layer_norm(channels: int) -> nn.Module:
     return nn.GroupNorm(1, channels)
 
 
-@register("resnet18_ln")
 class ResNet18LN(ResNet18):
     def __init__(self, num_classes: int) -> None:
         super().__init__(num_classes, layer_norm)

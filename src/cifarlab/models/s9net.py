@@ -6,10 +6,8 @@ import torch
 from torch import nn
 
 from cifarlab.models.blocks import GapHead, conv_bn_relu, separable
-from cifarlab.models.registry import register
 
 
-@register("s9net")
 class S9Net(nn.Module):
     bf16_on_cpu = False  # slower in bf16 than fp32 channels-last on a Zen 4 CPU (see docs/speed.md)
 

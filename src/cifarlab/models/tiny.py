@@ -6,10 +6,8 @@ import torch
 from torch import nn
 
 from cifarlab.models.blocks import GapHead, conv_bn_relu, separable
-from cifarlab.models.registry import register
 
 
-@register("tiny")
 class Tiny(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()

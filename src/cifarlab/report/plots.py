@@ -70,22 +70,24 @@ def confusion_figure(matrix: np.ndarray, classes: list[str]):
 
 def gallery_figure(images: list[np.ndarray], captions: list[str], columns: int = 5, title: str = "",
                    colorbar: str = ""):
-    """A grid of images with a readable caption over each, the title clear of the first row, and
-    optionally a jet colour bar (0-1) labelled `colorbar` at the right."""
+    """A grid of images with a readable caption over each, the title just above the first row, and
+    optionally a jet colour bar (0-1) labelled `colorbar` at the right. Constrained layout makes
+    room for every caption, so a long one never runs into the image above it."""
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.8 * columns, 3.2 * rows + 0.6), squeeze=False)
+    caption_lines = max([caption.count("\n") + 1 for caption in captions] or [1])
+    width = 2.4 * columns + (0.9 if colorbar else 0)
+    height = (2.4 + 0.25 * caption_lines) * rows + (0.5 if title else 0)
+    fig, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions):
         ax.imshow(image, interpolation="nearest")
-        ax.set_title(literal(caption), fontsize=11)
+        ax.set_title(literal(caption), fontsize=10)
     if title:
-        fig.suptitle(title, fontsize=14)
-    right = 0.92 if colorbar else 1.0
-    fig.tight_layout(rect=(0, 0, right, 1 - 0.6 / fig.get_figheight()))
+        fig.suptitle(title, fontsize=13)
     if colorbar:
-        bar = fig.add_axes((0.94, 0.1, 0.015, 0.75))
-        fig.colorbar(plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, 1)), cax=bar).set_label(colorbar)
+        scale = plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, 1))
+        fig.colorbar(scale, ax=axes, fraction=0.02, shrink=0.8).set_label(colorbar)
     return fig
 
 
@@ -99,7 +101,7 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarra
 
 
 def _no_evidence(cam: np.ndarray) -> str:
-    return "" if cam.max() > 0 else "\n(map all zero: no positive evidence)"
+    return "" if cam.max() > 0 else "\n(no positive evidence)"
 
 
 def gradcam_figure(layer: str, images: list[np.ndarray], predicted: np.ndarray, actual: np.ndarray,
@@ -135,19 +137,14 @@ def faithfulness_figure(curves: dict, ranked: list[str]):
     return fig
 
 
-def lr_finder_figure(sweep, chosen: float | None):
-    """Smoothed loss against LR (log scale) with the chosen LR marked; or a note when not run."""
-    fig, ax = plt.subplots(figsize=(7, 4) if sweep else (7, 0.8))
-    if sweep:
-        ax.plot(sweep.lrs, sweep.losses)
-        ax.set_xscale("log")
-        ax.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen max_lr {chosen:.3g}")
-        ax.legend()
-        ax.set(xlabel="learning rate", ylabel="smoothed training loss", title="LR range test")
-        ax.grid(alpha=0.3)
-    else:
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"LR range test not run: max_lr is {chosen} (set train.scheduler.onecycle.max_lr: auto)",
-                ha="center", va="center", wrap=True)
+def lr_finder_figure(sweep, chosen: float):
+    """Smoothed loss against LR (log scale) with the chosen LR marked."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(sweep.lrs, sweep.losses)
+    ax.set_xscale("log")
+    ax.axvline(chosen, color="tab:red", linestyle="--", label=f"chosen max_lr {chosen:.3g}")
+    ax.legend()
+    ax.set(xlabel="learning rate", ylabel="smoothed training loss", title="LR range test")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -11,16 +11,23 @@ from cifarlab import paths
 from cifarlab.report.render import Section, model_summary
 
 if TYPE_CHECKING:
-    from cifarlab.config import Params
+    from cifarlab.config import DataConfig, Params
 
 
-def faithfulness_words(gradcam: dict, fractions: list[float]) -> str:
-    """The ROAD result in a sentence a student can read."""
+WEAK_MODEL_ACCURACY = 60.0  # below this test accuracy (%), a model's maps are a first look, not an explanation
+
+
+def faithfulness_words(gradcam: dict, fractions: list[float], accuracy: float) -> str:
+    """The ROAD result in a sentence a student can read, worded by the size of the gap and
+    qualified by how often the model is right at all."""
     best = gradcam["most_faithful_layer"]
     gap = gradcam["road_gap"][best]
     verdict = ("The pixels GradCAM highlights matter clearly more to the prediction than the rest" if gap >= 0.1 else
                "GradCAM's highlights barely matter more than the rest of the image" if gap > 0.02 else
                "GradCAM's highlights do not matter more than the rest of the image: do not trust these maps")
+    if accuracy < WEAK_MODEL_ACCURACY:
+        verdict += (f", but this model is right on only {accuracy:.0f}% of test images, so its maps show what an "
+                    "undertrained model looks at")
     others = [f"{name} {value:.2f}" for name, value in gradcam["road_gap"].items() if name != best]
     return (f"{verdict}. At {best}, the most faithful layer for this model, hiding the pixels GradCAM marks as "
             f"most relevant lowers the predicted class's probability by {gap:.2f} more (averaged over "
@@ -29,30 +36,40 @@ def faithfulness_words(gradcam: dict, fractions: list[float]) -> str:
             + (f"; other layers: {', '.join(others)}" if others else "") + ".")
 
 
-def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[float], source: str
+def comparability(data: DataConfig, epochs: int) -> list[tuple[str, str]]:
+    """A warning row for a run made on part of the data: its numbers do not compare with whole-dataset results."""
+    parts = [f"data.subset.{split} = {count:,}" for split, count in data.subset.model_dump().items() if count]
+    if not parts:
+        return []
+    return [("not comparable", f"a run on a subset ({', '.join(parts)}) for {epochs} epochs: a quick check of the "
+                               "pipeline; its numbers do not compare with results on the whole dataset")]
+
+
+def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[float], data: DataConfig
                 ) -> list[tuple[str, str]]:
     tta = (f" with {evaluation['tta'].replace('_', ' + ')} TTA ({evaluation['accuracy_without_tta']:.2f}% without)"
            if evaluation["tta"] != "none" else "")
-    max_lr = "n/a" if train["max_lr"] is None else f"{train['max_lr']:.4g}" + (
-        " (from the LR range test)" if train["lr_finder_lr"] is not None else "")
+    max_lr = [] if train["max_lr"] is None else [("OneCycle max_lr", f"{train['max_lr']:.4g}" + (
+        " (from the LR range test)" if train["lr_finder_lr"] is not None else ""))]
     return [
-        ("data", f"{source}: {train['train_images']:,} training, {train['val_images']:,} validation and "
+        *comparability(data, train["epochs"]),
+        ("data", f"{data.source}: {train['train_images']:,} training, {train['val_images']:,} validation and "
                  f"{evaluation['num_test_images']:,} test images"),
         ("model", train["model"]), ("parameters", f"{train['params']:,}"),
         ("multiply-adds per image", f"{train['macs']:,}"), ("receptive field", f"{train['receptive_field']} px"),
         ("epochs", train["epochs"]), ("device", f"{train['device']}, {train['precision']}, {train['layout']}"),
         ("training time", f"{train['train_seconds']} s in training steps ({train['train_images_per_s']} images/s); "
                           f"{train['epoch_seconds']} s with validation and test scoring"),
-        ("OneCycle max_lr", max_lr),
+        *max_lr,
         ("checkpoint", f"epoch {train['checkpoint']['epoch']}, chosen by {train['checkpoint']['chosen_by']}"),
         ("validation accuracy", "no validation split (data.val = 0)" if train["best_val_acc"] is None else
          f"best {train['best_val_acc']:.2f}% at epoch {train['best_val_epoch']}, last {train['final_val_acc']:.2f}% "
          f"({train['val_images']} held-out training images)"),
         ("test accuracy (the result)", f"{evaluation['accuracy']:.2f}%{tta} on "
-                                       f"{evaluation['num_test_images']} images of the test split, which no "
+                                       f"{evaluation['num_test_images']:,} images of the test split, which no "
                                        "training decision saw"),
         ("test loss", f"{evaluation['loss']:.4f}"),
-        ("GradCAM faithfulness (ROAD)", faithfulness_words(gradcam, fractions)),
+        ("GradCAM faithfulness (ROAD)", faithfulness_words(gradcam, fractions, evaluation["accuracy"])),
     ]
 
 
@@ -69,7 +86,7 @@ def report_sections(params: Params, train: dict, evaluation: dict, details: dict
                 for pair in details["most_confused"]]
     return [
         Section("Run summary", "table", run_summary(train, evaluation, gradcam, params.gradcam.faithfulness.fractions,
-                                                      params.data.source)),
+                                                      params.data)),
         Section("Loss, accuracy and learning rate", "image", paths.CURVES_PNG),
         *([Section("LR range test", "image", paths.LR_FINDER_PNG)] if train["lr_finder_lr"] is not None else []),
         Section("Confusion matrix", "image", paths.CONFUSION_PNG),

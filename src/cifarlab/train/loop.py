@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from cifarlab.data.batches import Batches
 from cifarlab.device import autocast, to_device
-from cifarlab.distributed import SINGLE, Group, share, total
+from cifarlab.distributed import SINGLE, Group, total
 from cifarlab.inference import score
 from cifarlab.train.schedule import Schedule
 
@@ -157,18 +157,15 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
             progress.failure = str(err)
             return progress
         progress.train_seconds += time.perf_counter() - began
-        scores = None
-        if group.is_main:
-            scores = (score(model, val, device, precision) if val is not None else NO_SCORE,
-                      score(model, test, device, precision) if test is not None else NO_SCORE)
-        (val_loss, val_acc), (test_loss, test_acc) = share(group, scores)
+        (val_loss, val_acc), (test_loss, test_acc) = group.decided_by_main(lambda: (
+            score(model, val, device, precision) if val is not None else NO_SCORE,
+            score(model, test, device, precision) if test is not None else NO_SCORE))
         schedule.step_epoch(val_loss)
         progress.record(EpochResult(epoch, train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, lr),
                         model, checkpoint)
         shown = f"val loss {val_loss:.4f} acc {val_acc:6.2f}%" if val is not None else "no validation split"
-        if group.is_main:
-            print(f"epoch {epoch:3d}/{epochs}: train loss {train_loss:.4f} acc {train_acc:6.2f}% | {shown} | "
-                  f"lr {lr:.5f}", flush=True)
+        group.say(f"epoch {epoch:3d}/{epochs}: train loss {train_loss:.4f} acc {train_acc:6.2f}% | {shown} | "
+                  f"lr {lr:.5f}")
         progress.epoch_seconds += time.perf_counter() - began
         on_epoch_end(progress)
     return progress

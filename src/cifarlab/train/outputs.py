@@ -12,12 +12,12 @@ from cifarlab import paths
 from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
 from cifarlab.errors import UserError
-from cifarlab.io import immediately, save_figure, write_csv, write_json
+from cifarlab.io import immediately, remove, save_figure, write_csv, write_json
 from cifarlab.models.checkpoint import save_checkpoint
 from cifarlab.report.plots import curves_figure, lr_finder_figure
 from cifarlab.train.live import EpochLog
 from cifarlab.train.loop import Progress
-from cifarlab.train.run import TrainResult, train_metrics
+from cifarlab.train.run import TrainResult, train_metrics, training_facts
 
 
 class EpochOutputs:
@@ -39,18 +39,24 @@ class EpochOutputs:
 
 
 def write_results(params, result: TrainResult, data: Prepared, stats: Stats) -> dict:
-    """The LR range test's curve, the checkpoint and the metrics. A run stopped by a NaN loss keeps
-    the checkpoint of its last good epoch and ends in one error line."""
+    """The LR range test's curve and figure, the checkpoint, the metrics and the training facts
+    (returned). A run stopped by a NaN loss keeps the checkpoint of its last good epoch and ends
+    in one error line."""
     curve = {"lr": result.sweep.lrs, "loss": result.sweep.losses} if result.sweep else {"lr": [], "loss": []}
     write_csv(paths.LR_FINDER_CSV, pd.DataFrame(curve))
-    save_figure(paths.LR_FINDER_PNG, lr_finder_figure(result.sweep, result.max_lr))
+    if result.sweep:
+        save_figure(paths.LR_FINDER_PNG, lr_finder_figure(result.sweep, result.max_lr))
+    else:
+        remove(paths.LR_FINDER_PNG)
     if result.history:
         metrics = train_metrics(params, result, len(data.y_train), len(data.y_val))
+        facts = training_facts(params, result, len(data.y_val))
         with immediately() if result.failure else nullcontext():  # kept although the stage fails
             save_checkpoint(paths.MODEL, params.model, result.model.state_dict(), data.classes, stats,
-                            result.kept_epoch, metrics["checkpoint"], result.precision)
+                            result.kept_epoch, facts["checkpoint"], result.precision)
     if result.failure:
         kept = f"; kept the checkpoint of epoch {result.kept_epoch} in {paths.MODEL}"
         raise UserError(result.failure + (kept if result.history else ""))
     write_json(paths.METRICS_TRAIN, metrics)
-    return metrics
+    write_json(paths.TRAINING, facts)
+    return facts

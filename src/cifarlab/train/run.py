@@ -1,7 +1,8 @@
 """The training run as one library call, used by the train stage, the tests and the benchmark:
 seeding, model and layout, batches, the LR range test, resume, the loop, and the best weights.
 In a data-parallel run (`group`), rank 0 alone runs the LR range test, reads and writes the
-resume state and scores; what it decides is shared with the other processes."""
+resume state and scores, and the others receive what it decides, all through the group's seam
+(say, main_only, decided_by_main), so the run reads the same on one process as on many."""
 from __future__ import annotations
 
 import math
@@ -18,10 +19,10 @@ from cifarlab.data.batches import eval_batches, resolve_workers, train_batches
 from cifarlab.data.prepared import Prepared
 from cifarlab.data.stats import Stats
 from cifarlab.device import describe, make_scaler, memory_format, resolve_precision, select_device
-from cifarlab.distributed import SINGLE, Group, check_batch_split, data_parallel, share
+from cifarlab.distributed import SINGLE, Group, check_batch_split, data_parallel
 from cifarlab.io import immediately
+from cifarlab.models import build_model
 from cifarlab.models.facts import macs_per_image, parameter_count, receptive_field
-from cifarlab.models.registry import build_model
 from cifarlab.train.lookahead import Lookahead
 from cifarlab.train.loop import EpochResult, Progress, fit
 from cifarlab.train.lr_finder import RangeTest, choose_max_lr
@@ -30,7 +31,7 @@ from cifarlab.train.resume import fingerprint, load_resume_state, restore, save_
 from cifarlab.train.schedule import Schedule, onecycle_peak
 
 if TYPE_CHECKING:
-    from cifarlab.config import Params
+    from cifarlab.config import Params, TrainConfig
 
 DATA_INIT_IMAGES = 5000  # a data-initialised layer sees this many training images (as airbench)
 
@@ -64,62 +65,45 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     cfg = params.train
     check_batch_split(cfg.batch_size, group)
     device = device or select_device(group.local_rank)
-    state_path = state_path if group.is_main else None
-    torch.manual_seed(cfg.seed)
-    model = build_model(params.model, data.num_classes)
-    init_from_data(model, data.x_train, stats, cfg.seed)
-    facts = {"params": parameter_count(model), "macs": macs_per_image(model, data.x_train.shape[1]),
-             "receptive_field": receptive_field(model)}
+    state_path = group.main_only(lambda: state_path)
+    model, facts = _built_model(params.model, data, stats, cfg.seed)
     model = model.to(device, memory_format=memory_format(device))
     precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
     layout = "channels_last" if memory_format(device) == torch.channels_last else "contiguous"
-    if group.is_main:
-        print(f"model {params.model}: {facts['params']:,} parameters, {facts['macs']:,} MACs/image, receptive "
+    group.say(f"model {params.model}: {facts['params']:,} parameters, {facts['macs']:,} MACs/image, receptive "
               f"field {facts['receptive_field']} px; on {describe(device)} in {precision}, {layout}"
-              + (f"; {group.world} processes" if group.active else ""), flush=True)
+              + (f"; {group.world} processes" if group.active else ""))
 
     def batches(rank: int, world: int):
         return train_batches(cfg.loader, data.x_train, data.y_train, params.augment, stats, cfg.batch_size, cfg.seed,
                              device, resolve_workers(cfg.workers), rank, world)
 
     train = batches(group.rank, group.world)
-    val = test = None
-    if group.is_main:
-        val = (eval_batches(data.x_val, data.y_val, stats, cfg.batch_size, device, cfg.loader)
-               if len(data.y_val) else None)
-        test = (eval_batches(data.x_test, data.y_test, stats, cfg.batch_size, device, cfg.loader)
-                if cfg.test_curve else None)
+    val, test = group.main_only(lambda: _scoring_batches(data, stats, cfg, device), (None, None))
     if cfg.compile:
         model.compile()
     optimizer = make_optimizer(model, cfg.optimizer, cfg.batch_size)
-    state = key = None
+    key = None
     if state_path is not None:  # the fingerprint hashes every image: only worth it when a state can be resumed
         key = fingerprint([params.model, params.augment.model_dump(), cfg.model_dump(), stats.mean, stats.std],
                           [data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test], model)
-        state = load_resume_state(state_path, key)
-        if state is None and state_path.is_file():
-            print(f"ignoring {state_path}: saved by a run with other params, data or model code; starting over",
-                  flush=True)
-    state = share(group, state)
-    if state is None:
-        found = None
-        if group.is_main:  # on whole global batches, as one process would
-            sweep_batches = batches(0, 1) if group.active else train
-            found = choose_max_lr(cfg.scheduler, cfg.lr_finder, model, optimizer, sweep_batches, device, precision)
-        max_lr, sweep = share(group, found)
+    state = group.decided_by_main(lambda: _saved_state(state_path, key))
+    if state is None:  # the range test runs on whole global batches, as one process would
+        max_lr, sweep = group.decided_by_main(lambda: choose_max_lr(
+            cfg.scheduler, cfg.lr_finder, model, optimizer, batches(0, 1) if group.active else train, device,
+            precision))
     else:
         max_lr, sweep = state["extras"]["max_lr"], _sweep(state["extras"]["sweep"])
     peak = cfg.scheduler.onecycle.peak_epoch
     moved = onecycle_peak(peak, cfg.epochs)
-    if cfg.scheduler.name == "onecycle" and moved != peak and group.is_main:
-        print(f"note: train.scheduler.onecycle.peak_epoch = {peak:g} is not before the end of "
-              f"{cfg.epochs} epochs; OneCycle peaks at epoch {moved:g} instead", flush=True)
+    if cfg.scheduler.name == "onecycle" and moved != peak:
+        group.say(f"note: train.scheduler.onecycle.peak_epoch = {peak:g} is not before the end of "
+                  f"{cfg.epochs} epochs; OneCycle peaks at epoch {moved:g} instead")
     schedule = Schedule(optimizer, cfg.scheduler, cfg.epochs, len(train), max_lr)
     progress = Progress()
     if state is not None:
         progress = restore(state, model, optimizer, schedule)
-        if group.is_main:
-            print(f"resuming after epoch {state['epoch']} of {cfg.epochs}", flush=True)
+        group.say(f"resuming after epoch {state['epoch']} of {cfg.epochs}")
     lookahead = Lookahead(model, cfg.lookahead, cfg.epochs * len(train)) if cfg.lookahead.every else None
     if lookahead is not None and state is not None:
         lookahead.load_state_dict(state["extras"]["lookahead"])
@@ -131,8 +115,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
                 save_state(state_path, key, model, optimizer, schedule, progress,
                            {"max_lr": max_lr, "sweep": None if sweep is None else vars(sweep),
                             "lookahead": None if lookahead is None else lookahead.state_dict()})
-            if group.is_main:
-                on_epoch_end(progress)
+            group.main_only(lambda: on_epoch_end(progress))
 
     progress = fit(model, optimizer, schedule, make_scaler(device, precision), train, val, test, cfg.epochs, device,
                    progress, epoch_done, cfg.checkpoint, cfg.label_smoothing, precision, group, trainer,
@@ -145,6 +128,34 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
                        progress.best_val_acc if val is not None else None, progress.best_val_epoch,
                        max_lr, sweep, facts, describe(device), precision, layout, group.world,
                        progress.train_seconds, progress.epoch_seconds, progress.failure)
+
+
+def _built_model(name: str, data: Prepared, stats: Stats, seed: int) -> tuple[nn.Module, dict]:
+    """The model as the seed initialises it, and its facts: parameters, MACs per image, receptive field."""
+    torch.manual_seed(seed)
+    model = build_model(name, data.num_classes)
+    init_from_data(model, data.x_train, stats, seed)
+    facts = {"params": parameter_count(model), "macs": macs_per_image(model, data.x_train.shape[1]),
+             "receptive_field": receptive_field(model)}
+    return model, facts
+
+
+def _scoring_batches(data: Prepared, stats: Stats, cfg: TrainConfig, device: torch.device) -> tuple:
+    """Validation batches (None without a split) and test batches (None unless train.test_curve)."""
+    val = eval_batches(data.x_val, data.y_val, stats, cfg.batch_size, device, cfg.loader) if len(data.y_val) else None
+    test = eval_batches(data.x_test, data.y_test, stats, cfg.batch_size, device, cfg.loader) if cfg.test_curve else None
+    return val, test
+
+
+def _saved_state(state_path: Path | None, key: str | None) -> dict | None:
+    """The saved state this run can resume from, if any; a state of another run is ignored, saying so."""
+    if state_path is None:
+        return None
+    state = load_resume_state(state_path, key)
+    if state is None and state_path.is_file():
+        print(f"ignoring {state_path}: saved by a run with other params, data or model code; starting over",
+              flush=True)
+    return state
 
 
 def init_from_data(model: nn.Module, images: np.ndarray, stats: Stats, seed: int) -> None:
@@ -163,18 +174,11 @@ def _sweep(saved: dict | None) -> RangeTest | None:
 
 
 def train_metrics(params: Params, result: TrainResult, train_images: int, val_images: int) -> dict:
-    """metrics/train.json: what was trained, how fast, and which split chose the checkpoint. No
+    """metrics/train.json: the numbers runs are compared by (size, speed, validation scores). No
     test accuracy: the evaluate stage alone reports that, as the result."""
     last = result.history[-1]
-    if params.train.checkpoint == "best_val":
-        chosen_by = f"best validation accuracy ({val_images} held-out training images)"
-    else:
-        chosen_by = "last epoch" + ("" if val_images else "; no validation split (data.val = 0)")
     return {
-        "model": params.model, **result.facts, "device": result.device, "precision": result.precision,
-        "layout": result.layout, "processes": result.processes, "threads": torch.get_num_threads(),
-        "epochs": params.train.epochs,
-        "checkpoint": {"rule": params.train.checkpoint, "epoch": result.kept_epoch, "chosen_by": chosen_by},
+        **result.facts, "epochs": params.train.epochs, "checkpoint_epoch": result.kept_epoch,
         "train_images": train_images, "val_images": val_images,
         "best_val_acc": None if result.best_val_acc is None else round(result.best_val_acc, 4),
         "best_val_epoch": result.best_val_epoch if val_images else None,
@@ -184,4 +188,18 @@ def train_metrics(params: Params, result: TrainResult, train_images: int, val_im
         "train_seconds": round(result.train_seconds, 2),
         "epoch_seconds": round(result.epoch_seconds, 2),
         "train_images_per_s": round(len(result.history) * train_images / result.train_seconds, 1),
+    }
+
+
+def training_facts(params: Params, result: TrainResult, val_images: int) -> dict:
+    """models/training.json: how the model was trained, in words (where, in what precision, why
+    this epoch): what the report shows and `dvc exp show` need not."""
+    if params.train.checkpoint == "best_val":
+        chosen_by = f"best validation accuracy ({val_images} held-out training images)"
+    else:
+        chosen_by = "last epoch" + ("" if val_images else "; no validation split (data.val = 0)")
+    return {
+        "model": params.model, "device": result.device, "precision": result.precision, "layout": result.layout,
+        "processes": result.processes, "threads": torch.get_num_threads(),
+        "checkpoint": {"rule": params.train.checkpoint, "epoch": result.kept_epoch, "chosen_by": chosen_by},
     }

@@ -1,4 +1,4 @@
-"""Choosing which mistakes to show, reproducibly, and how to caption them."""
+"""Choosing which misclassified test images to show, reproducibly, and how to caption them."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -12,7 +12,8 @@ TITLES = {"confidence": "most confident mistakes", "index": "first mistakes by i
 PREDICTION_COLUMNS = ["index", "actual", "predicted", "actual_id", "predicted_id", "confidence"]
 
 
-def choose_mistakes(predictions: pd.DataFrame, count: int, order: str = "confidence", seed: int = 0) -> pd.DataFrame:
+def choose_misclassified(predictions: pd.DataFrame, count: int, order: str = "confidence",
+                         seed: int = 0) -> pd.DataFrame:
     """Up to `count` wrong predictions, in one of ORDERS:
     confidence — most confident mistakes first (ties: lower index first);
     index      — the first ones by test-set index;

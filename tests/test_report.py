@@ -1,0 +1,59 @@
+"""What the report and its figures tell a reader: captions that can be read, a smoke run marked as
+one, and a faithfulness verdict that weighs how good the model is."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cifarlab.config import parse_params
+from cifarlab.report.plots import gallery_figure
+from cifarlab.report.sections import faithfulness_words, run_summary
+from conftest import committed_params_dict, param_parent
+
+
+@pytest.mark.parametrize("columns, captions", [(5, ["truck (0.85) / automobile"] * 10),
+                                               (6, ["why automobile?\n(no positive evidence)"] * 12)])
+def test_gallery_captions_sit_between_rows_without_touching_an_image(columns, captions):
+    images = [np.full((32, 32, 3), 128, dtype=np.uint8)] * len(captions)
+    fig = gallery_figure(images, captions, columns=columns, title="10 most confident mistakes",
+                         colorbar="GradCAM" if columns == 6 else "")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.images]
+    boxes = [ax.get_window_extent(renderer) for ax in axes]
+    for ax in axes:
+        caption = ax.title.get_window_extent(renderer)
+        assert not any(caption.overlaps(box) for box in boxes), ax.title.get_text()
+    title = fig._suptitle.get_window_extent(renderer)
+    top_row = max(box.y1 for box in boxes)
+    assert title.y0 >= top_row and title.y0 - top_row < 0.1 * fig.bbox.height  # just above the images, no gap
+
+
+def _summary(subset_train: int, accuracy: float = 91.0, gap: float = 0.15) -> dict[str, str]:
+    raw = committed_params_dict()
+    node, key = param_parent(raw, "data.subset.train")
+    node[key] = subset_train
+    params = parse_params(raw)
+    train = {"train_images": 5000, "val_images": 0, "model": "airbench94", "params": 1, "macs": 1,
+             "receptive_field": 67, "epochs": 5, "device": "cpu", "precision": "bf16", "layout": "channels_last",
+             "train_seconds": 90.0, "train_images_per_s": 300.0, "epoch_seconds": 95.0, "max_lr": None,
+             "lr_finder_lr": None, "checkpoint": {"epoch": 5, "chosen_by": "last epoch"}, "best_val_acc": None}
+    evaluation = {"tta": "none", "accuracy": accuracy, "num_test_images": 1000, "loss": 0.8}
+    gradcam = {"most_faithful_layer": "block2", "road_gap": {"block2": gap}, "faithfulness_images": 100}
+    return dict(run_summary(train, evaluation, gradcam, [0.5], params.data))
+
+
+def test_a_run_on_a_subset_is_marked_not_comparable_and_a_whole_run_is_not():
+    flagged = _summary(subset_train=5000)
+    assert "data.subset.train = 5,000" in flagged["not comparable"] and "5 epochs" in flagged["not comparable"]
+    assert "not comparable" not in _summary(subset_train=0)
+
+
+def test_faithfulness_verdict_follows_the_gap_and_qualifies_a_weak_model():
+    gradcam = {"most_faithful_layer": "c3", "road_gap": {"c3": 0.15, "c2": 0.05}, "faithfulness_images": 100}
+    strong = faithfulness_words(gradcam, [0.5], accuracy=91.0)
+    assert strong.startswith("The pixels GradCAM highlights matter clearly more") and "undertrained" not in strong
+    weak = faithfulness_words(gradcam, [0.5], accuracy=33.0)
+    assert "right on only 33% of test images" in weak
+    small_gap = faithfulness_words({**gradcam, "road_gap": {"c3": 0.01}}, [0.5], accuracy=91.0)
+    assert "do not trust these maps" in small_gap
