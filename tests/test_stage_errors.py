@@ -112,3 +112,18 @@ def test_a_stage_run_by_hand_replaces_all_its_outputs_or_none(project, run_pytho
         subprocess.run(["chattr", "-i", str(project / "metrics")], check=True)
     assert _outputs(project) == before
     assert not [p for p in project.rglob("*.tmp")]
+
+
+def test_gradcam_run_by_hand_keeps_only_the_grids_asked_for_and_the_road_figure(project, run_python):
+    """A layer dropped from gradcam.layers loses its grid; the ROAD figure in the same folder stays."""
+    changes = {"model": "tiny", "train.epochs": 1, "train.batch_size": 8, "misclassify.count": 3,
+               "gradcam.layers": ["c2", "c3"]}
+    for key, value in changes.items():
+        _edit(project, key, value)
+    for stage in ("download", "stats", "train", "evaluate", "misclassify", "gradcam"):
+        assert run_python([f"stages/{stage}.py"], cwd=project).returncode == 0, stage
+    folder = project / "plots" / "6-gradcam"
+    assert sorted(p.name for p in folder.glob("*.png")) == ["c2-32px.png", "c3-16px.png", "road_faithfulness.png"]
+    _edit(project, "gradcam.layers", ["c3"])
+    assert run_python(["stages/gradcam.py"], cwd=project).returncode == 0
+    assert sorted(p.name for p in folder.glob("*.png")) == ["c3-16px.png", "road_faithfulness.png"]

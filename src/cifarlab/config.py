@@ -31,15 +31,16 @@ class GradcamLayers(NamedTuple):
     allowed: tuple[str, ...]  # attributes of the model, largest map first
 
 
-# Every model of models.MODELS and the layers GradCAM may explain in it; `default` is a middle
-# layer whose maps are fine enough to localise and deep enough to mean something.
+# Every model of models.MODELS and the layers GradCAM may explain in it (their map sizes: README's
+# model table, from `python -m cifarlab.models.facts`); `default` is the layer whose maps are about
+# 8 px: fine enough to localise, deep enough to mean something.
 GRADCAM_LAYERS = {
-    "airbench94": GradcamLayers("block2", ("block1", "block2", "block3")),  # 15, 7, 3 px
-    "custom_resnet": GradcamLayers("layer2", ("prep", "layer1", "layer2", "layer3")),  # 32, 16, 8, 4 px
-    "resnet18": GradcamLayers("layer3", ("layer1", "layer2", "layer3", "layer4")),  # 32, 16, 8, 4 px
-    "resnet18_ln": GradcamLayers("layer3", ("layer1", "layer2", "layer3", "layer4")),  # 32, 16, 8, 4 px
-    "s9net": GradcamLayers("c3", ("c1", "c2", "c3", "c4")),  # 32, 16, 8, 4 px
-    "tiny": GradcamLayers("c4", ("c1", "c2", "c3", "c4")),  # 32, 32, 16, 8 px
+    "airbench94": GradcamLayers("block2", ("block1", "block2", "block3")),
+    "custom_resnet": GradcamLayers("layer2", ("prep", "layer1", "layer2", "layer3")),
+    "resnet18": GradcamLayers("layer3", ("layer1", "layer2", "layer3", "layer4")),
+    "resnet18_ln": GradcamLayers("layer3", ("layer1", "layer2", "layer3", "layer4")),
+    "s9net": GradcamLayers("c3", ("c1", "c2", "c3", "c4")),
+    "tiny": GradcamLayers("c4", ("c1", "c2", "c3", "c4")),
 }
 
 

@@ -42,10 +42,9 @@ def explain_layers(cfg: GradcamConfig, model: nn.Module, names: list[str], data:
     ranked = sorted(names, key=lambda name: -curves[name].gap)
 
     stems = figure_names(model, names, data.x_test.shape[1])
-    paths.GRADCAM_DIR.mkdir(parents=True, exist_ok=True)
-    for stale in paths.GRADCAM_DIR.glob("*.png"):
-        if stale.stem not in stems.values() and stale != paths.FAITHFULNESS_PNG:
-            remove(stale)
+    drawn = {paths.GRADCAM_DIR / f"{stem}.png" for stem in stems.values()} | {paths.FAITHFULNESS_PNG}
+    for stale in set(paths.GRADCAM_DIR.glob("*.png")) - drawn:  # grids of layers no longer asked for
+        remove(stale)
     for name, figure in figures.items():
         save_figure(paths.GRADCAM_DIR / f"{stems[name]}.png", figure)
     write_csv(paths.FAITHFULNESS_CSV, curves_table(curves))
