@@ -15,6 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from cifarlab.conf import compose, params_text
 from cifarlab.config import Params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def make_arrays(per_class_train: int = 6, per_class_test: int = 3, seed: int = 0
     return out
 
 
-# The assignments' plain recipe over the committed params: SGD in PyTorch's units with OneCycle, no
+# The assignments' plain recipe over the default params: SGD in PyTorch's units with OneCycle, no
 # lookahead or label smoothing, test scores on the curves; for tests written in those units.
 PLAIN_RECIPE = {"train.optimizer.name": "sgd", "train.scheduler.name": "onecycle", "train.optimizer.decoupled": False,
                 "train.optimizer.norm_bias_lr_scale": 1.0, "train.optimizer.lr": 0.05,
@@ -61,25 +62,45 @@ def param_parent(params: dict, dotted: str) -> tuple[dict, str]:
 
 
 @functools.cache
-def _committed_text() -> str:
-    """params.yaml as committed (git's index): `dvc exp run` rewrites the workspace copy, and the tests must not
-    depend on whatever experiment ran last (outside a git checkout, the file itself)."""
-    shown = subprocess.run(["git", "show", ":params.yaml"], cwd=ROOT, capture_output=True, text=True)
-    return shown.stdout if shown.returncode == 0 else (ROOT / "params.yaml").read_text()
+def _default_text() -> str:
+    """params.yaml as conf/ composes it with no overrides: the project's own defaults. Not the
+    workspace's params.yaml, which `dvc exp run` rewrites, nor the committed one, which a user's
+    baseline commit replaces with their first run's params."""
+    return params_text()
 
 
-def committed_params_dict(**changes) -> dict:
-    """The committed params as a plain mapping, with dotted-key changes ('train.epochs': 2)."""
-    params = copy.deepcopy(yaml.safe_load(_committed_text()))
+def default_params_dict(**changes) -> dict:
+    """The project's default params as a plain mapping, with dotted-key changes ('train.epochs': 2)."""
+    params = copy.deepcopy(yaml.safe_load(_default_text()))
     for dotted, value in changes.items():
         node, last = param_parent(params, dotted)
         node[last] = value
     return params
 
 
-def committed_params(**changes) -> Params:
-    """The committed params, validated, with dotted-key changes ({'train.epochs': 2})."""
-    return parse_params(committed_params_dict(**changes))
+def default_params(**changes) -> Params:
+    """The project's default params, validated, with dotted-key changes ({'train.epochs': 2})."""
+    return parse_params(default_params_dict(**changes))
+
+
+def set_project_defaults(project: Path, model: str, settings: dict) -> None:
+    """Make a project copy's own defaults (its conf/) `model` with dotted-key `settings` on top of
+    the model's and any recipe's, so that `dvc exp run -S`, which composes conf/ afresh, keeps
+    them; params.yaml is composed from it too."""
+    conf = project / "conf"
+    main = (conf / "config.yaml").read_text()
+    main = main.replace("  - model: airbench94 ", f"  - model: {model} ", 1)
+    main = main.replace("  - optional recipe: null", "  - optional recipe: null\n  - test_settings", 1)
+    (conf / "config.yaml").write_text(main)
+    nested: dict = {}
+    for dotted, value in settings.items():
+        *parents, last = dotted.split(".")
+        node = nested
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    (conf / "test_settings.yaml").write_text("# @package _global_\n" + yaml.safe_dump(nested))
+    (project / "params.yaml").write_text(yaml.safe_dump(compose(conf=conf), sort_keys=False))
 
 
 def write_image_tree(root: Path, arrays: dict, fmt: str = "png") -> Path:
@@ -121,7 +142,6 @@ def image_tree(tmp_path, arrays) -> Path:
 @pytest.fixture
 def run_python():
     """Run a Python script as a subprocess with this interpreter; returns CompletedProcess."""
-    import subprocess
 
     def run(args, cwd, **kwargs):
         return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, **kwargs)
@@ -133,17 +153,17 @@ def project_on_tree(root: Path, per_class_train: int, per_class_test: int, **cha
     dotted-key param changes ({'train.epochs': 1})."""
     tree = write_image_tree(root / "tree", make_arrays(per_class_train, per_class_test))
     project = copy_project(root / "project")
-    params = committed_params_dict(**{"data.source": str(tree), "model": "tiny", **changes})
+    params = default_params_dict(**{"data.source": str(tree), "model": "tiny", **changes})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project
 
 
 def copy_project(dest: Path) -> Path:
-    """Copy the pipeline (dvc.yaml, the committed params.yaml, stages, src) into `dest`."""
+    """Copy the pipeline (dvc.yaml, conf/ and the params.yaml it composes, stages, src) into `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
-    (dest / "params.yaml").write_text(_committed_text())
-    for name in ("stages", "src"):
+    (dest / "params.yaml").write_text(_default_text())
+    for name in ("conf", "stages", "src"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dest
 

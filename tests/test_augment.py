@@ -8,7 +8,7 @@ import pytest
 from cifarlab.config import AugmentConfig
 from cifarlab.data.augment import eval_transform, train_transform
 from cifarlab.data.stats import Stats
-from conftest import committed_params_dict
+from conftest import default_params_dict
 
 MEAN, STD = [0.5, 0.25, 0.75], [0.2, 0.2, 0.2]
 STATS = Stats(MEAN, STD)
@@ -16,7 +16,7 @@ STATS = Stats(MEAN, STD)
 
 
 def _augment(**overrides):
-    aug = {name: {**cfg, "p": 0.0} for name, cfg in committed_params_dict()["augment"].items()}
+    aug = {name: {**cfg, "p": 0.0} for name, cfg in default_params_dict()["augment"].items()}
     for name, cfg in overrides.items():
         aug[name].update(cfg)
     return AugmentConfig.model_validate(aug)

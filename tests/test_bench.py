@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from cifarlab import bench
-from conftest import ROOT, committed_params_dict
+from conftest import ROOT, default_params_dict
 
 FIGURES = ("train_step_img_s", "epoch_albumentations_img_s", "epoch_device_path_img_s", "epoch_reference_img_s",
            "epoch_speedup", "achieved_tflops")
@@ -15,7 +15,7 @@ FIGURES = ("train_step_img_s", "epoch_albumentations_img_s", "epoch_device_path_
 
 def test_benchmark_writes_a_row_per_model_and_each_stage_start_up(tmp_path, capsys, monkeypatch):
     out, params = tmp_path / "bench.json", tmp_path / "params.yaml"
-    settings = committed_params_dict()
+    settings = default_params_dict()
     for name, p in {"crop": 1, "hflip": 0.5, "rotate": 0, "shift_scale_rotate": 0, "cutout": 0.5, "to_gray": 0}.items():
         settings["augment"][name]["p"] = p
     params.write_text(yaml.safe_dump(settings))

@@ -11,7 +11,7 @@ from cifarlab.config import AugmentConfig, parse_params
 from cifarlab.data.augment import eval_transform, train_transform
 from cifarlab.data.batches import DeviceBatches
 from cifarlab.data.stats import Stats
-from conftest import committed_params_dict
+from conftest import default_params_dict
 
 MEAN, STD = [0.5, 0.25, 0.75], [0.2, 0.2, 0.2]
 STATS = Stats(MEAN, STD)
@@ -201,7 +201,7 @@ def test_gray_uses_the_same_weights_and_rate(source):
 def test_every_augmentation_in_params_runs_on_the_device_path():
     everything = {"crop": {"p": 1.0}, "hflip": {"p": 0.5}, "rotate": {"p": 0.5}, "shift_scale_rotate": {"p": 0.5},
                   "cutout": {"p": 0.5}, "to_gray": {"p": 0.2}}
-    params = parse_params({**committed_params_dict(**{"train.loader": "device"}),
+    params = parse_params({**default_params_dict(**{"train.loader": "device"}),
                            "augment": _aug(**everything).model_dump()})
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     out = device_samples(image, params.augment)

@@ -27,8 +27,8 @@ from cifarlab.distributed import Group, check_batch_split, check_devices
 from cifarlab.errors import UserError
 from conftest import (
     PLAIN_RECIPE,
-    committed_params,
-    committed_params_dict,
+    default_params,
+    default_params_dict,
     make_arrays,
     param_parent,
     project_on_tree,
@@ -64,7 +64,7 @@ def test_a_last_batch_too_small_for_two_images_per_process_is_dropped():
 def test_every_epoch_shuffles_alike_on_every_process_and_augments_differently():
     image = np.random.default_rng(0).integers(0, 255, (1, 32, 32, 3), dtype=np.uint8)
     images, labels = np.repeat(image, 32, axis=0), np.arange(32)  # one image: only augmentation tells them apart
-    augment = committed_params(**{"augment.cutout.p": 1.0}).augment
+    augment = default_params(**{"augment.cutout.p": 1.0}).augment
     for loader in ("albumentations", "device"):
         ranks = [train_batches(loader, images, labels, augment, STATS, 8, 3, torch.device("cpu"), 0, rank, 2)
                  for rank in range(2)]
@@ -87,7 +87,7 @@ def test_device_batches_shard_on_the_training_device():
 
 def test_the_global_batch_must_split_evenly():
     with pytest.raises(ParamsError, match=r"train.batch_size = 30 is the global batch .* train.processes = 4"):
-        parse_params(committed_params_dict(**{"train.batch_size": 30, "train.processes": 4}))
+        parse_params(default_params_dict(**{"train.batch_size": 30, "train.processes": 4}))
     with pytest.raises(UserError, match="train.batch_size = 30 must divide evenly among the 4"):
         check_batch_split(30, Group(rank=0, world=4))  # under torchrun the world size comes from torchrun
     check_batch_split(32, Group(rank=0, world=4))

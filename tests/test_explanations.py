@@ -19,7 +19,7 @@ from cifarlab.explain.faithfulness import impute, road_curves
 from cifarlab.explain.gradcam import gradcam_maps
 from cifarlab.report.plots import overlay
 from cifarlab.train.run import run
-from conftest import PLAIN_RECIPE, committed_params
+from conftest import PLAIN_RECIPE, default_params
 
 PATCH = 8
 
@@ -46,7 +46,7 @@ def patch_model():
     x_train, y_train, _ = patch_images(900, rng)
     x_test, y_test, corners = patch_images(300, rng)
     no_augmentation = {f"augment.{name}.p": 0.0 for name in AugmentConfig.model_fields}
-    params = committed_params(**{**PLAIN_RECIPE, "model": "tiny", "train.epochs": 6, "train.batch_size": 32,
+    params = default_params(**{**PLAIN_RECIPE, "model": "tiny", "train.epochs": 6, "train.batch_size": 32,
                                  "train.seed": 0,
                                  "evaluate.batch_size": 100, "train.scheduler.onecycle.max_lr": 0.05,
                                  "train.scheduler.onecycle.peak_epoch": 2,

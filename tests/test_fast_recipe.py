@@ -22,7 +22,7 @@ from cifarlab.train.optim import make_optimizer, norm_biases
 from cifarlab.train.resume import load_resume_state
 from cifarlab.train.run import run
 from cifarlab.train.schedule import Schedule
-from conftest import AIRBENCH_SGD, CLASSES, committed_params, committed_params_dict, make_arrays
+from conftest import AIRBENCH_SGD, CLASSES, default_params, default_params_dict, make_arrays
 
 CPU = torch.device("cpu")
 STATS = Stats([0.5] * 3, [0.25] * 3)
@@ -54,7 +54,7 @@ def test_whitening_bias_trains_for_the_first_epochs_only():
 
 
 def test_norm_biases_get_their_own_lr_and_the_same_decay_per_step():
-    cfg = TrainConfig.model_validate(committed_params_dict()["train"]).optimizer
+    cfg = TrainConfig.model_validate(default_params_dict()["train"]).optimizer
     model = build_model("airbench94", 10)
     optimizer = make_optimizer(model, cfg, 512)
     rest, biases, _filters = optimizer.param_groups
@@ -69,8 +69,8 @@ def test_norm_biases_get_their_own_lr_and_the_same_decay_per_step():
 def test_decoupled_units_take_the_steps_of_a_summed_loss_per_1024_images(batch_size):
     """Our SGD on a batch-mean loss follows airbench's form exactly: SGD on the summed loss with
     lr / (1024 (1 + 1 / (1 - momentum))) and decay weight_decay * batch / that same scale."""
-    raw = committed_params_dict()["train"]["optimizer"]
-    cfg = TrainConfig.model_validate(committed_params_dict()["train"]).optimizer.model_copy(
+    raw = default_params_dict()["train"]["optimizer"]
+    cfg = TrainConfig.model_validate(default_params_dict()["train"]).optimizer.model_copy(
         update={"norm_bias_lr_scale": 1.0})
     torch.manual_seed(0)
     ours = nn.Linear(8, 3)
@@ -92,12 +92,12 @@ def test_decoupled_units_take_the_steps_of_a_summed_loss_per_1024_images(batch_s
 
 def test_decoupled_units_are_for_sgd_only():
     with pytest.raises(ParamsError, match=r"train.optimizer.decoupled = true .* sgd"):
-        committed_params(**{"train.optimizer.name": "adam"})
+        default_params(**{"train.optimizer.name": "adam"})
 
 
 @pytest.mark.parametrize("recipe", [{}, AIRBENCH_SGD], ids=["committed", "paper"])
 def test_linear_schedule_is_airbench_warmup_then_decay_step_by_step(recipe):
-    cfg = parse_params(committed_params_dict(**recipe)).train
+    cfg = parse_params(default_params_dict(**recipe)).train
     optimizer = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))], "lr": 2.0, "lr_scale": 1.0}])
     epochs, steps = 3, 17
     schedule = Schedule(optimizer, cfg.scheduler, epochs, steps)
@@ -119,7 +119,7 @@ def test_linear_schedule_is_airbench_warmup_then_decay_step_by_step(recipe):
 
 def test_lookahead_averages_every_few_steps_and_ends_on_the_average():
     model = nn.Linear(2, 1)
-    cfg = parse_params(committed_params_dict(**AIRBENCH_SGD)).train.lookahead
+    cfg = parse_params(default_params_dict(**AIRBENCH_SGD)).train.lookahead
     total = 12
     lookahead = Lookahead(model, cfg, total)
     average = {k: v.clone() for k, v in model.state_dict().items()}
@@ -139,7 +139,7 @@ def test_lookahead_averages_every_few_steps_and_ends_on_the_average():
 
 
 def _augment(**changes) -> AugmentConfig:
-    return parse_params(committed_params_dict(**changes)).augment
+    return parse_params(default_params_dict(**changes)).augment
 
 
 def test_alternating_flips_mirror_each_image_on_exactly_every_other_epoch():
@@ -164,9 +164,9 @@ def test_alternating_flips_mirror_each_image_on_exactly_every_other_epoch():
 
 def test_alternating_flips_need_the_device_loader_and_p_one_half():
     with pytest.raises(ParamsError, match="augment.hflip.alternate"):
-        committed_params(**{"train.loader": "albumentations"})
+        default_params(**{"train.loader": "albumentations"})
     with pytest.raises(ParamsError, match="augment.hflip.alternate"):
-        committed_params(**{"augment.hflip.p": 0.3})
+        default_params(**{"augment.hflip.p": 0.3})
 
 
 def test_reflect_fill_translates_within_a_mirrored_border():
@@ -195,7 +195,7 @@ def test_resume_with_every_recipe_part_on_equals_an_uninterrupted_run(tmp_path):
     """airbench94 with whitening, bias freezing after epoch 3, lookahead, alternating flips,
     reflect translation, Muon with decoupled SGD, micro-batches and the linear schedule, cut after
     epoch 2 of 4."""
-    params = committed_params(**{"train.epochs": 4, "train.batch_size": 8, "train.micro_batch": 3,
+    params = default_params(**{"train.epochs": 4, "train.batch_size": 8, "train.micro_batch": 3,
                                  "evaluate.batch_size": 8, "train.lookahead.every": 5})
 
     def train(**kwargs):

@@ -18,7 +18,7 @@ import yaml
 from cifarlab.config import ParamsError, load_params
 from cifarlab.io import read_table, write_csv, write_json
 from cifarlab.report.plots import confusion_figure, gallery_figure
-from conftest import committed_params_dict
+from conftest import default_params_dict
 
 ALIAS_BOMB = textwrap.dedent("""
     a: &a [x, x, x, x, x, x, x, x, x, x]
@@ -44,7 +44,7 @@ def _params_file(tmp_path, text: str | bytes):
 @pytest.mark.parametrize("key", ["model", "data.source", "train.epochs", "gradcam.layers"])
 def test_an_alias_bomb_under_a_known_key_is_one_short_line(tmp_path, key):
     """10^8 elements when expanded: the check runs in a capped subprocess and must answer quickly."""
-    params = committed_params_dict()
+    params = default_params_dict()
     *parents, last = key.split(".")
     node = params
     for part in parents:
@@ -68,7 +68,7 @@ def test_an_alias_bomb_under_a_known_key_is_one_short_line(tmp_path, key):
 
 
 def test_a_params_file_that_is_not_utf8_is_one_line(tmp_path):
-    text = yaml.safe_dump(committed_params_dict()).replace("data:", "# caf\xe9\ndata:", 1)
+    text = yaml.safe_dump(default_params_dict()).replace("data:", "# caf\xe9\ndata:", 1)
     path = _params_file(tmp_path, text.encode("latin-1"))
     with pytest.raises(ParamsError, match=r"not UTF-8 text \(byte 0xe9"):
         load_params(path)
@@ -76,7 +76,7 @@ def test_a_params_file_that_is_not_utf8_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("size", [10000, 513])
 def test_image_sizes_are_bounded(tmp_path, size):
-    path = _params_file(tmp_path, yaml.safe_dump(committed_params_dict(**{"data.image_size": size})))
+    path = _params_file(tmp_path, yaml.safe_dump(default_params_dict(**{"data.image_size": size})))
     expected = rf"data.image_size = {size} is not allowed; expected an integer >= 8 and <= 512"
     with pytest.raises(ParamsError, match=expected):
         load_params(path)

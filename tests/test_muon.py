@@ -14,13 +14,13 @@ from cifarlab.device import make_scaler
 from cifarlab.train.loop import _forward_backward
 from cifarlab.train.muon import Muon, orthogonalise
 from cifarlab.train.optim import conv_filters, make_optimizer, norm_biases
-from conftest import committed_params_dict
+from conftest import default_params_dict
 
 CPU = torch.device("cpu")
 
 
 def _optimizer_cfg(**changes):
-    raw = committed_params_dict()["train"]
+    raw = default_params_dict()["train"]
     raw["optimizer"] = {**raw["optimizer"], "name": "muon", **changes}
     return TrainConfig.model_validate(raw).optimizer
 

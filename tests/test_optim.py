@@ -13,10 +13,10 @@ from cifarlab.config import TrainConfig
 from cifarlab.train.lr_finder import range_test
 from cifarlab.train.optim import make_optimizer
 from cifarlab.train.schedule import Schedule
-from conftest import committed_params_dict
+from conftest import default_params_dict
 
 # PyTorch's own SGD units, so that the LRs below are the ones the optimiser uses
-TRAIN = {**committed_params_dict()["train"], "batch_size": 32}
+TRAIN = {**default_params_dict()["train"], "batch_size": 32}
 TRAIN["optimizer"] = {**TRAIN["optimizer"], "decoupled": False, "lr": 0.05, "norm_bias_lr_scale": 1.0}
 STEPS = 10
 

@@ -7,17 +7,17 @@ import pytest
 import yaml
 
 from cifarlab.config import ParamsError, load_params, parse_params
-from conftest import committed_params_dict, param_parent
+from conftest import default_params_dict, param_parent
 
 
 @pytest.fixture
 def params():
-    return committed_params_dict()
+    return default_params_dict()
 
 
 def test_shipped_params_are_valid(tmp_path):
     shipped = tmp_path / "params.yaml"
-    shipped.write_text(yaml.safe_dump(committed_params_dict()))
+    shipped.write_text(yaml.safe_dump(default_params_dict()))
     load_params(shipped)
 
 
@@ -61,7 +61,7 @@ def test_misspelled_key_suggests_the_right_one(params):
 
 def test_unknown_top_level_key_lists_allowed_keys(params):
     params["optimiser"] = {}
-    with pytest.raises(ParamsError, match="allowed at the top level: model, data, augment"):
+    with pytest.raises(ParamsError, match="allowed at the top level: recipe, model, data, augment"):
         parse_params(params)
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import browser
-from conftest import ROOT, SHARED_JPEG, copy_project, make_arrays, param_parent, write_image_tree
+from conftest import ROOT, SHARED_JPEG, copy_project, make_arrays, set_project_defaults, write_image_tree
 from stage_imports import project_files
 
 pytestmark = pytest.mark.slow
@@ -51,22 +51,20 @@ def git_commit(cwd: Path, message: str) -> None:
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message, cwd=cwd)
 
 
-def make_project(root: Path, source: str, **overrides) -> Path:
+QUICK = {"data.val": 6, "train.epochs": 1, "train.batch_size": 16, "misclassify.count": 4}
+
+
+def make_project(root: Path, source: str, model: str = "tiny", quick: bool = True, **settings) -> Path:
+    """A git+dvc copy of the project whose defaults (its conf/) read `source` and train `model`,
+    with QUICK's short-run settings unless quick is False and dotted-key `settings`
+    (`data__val=0`) on top; committed, so experiments have a baseline."""
     project = copy_project(root)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"].update(source=source, val=6)
-    params["model"] = "tiny"
-    params["train"]["epochs"] = 1
-    params["train"]["scheduler"]["onecycle"]["peak_epoch"] = 0.5
-    params["train"]["batch_size"] = 16
-    params["misclassify"]["count"] = 4
-    for dotted, value in overrides.items():
-        node, last = param_parent(params, dotted.replace("__", "."))
-        node[last] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changes = {"data.source": source, **(QUICK if quick else {}),
+               **{dotted.replace("__", "."): value for dotted, value in settings.items()}}
+    set_project_defaults(project, model, changes)
     sh("git", "init", "-q", cwd=project)
     dvc("init", "-q", cwd=project)
-    for name in ("config", "plots_page.html"):  # the project's DVC settings: the plots page template
+    for name in ("config", "plots_page.html"):  # the project's DVC settings: Hydra, the plots page template
         shutil.copy(ROOT / ".dvc" / name, project / ".dvc" / name)
     git_commit(project, "pipeline")
     return project
@@ -143,10 +141,12 @@ def test_changing_the_model_reruns_train_and_after_only(first_run):
 
 def test_evaluation_knobs_never_retrain(first_run):
     project, _ = first_run
-    log = dvc("exp", "run", "-S", "evaluate.batch_size=7", "-S", "misclassify.count=3",
+    # every `-S` run starts from conf/, so the model of the run before is named again
+    log = dvc("exp", "run", "-S", "model=s9net", "-S", "evaluate.batch_size=7", "-S", "misclassify.count=3",
               "-S", "gradcam.faithfulness.images=5", cwd=project)
     assert ran(log) == ["evaluate", "misclassify", "gradcam", "report"]
-    log = dvc("exp", "run", "-S", "gradcam.faithfulness.fractions=[0.2,0.8]", cwd=project)
+    log = dvc("exp", "run", "-S", "model=s9net", "-S", "evaluate.batch_size=7", "-S", "misclassify.count=3",
+              "-S", "gradcam.faithfulness.images=5", "-S", "gradcam.faithfulness.fractions=[0.2,0.8]", cwd=project)
     assert ran(log) == ["gradcam", "report"]
 
 
@@ -182,12 +182,13 @@ def test_every_readme_recipe_runs_in_smoke_form(tmp_path):
     assert [name for name, _ in recipes] == ["s7-resnet18", "s8-resnet18-ln", "s9-custom-resnet", "s9-small-net",
                                              "airbench94-sgd"]
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=8))
-    project = make_project(tmp_path / "project", str(tree))
+    project = make_project(tmp_path / "project", str(tree), quick=False)
     for name, argv in recipes:
         log = dvc("exp", "run", *argv, *SMOKE, "-S", "data.val=6", cwd=project)  # a tree of 36 training images
         assert ran(log)[:2] in (["download", "stats"], ["train", "evaluate"]), (name, log)
         assert "report" in ran(log), name
         params = yaml.safe_load((project / "params.yaml").read_text())
+        assert params["recipe"] == argv[-1].removeprefix("recipe="), name
         train = json.loads((project / "metrics" / "train.json").read_text())
         facts = json.loads((project / "models" / "training.json").read_text())
         assert facts["model"] == params["model"] and train["epochs"] == 2, name
@@ -219,22 +220,6 @@ def readme_commands(prefix: str, section: str = "") -> list[str]:
     return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines() if line.startswith(prefix)]
 
 
-@pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")
-def test_readme_first_cpu_run_verbatim_learns_on_real_images(tmp_path):
-    """The Quick start's CPU command, as written, with ../shared beside the project as in a checkout."""
-    (smoke,) = [c for c in readme_commands("dvc exp run -n first -S data.source=") if "cifar10-jpeg" in c]
-    (tmp_path / "shared").symlink_to(SHARED_JPEG.parents[1])
-    project = make_project(tmp_path / "project", "cifar10", model="airbench94", data__val=0)  # as committed
-    log = dvc(*shlex.split(smoke)[1:], cwd=project)
-    assert ran(log) == STAGES
-    metrics = json.loads((project / "metrics" / "evaluate.json").read_text())
-    assert metrics["num_test_images"] == 1000
-    # chance is 10%; 25% leaves room for platform noise (the README states what this run reaches)
-    assert metrics["accuracy"] > 25.0, metrics
-    classes = json.loads((project / "eval" / "classes.json").read_text())["per_class_accuracy"]
-    assert set(classes) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
-
-
 def test_temp_experiments_read_a_relative_source_from_the_project(tmp_path):
     """`dvc exp run --temp` runs in .dvc/tmp/exps/...: data.source ../tree is still the tree beside the project."""
     write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
@@ -244,28 +229,38 @@ def test_temp_experiments_read_a_relative_source_from_the_project(tmp_path):
     assert "temp-run" in dvc("exp", "show", "--md", cwd=project)
 
 
-def test_readme_quick_start_commits_a_baseline_and_compares_two_named_runs(tmp_path):
-    """The Quick start after its first run (here named `first` on a generated tree), as written:
-    the baseline commit leaves nothing stale, and the compare commands compare the two runs."""
-    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
-    project = make_project(tmp_path / "project", str(tree))
-    dvc("exp", "run", "-n", "first", "-S", "model=s9net", cwd=project)  # so that the second run differs
+@pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")
+def test_readme_quick_start_verbatim_on_real_images(tmp_path):
+    """The Quick start as written, with ../shared beside the project as in a checkout: the first
+    run learns, the baseline commit leaves nothing stale, and the second run and the compare
+    commands compare the two runs by name."""
+    (first,) = readme_commands("dvc exp run -n first ", section="Quick start")
     commands = [c for c in readme_commands("", section="Quick start") if c.startswith(("git add", "dvc exp run -n tiny",
                                                                                         "dvc exp show", "dvc metrics",
                                                                                         "dvc plots"))]
     assert len(commands) == 5, commands
     baseline, second, show, metrics, plots = commands
+    (tmp_path / "shared").symlink_to(SHARED_JPEG.parents[1])
+    project = make_project(tmp_path / "project", "cifar10", model="airbench94", quick=False)  # as committed
+    log = dvc(*shlex.split(first)[1:], cwd=project)
+    assert ran(log) == STAGES
+    evaluation = json.loads((project / "metrics" / "evaluate.json").read_text())
+    assert evaluation["num_test_images"] == 1000
+    # chance is 10%; 25% leaves room for platform noise (the README states what this run reaches)
+    assert evaluation["accuracy"] > 25.0, evaluation
+    classes = json.loads((project / "eval" / "classes.json").read_text())["per_class_accuracy"]
+    assert set(classes) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
     sh("bash", "-c", baseline, cwd=project)
     assert "Data and pipelines are up to date" in dvc("status", cwd=project)
     assert sh("git", "status", "--porcelain", cwd=project) == ""  # params, lock, metrics and plots all committed
     committed = yaml.safe_load(sh("git", "show", "HEAD:params.yaml", cwd=project))
-    assert committed["data"]["source"] == str(tree)  # main's params are the ones its metrics came from
-    sh(*shlex.split(second), cwd=project)
+    assert committed["recipe"] == "quick" and committed["data"]["subset"]["train"] == 5000  # what main's metrics ran
+    assert ran(sh(*shlex.split(second), cwd=project)) == STAGES[2:]  # the same data: only train and after
     table = sh(*shlex.split(show), cwd=project)
     assert max(len(line) for line in table.splitlines()) <= 120, table
     header = sh(*shlex.split(show), "--csv", cwd=project).splitlines()[0].split(",")
     assert len(header) <= 16, header  # DVC's own seven columns included
-    assert "s9net" in table and "[tiny]" in table and "accuracy" in table, table  # the baseline and the new run
+    assert "airbench94" in table and "[tiny]" in table and "accuracy" in table, table  # the baseline and the new run
     diff = sh(*shlex.split(metrics), cwd=project)
     assert "first" in diff and "tiny" in diff and "macs" in diff, diff
     sh(*shlex.split(plots), cwd=project)
@@ -286,7 +281,8 @@ def test_readme_queue_runs_two_experiments_at_once_each_with_its_own_results(tmp
     DDP port are per run), then compared."""
     commands = readme_commands("", section="Many experiments")
     queue, start = commands[0], commands[1]
-    assert queue.startswith("for seed in 1 2;") and start.endswith("dvc queue start -j 2")
+    assert queue.startswith("dvc exp run --queue") and "'train.seed=1,2'" in queue
+    assert start.endswith("dvc queue start -j 2")
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
     project = make_project(tmp_path / "project", str(tree))
     sh("bash", "-c", queue, cwd=project)
@@ -307,10 +303,9 @@ def test_readme_queue_runs_two_experiments_at_once_each_with_its_own_results(tmp
     printed = {command: sh(*shlex.split(command), cwd=project) for command in commands[2:]}
     assert "n=2 (seeds 1, 2)" in printed["python -m cifarlab.seeds"], printed  # the two seeds as one recipe
     shown = pd.read_csv(io.StringIO(dvc("exp", "show", "--csv", cwd=project)))
-    runs = shown[shown["Experiment"].isin(["tiny-seed1", "tiny-seed2"])].set_index("Experiment")
-    numbers = runs[["train.seed", "accuracy"]].astype(float)
-    assert numbers.loc["tiny-seed1", "train.seed"] == 1 and numbers.loc["tiny-seed2", "train.seed"] == 2, shown
-    assert numbers["accuracy"].notna().all(), shown
+    runs = shown[shown["typ"] != "baseline"]  # the experiments, not the commit or the workspace
+    assert sorted(runs["train.seed"].astype(int)) == [1, 2] and set(runs["model"]) == {"tiny"}, shown
+    assert runs["accuracy"].astype(float).notna().all(), shown
     for rev in runs["rev"]:  # one core each
         facts = json.loads(sh("git", "show", f"{rev}:models/training.json", cwd=project))
         assert facts["threads"] == 1, facts

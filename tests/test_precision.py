@@ -18,7 +18,7 @@ from cifarlab.device import resolve_precision, usable_precision
 from cifarlab.errors import UserError
 from cifarlab.models import build_model
 from cifarlab.train.run import run
-from conftest import CLASSES, committed_params, make_arrays
+from conftest import CLASSES, default_params, make_arrays
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -58,7 +58,7 @@ def test_cuda_logic_bf16_where_supported_else_fp16_with_loss_scaling(monkeypatch
 def _run(precision: str, workers: int | str = 0):
     arrays = make_arrays(per_class_train=8, per_class_test=2)
     data = Prepared(*arrays["train"], *arrays["test"], CLASSES)
-    params = committed_params(**{"model": "tiny", "data.val": 0, "train.epochs": 1, "train.batch_size": 8,
+    params = default_params(**{"model": "tiny", "data.val": 0, "train.epochs": 1, "train.batch_size": 8,
                                  "train.precision": precision, "train.workers": workers,
                                  "train.loader": "albumentations", "augment.hflip.alternate": False})
     # (the albumentations loader is the one that has workers)
@@ -84,7 +84,7 @@ def _worker_batches(epoch: int) -> list[torch.Tensor]:
     image = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
     stats = Stats([0.5] * 3, [0.25] * 3)
     batches = train_batches("albumentations", np.repeat(image, 16, axis=0), np.zeros(16, dtype=np.int64),
-                            committed_params().augment, stats, 8, 0, CPU, workers=2)
+                            default_params().augment, stats, 8, 0, CPU, workers=2)
     batches.set_epoch(epoch)
     return [images for images, _ in batches]
 

@@ -11,7 +11,7 @@ from cifarlab.data.stats import channel_stats
 from cifarlab.explain.faithfulness import road_curves
 from cifarlab.explain.gradcam import gradcam_maps
 from cifarlab.train.run import run
-from conftest import PLAIN_RECIPE, SHARED_JPEG, committed_params
+from conftest import PLAIN_RECIPE, SHARED_JPEG, default_params
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")]
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow,
 def test_s9net_two_epochs_on_real_images_beats_chance_by_far(tmp_path):
     data = prepare(str(SHARED_JPEG), 32, {"train": 5000, "test": 1000}, 0, tmp_path)
     assert data.num_classes == 10 and np.bincount(data.y_test).tolist() == [100] * 10
-    params = committed_params(**{
+    params = default_params(**{
         **PLAIN_RECIPE, "model": "s9net", "train.epochs": 2, "train.batch_size": 32, "train.seed": 0,
         "evaluate.batch_size": 500, "train.optimizer.name": "adamw", "train.optimizer.weight_decay": 1e-4,
         "train.scheduler.onecycle.max_lr": 3e-3, "train.scheduler.onecycle.peak_epoch": 0.5,

@@ -8,7 +8,7 @@ import pytest
 from cifarlab.config import parse_params
 from cifarlab.report.plots import gallery_figure
 from cifarlab.report.sections import faithfulness_words, run_summary
-from conftest import committed_params_dict, param_parent
+from conftest import default_params_dict, param_parent
 
 
 @pytest.mark.parametrize("columns, captions", [(5, ["truck (0.85) / automobile"] * 10),
@@ -30,7 +30,7 @@ def test_gallery_captions_sit_between_rows_without_touching_an_image(columns, ca
 
 
 def _summary(subset_train: int, accuracy: float = 91.0, gap: float = 0.15) -> dict[str, str]:
-    raw = committed_params_dict()
+    raw = default_params_dict()
     node, key = param_parent(raw, "data.subset.train")
     node[key] = subset_train
     params = parse_params(raw)

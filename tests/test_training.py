@@ -16,7 +16,7 @@ from cifarlab.models import build_model
 from cifarlab.train.optim import make_optimizer
 from cifarlab.train.resume import fingerprint, load_resume_state
 from cifarlab.train.run import run
-from conftest import CLASSES, PLAIN_RECIPE, committed_params, make_arrays
+from conftest import CLASSES, PLAIN_RECIPE, default_params, make_arrays
 
 STATS = Stats([0.5] * 3, [0.25] * 3)
 
@@ -27,7 +27,7 @@ PLAIN = {**PLAIN_RECIPE, "model": "tiny", "data.val": 3, "train.epochs": 2, "tra
 
 
 def _params(**changes):
-    return committed_params(**{**PLAIN, **changes})
+    return default_params(**{**PLAIN, **changes})
 
 
 def _data(val: int = 3, test_labels=None):

@@ -225,6 +225,7 @@ class GradcamConfig(Section):
 
 
 class Params(Section):
+    recipe: str = Field(min_length=1)  # what set the values: a conf/recipe/ name, or default (the model's own)
     model: _choice(GRADCAM_LAYERS)
     data: DataConfig
     augment: AugmentConfig
