@@ -6,7 +6,7 @@ from cifarlab.data.batches import eval_batches
 from cifarlab.data.prepared import load_prepared
 from cifarlab.device import select_device, usable_precision
 from cifarlab.errors import run_stage
-from cifarlab.explain.evaluation import class_details, confusion_matrix, predictions_table, summary_metrics, tta_logits
+from cifarlab.explain import evaluation
 from cifarlab.inference import accuracy, predict
 from cifarlab.io import save_figure, write_csv, write_json
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
@@ -22,18 +22,18 @@ def main() -> None:
     precision = usable_precision(ckpt["precision"], device)
     logits, labels = predict(model, batches, device, precision)
     plain_accuracy = accuracy(logits, labels)
-    logits = tta_logits(model, batches, device, logits, cfg.tta, precision)
-    table = predictions_table(logits, labels, data.classes)
-    matrix = confusion_matrix(table["actual_id"].to_numpy(), table["predicted_id"].to_numpy(), data.num_classes)
-    metrics = {**summary_metrics(logits, labels), "tta": cfg.tta, "accuracy_without_tta": round(plain_accuracy, 4)}
+    logits = evaluation.tta_logits(model, batches, device, logits, cfg.tta, precision)
+    table = evaluation.predictions_table(logits, labels, data.classes)
+    matrix = evaluation.confusion_matrix(table["actual_id"].to_numpy(), table["predicted_id"].to_numpy(),
+                                         data.num_classes)
+    metrics = {**evaluation.summary_metrics(logits, labels), "tta": cfg.tta,
+               "accuracy_without_tta": round(plain_accuracy, 4)}
     write_csv(paths.PREDICTIONS, table)
     write_csv(paths.CONFUSION_CSV, table[["actual", "predicted"]])
     save_figure(paths.CONFUSION_PNG, confusion_figure(matrix, data.classes))
-    write_json(paths.CLASS_DETAILS, class_details(matrix, data.classes))
+    write_json(paths.CLASS_DETAILS, evaluation.class_details(matrix, data.classes))
     write_json(paths.METRICS_EVAL, metrics)
-    tta = f" ({cfg.tta} TTA; {plain_accuracy:.2f}% without)" if cfg.tta != "none" else ""
-    print(f"scored {len(labels)} images of the test split: accuracy {metrics['accuracy']:.2f}%{tta} -> "
-          f"{paths.METRICS_EVAL}")
+    print(evaluation.scored_line(metrics, data.num_classes, paths.METRICS_EVAL))
 
 
 if __name__ == "__main__":

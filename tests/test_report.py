@@ -8,7 +8,7 @@ import pytest
 from cifarlab.config import parse_params
 from cifarlab.report.plots import gallery_figure
 from cifarlab.report.sections import faithfulness_words, run_summary
-from conftest import default_params_dict, param_parent
+from conftest import default_params_dict
 
 
 @pytest.mark.parametrize("columns, captions", [(5, ["truck (0.85) / automobile"] * 10),
@@ -29,24 +29,30 @@ def test_gallery_captions_sit_between_rows_without_touching_an_image(columns, ca
     assert title.y0 >= top_row and title.y0 - top_row < 0.1 * fig.bbox.height  # just above the images, no gap
 
 
-def _summary(subset_train: int, accuracy: float = 91.0, gap: float = 0.15) -> dict[str, str]:
-    raw = default_params_dict()
-    node, key = param_parent(raw, "data.subset.train")
-    node[key] = subset_train
-    params = parse_params(raw)
-    train = {"train_images": 5000, "val_images": 0, "model": "airbench94", "params": 1, "macs": 1,
+def _summary(train_images: int = 50_000, source_train: int = 50_000, accuracy: float = 91.0, gap: float = 0.15
+             ) -> dict[str, str]:
+    params = parse_params(default_params_dict())
+    train = {"train_images": train_images, "val_images": 0, "source_images": {"train": source_train, "test": 1000},
+             "model": "airbench94", "params": 1, "macs": 1,
              "receptive_field": 67, "epochs": 5, "device": "cpu", "precision": "bf16", "layout": "channels_last",
              "train_seconds": 90.0, "train_images_per_s": 300.0, "epoch_seconds": 95.0, "max_lr": None,
              "lr_finder_lr": None, "checkpoint": {"epoch": 5, "chosen_by": "last epoch"}, "best_val_acc": None}
     evaluation = {"tta": "none", "accuracy": accuracy, "num_test_images": 1000, "loss": 0.8}
     gradcam = {"most_faithful_layer": "block2", "road_gap": {"block2": gap}, "faithfulness_images": 100}
-    return dict(run_summary(train, evaluation, gradcam, [0.5], params.data))
+    return dict(run_summary(train, evaluation, gradcam, [0.5], params.data, num_classes=10))
 
 
 def test_a_run_on_a_subset_is_marked_not_comparable_and_a_whole_run_is_not():
-    flagged = _summary(subset_train=5000)
-    assert "data.subset.train = 5,000" in flagged["not comparable"] and "5 epochs" in flagged["not comparable"]
-    assert "not comparable" not in _summary(subset_train=0)
+    flagged = _summary(train_images=5000)
+    assert "5,000 of 50,000 train images" in flagged["not comparable"] and "5 epochs" in flagged["not comparable"]
+    assert "not comparable" not in _summary(train_images=50_000)
+    # a subset as large as a small dataset used all of it: the counts used decide, not the params
+    assert "not comparable" not in _summary(train_images=120, source_train=120)
+
+
+def test_a_run_at_chance_says_so_and_a_learning_run_does_not():
+    assert "chance level for 10 classes" in _summary(accuracy=10.0)["at chance"]
+    assert "at chance" not in _summary(accuracy=40.0)
 
 
 def test_faithfulness_verdict_follows_the_gap_and_qualifies_a_weak_model():

@@ -51,4 +51,6 @@ def test_a_seed_sweep_is_summarised_as_mean_and_sd_per_recipe(tmp_path):
     assert rows["5"]["n"] == 1 and rows["5"]["accuracy"][0] == 95.1
     printed = subprocess.run([sys.executable, "-m", "cifarlab.seeds"], cwd=tmp_path, capture_output=True, text=True,
                              check=True).stdout
-    assert "train.lr=0: n=3 (seeds 1, 2, 4): accuracy 90.23 ± 0.15%; plain 89.23 ± 0.15%" in printed, printed
+    assert "train.lr=0: n=3 (seeds 1, 2, 4): accuracy 90.23% ± 0.15; plain 89.23% ± 0.15" in printed, printed
+    assert "train.lr=5: n=1 (seeds 1): accuracy 95.10%; plain 89.10%; one run: no spread yet" in printed, printed
+    assert "nan" not in printed

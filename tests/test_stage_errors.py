@@ -123,7 +123,7 @@ def test_gradcam_run_by_hand_keeps_only_the_grids_asked_for_and_the_road_figure(
     for stage in ("download", "stats", "train", "evaluate", "misclassify", "gradcam"):
         assert run_python([f"stages/{stage}.py"], cwd=project).returncode == 0, stage
     folder = project / "plots" / "6-gradcam"
-    assert sorted(p.name for p in folder.glob("*.png")) == ["c2-32px.png", "c3-16px.png", "road_faithfulness.png"]
+    assert sorted(p.name for p in folder.glob("*.png")) == ["gradcam-1.png", "gradcam-2.png", "road_faithfulness.png"]
     _edit(project, "gradcam.layers", ["c3"])
     assert run_python(["stages/gradcam.py"], cwd=project).returncode == 0
-    assert sorted(p.name for p in folder.glob("*.png")) == ["c3-16px.png", "road_faithfulness.png"]
+    assert sorted(p.name for p in folder.glob("*.png")) == ["gradcam-1.png", "road_faithfulness.png"]

@@ -163,3 +163,12 @@ def test_nan_loss_stops_at_once_with_a_hint_and_keeps_the_best_so_far():
     history, result = _run(_params(**{"train.epochs": 3, "train.scheduler.onecycle.max_lr": 1e6}))
     assert re.search(r"epoch \d+ by batch \d+.*learning rate is probably too high", result.failure or "")
     assert len(history) < 3
+
+
+def test_a_validation_split_larger_than_the_training_split_is_pointed_out(capsys):
+    _run(_params(**{"train.epochs": 1}), data=_data(val=12))  # 12 held out, 12 left to train on
+    assert "note: each epoch scores" not in capsys.readouterr().out
+    data = _data(val=12)
+    data.x_train, data.y_train = data.x_train[::2], data.y_train[::2]
+    _run(_params(**{"train.epochs": 1}), data=data)
+    assert "note: each epoch scores 12 validation images for 6 training images" in capsys.readouterr().out

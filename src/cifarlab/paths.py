@@ -40,7 +40,7 @@ CURVES_PNG = TRAIN_FIGURES / "curves.png"
 LR_FINDER_PNG = TRAIN_FIGURES / "lr_finder.png"  # only when the LR range test ran
 CONFUSION_PNG = Path("plots/4-evaluate/confusion.png")
 GALLERY_PNG = Path("plots/5-misclassify/misclassified.png")
-GRADCAM_DIR = Path("plots/6-gradcam")  # one <layer>-<map size>px.png per explained layer, then:
+GRADCAM_DIR = Path("plots/6-gradcam")  # one gradcam-<n>.png per explained layer (n: its place in gradcam.layers), then:
 FAITHFULNESS_PNG = GRADCAM_DIR / "road_faithfulness.png"
 # tables behind the interactive plots and the figures
 STEP_LRS = Path("plots/lr_steps.csv")

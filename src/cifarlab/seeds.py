@@ -93,9 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     if not rows:
         sys.exit(f"error: no experiment with {METRICS_FILE} in the input; run some first")
     for row, label in zip(rows, _differences(rows)):
-        parts = [f"{name} {mean:.2f} ± {sd:.2f}%" for name, (mean, sd) in
+        parts = [f"{name} {mean:.2f}%" + (f" ± {sd:.2f}" if row["n"] > 1 else "") for name, (mean, sd) in
                  (("accuracy", row.get("accuracy", (float("nan"),) * 2)),
                   ("plain", row.get("accuracy_without_tta", (float("nan"),) * 2)))]
+        if row["n"] == 1:
+            parts.append("one run: no spread yet (sweep train.seed for one)")
         print(f"{label}: n={row['n']} (seeds {', '.join(map(str, row['seeds']))}): {'; '.join(parts)}")
 
 

@@ -176,4 +176,5 @@ def load_image_tree(tree: FileTree, root: str, image_size: int, subset: dict[str
     names = [listing[source[split]][0][i] for split in source for i in chosen[split]]
     images = np.split(decode_images(tree, names, image_size), np.cumsum([len(chosen[split]) for split in source])[:-1])
     arrays = {split: (part, listing[source[split]][1][chosen[split]]) for split, part in zip(source, images)}
-    return Prepared(*arrays["train"], *arrays["test"], classes, *arrays["val"])
+    sizes = (len(listing["train"][1]), len(listing["test"][1]))
+    return Prepared(*arrays["train"], *arrays["test"], classes, *arrays["val"], sizes)

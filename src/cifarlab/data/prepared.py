@@ -21,11 +21,15 @@ class Prepared:
     classes: list[str]
     x_val: np.ndarray = field(default=None)  # empty when data.val is 0
     y_val: np.ndarray = field(default=None)
+    # (training, test) images the source holds: a subset as large as the source used every image
+    source_sizes: tuple[int, int] = field(default=None)
 
     def __post_init__(self) -> None:
         if self.x_val is None:
             self.x_val = self.x_train[:0]
             self.y_val = self.y_train[:0]
+        if self.source_sizes is None:
+            self.source_sizes = (len(self.y_train) + len(self.y_val), len(self.y_test))
 
     @property
     def num_classes(self) -> int:
@@ -34,13 +38,15 @@ class Prepared:
 
 def save_prepared(path: str | Path, data: Prepared) -> None:
     save_arrays(path, x_train=data.x_train, y_train=data.y_train, x_val=data.x_val, y_val=data.y_val,
-                x_test=data.x_test, y_test=data.y_test, classes=np.array(data.classes, dtype=str))
+                x_test=data.x_test, y_test=data.y_test, classes=np.array(data.classes, dtype=str),
+                source_sizes=np.array(data.source_sizes, dtype=np.int64))
 
 
 def _read(path: Path) -> Prepared:
     with np.load(path, allow_pickle=False) as npz:
         data = Prepared(npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"],
-                        [str(name) for name in npz["classes"]], npz["x_val"], npz["y_val"])
+                        [str(name) for name in npz["classes"]], npz["x_val"], npz["y_val"],
+                        tuple(int(n) for n in npz["source_sizes"]))
     for images, labels in ((data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test)):
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise ValueError("arrays of the wrong shape")

@@ -50,7 +50,7 @@ def _load_batches(tree: FileTree, root: str, image_size: int, subset: dict[str, 
     train, held_out, test = keep["train"], keep["val"], keep["test"]
     return Prepared(_resize_all(x_train[train], image_size), y_train[train],
                     _resize_all(x_test[test], image_size), y_test[test], classes,
-                    _resize_all(x_train[held_out], image_size), y_train[held_out])
+                    _resize_all(x_train[held_out], image_size), y_train[held_out], (len(y_train), len(y_test)))
 
 
 def prepare(source: str, image_size: int, subset: dict[str, int], seed: int, raw_dir: Path,

@@ -10,6 +10,7 @@ from torch import nn
 
 from cifarlab.data.batches import Batches
 from cifarlab.inference import accuracy, predict
+from cifarlab.report.sections import chance_words
 
 
 def tta_logits(model: nn.Module, batches: Batches, device: torch.device, plain: torch.Tensor, mode: str,
@@ -103,6 +104,14 @@ def summary_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
         "loss": round(F.cross_entropy(logits.float(), labels).item(), 6),
         "num_test_images": int(len(labels)),
     }
+
+
+def scored_line(metrics: dict, num_classes: int, written_to) -> str:
+    """The evaluate stage's last words: the result, and a warning when it is chance level."""
+    tta = f" ({metrics['tta']} TTA; {metrics['accuracy_without_tta']:.2f}% without)" if metrics["tta"] != "none" else ""
+    warning = chance_words(metrics["accuracy"], num_classes)
+    return (f"scored {metrics['num_test_images']} images of the test split: accuracy {metrics['accuracy']:.2f}%{tta} "
+            f"-> {written_to}" + (f"\nwarning: {warning}" if warning else ""))
 
 
 def class_details(matrix: np.ndarray, classes: list[str]) -> dict:

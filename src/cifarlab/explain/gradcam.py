@@ -26,8 +26,14 @@ def gradcam_maps(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, targe
     return cam / scale[:, None, None]
 
 
-def figure_names(model: nn.Module, layers: list[str], image_size: int) -> dict[str, str]:
-    """File stem per explained layer: its name and the resolution of its map (`layer3-8px`), since a
-    layer name alone does not say how coarse the map is."""
+def figure_names(layers: list[str]) -> dict[str, str]:
+    """File stem per explained layer, by its place in gradcam.layers (`gradcam-1`): the same name
+    for every model, so `dvc plots diff` shows two models' grids side by side (each grid's title
+    names its layer and map size)."""
+    return {layer: f"gradcam-{number}" for number, layer in enumerate(layers, start=1)}
+
+
+def layer_titles(model: nn.Module, layers: list[str], image_size: int) -> dict[str, str]:
+    """Each layer with the resolution of its map (`layer3, 8x8 map`): a name alone does not say how coarse it is."""
     sizes = gradcam_layer_sizes(model, layers, image_size)
-    return {layer: f"{layer}-{sizes[layer]}px" for layer in layers}
+    return {layer: f"{layer}, {sizes[layer]}x{sizes[layer]} map" for layer in layers}

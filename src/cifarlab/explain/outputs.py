@@ -11,7 +11,7 @@ from torch import nn
 from cifarlab import paths
 from cifarlab.data.augment import normalised
 from cifarlab.explain.faithfulness import balanced_indices, curves_table, road_curves
-from cifarlab.explain.gradcam import figure_names, gradcam_maps
+from cifarlab.explain.gradcam import figure_names, gradcam_maps, layer_titles
 from cifarlab.explain.misclassified import PREDICTION_COLUMNS, caption
 from cifarlab.io import read_table, remove, save_figure, write_csv, write_json
 from cifarlab.report.plots import faithfulness_figure, gradcam_figure
@@ -30,18 +30,19 @@ def explain_layers(cfg: GradcamConfig, model: nn.Module, names: list[str], data:
     targets = [torch.tensor(chosen[column].to_numpy()) for column in ("predicted_id", "actual_id")]
     captions = [caption(row) for row in chosen.itertuples()]
     figures, curves = {}, {}
+    titles = layer_titles(model, names, data.x_test.shape[1])
     sample = normalised(data.x_test[balanced_indices(data.y_test, cfg.faithfulness.images)], stats)
     with torch.no_grad():
         sample_predicted = model(sample).argmax(1)
     for name in names:
         layer = getattr(model, name)
         maps = [gradcam_maps(model, layer, inputs, target, scaled=False) for target in targets] if images else [[], []]
-        figures[name] = gradcam_figure(name, images, *maps, captions, chosen)
+        figures[name] = gradcam_figure(titles[name], images, *maps, captions, chosen)
         relevance = gradcam_maps(model, layer, sample, sample_predicted)
         curves[name] = road_curves(model, sample, relevance, cfg.faithfulness.fractions)
     ranked = sorted(names, key=lambda name: -curves[name].gap)
 
-    stems = figure_names(model, names, data.x_test.shape[1])
+    stems = figure_names(names)
     drawn = {paths.GRADCAM_DIR / f"{stem}.png" for stem in stems.values()} | {paths.FAITHFULNESS_PNG}
     for stale in set(paths.GRADCAM_DIR.glob("*.png")) - drawn:  # grids of layers no longer asked for
         remove(stale)

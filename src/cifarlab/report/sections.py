@@ -36,23 +36,38 @@ def faithfulness_words(gradcam: dict, fractions: list[float], accuracy: float) -
             + (f"; other layers: {', '.join(others)}" if others else "") + ".")
 
 
-def comparability(data: DataConfig, epochs: int) -> list[tuple[str, str]]:
-    """A warning row for a run made on part of the data: its numbers do not compare with whole-dataset results."""
-    parts = [f"data.subset.{split} = {count:,}" for split, count in data.subset.model_dump().items() if count]
+def chance_words(accuracy: float, num_classes: int) -> str:
+    """A warning when test accuracy is no better than guessing (within 5 points of 1 / classes):
+    such a model learnt nothing, and its mistakes and maps explain nothing."""
+    chance = 100 / num_classes
+    if accuracy >= chance + 5:
+        return ""
+    return (f"{accuracy:.2f}% is chance level for {num_classes} classes ({chance:.0f}%): the model learnt nothing; "
+            "train longer, on more images, or lower the learning rate")
+
+
+def comparability(train: dict, evaluation: dict) -> list[tuple[str, str]]:
+    """A warning row for a run made on part of the data, judged by the images it used (a subset
+    at least as large as the source is the whole source): its numbers do not compare with
+    whole-dataset results."""
+    used = {"train": train["train_images"] + train["val_images"], "test": evaluation["num_test_images"]}
+    parts = [f"{used[split]:,} of {total:,} {split} images" for split, total in train["source_images"].items()
+             if used[split] < total]
     if not parts:
         return []
-    return [("not comparable", f"a run on a subset ({', '.join(parts)}) for {epochs} epochs: a quick check of the "
-                               "pipeline; its numbers do not compare with results on the whole dataset")]
+    return [("not comparable", f"a run on a subset ({', '.join(parts)}) for {train['epochs']} epochs: a quick check "
+                               "of the pipeline; its numbers do not compare with results on the whole dataset")]
 
 
-def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[float], data: DataConfig
-                ) -> list[tuple[str, str]]:
+def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[float], data: DataConfig,
+                num_classes: int) -> list[tuple[str, str]]:
     tta = (f" with {evaluation['tta'].replace('_', ' + ')} TTA ({evaluation['accuracy_without_tta']:.2f}% without)"
            if evaluation["tta"] != "none" else "")
     max_lr = [] if train["max_lr"] is None else [("OneCycle max_lr", f"{train['max_lr']:.4g}" + (
         " (from the LR range test)" if train["lr_finder_lr"] is not None else ""))]
     return [
-        *comparability(data, train["epochs"]),
+        *comparability(train, evaluation),
+        *([("at chance", chance)] if (chance := chance_words(evaluation["accuracy"], num_classes)) else []),
         ("data", f"{data.source}: {train['train_images']:,} training, {train['val_images']:,} validation and "
                  f"{evaluation['num_test_images']:,} test images"),
         ("model", train["model"]), ("parameters", f"{train['params']:,}"),
@@ -86,7 +101,7 @@ def report_sections(params: Params, train: dict, evaluation: dict, details: dict
                 for pair in details["most_confused"]]
     return [
         Section("Run summary", "table", run_summary(train, evaluation, gradcam, params.gradcam.faithfulness.fractions,
-                                                      params.data)),
+                                                      params.data, len(details["per_class_accuracy"]))),
         Section("Loss, accuracy and learning rate", "image", paths.CURVES_PNG),
         *([Section("LR range test", "image", paths.LR_FINDER_PNG)] if train["lr_finder_lr"] is not None else []),
         Section("Confusion matrix", "image", paths.CONFUSION_PNG),

@@ -50,7 +50,8 @@ def write_results(params, result: TrainResult, data: Prepared, stats: Stats) -> 
         remove(paths.LR_FINDER_PNG)
     if result.history:
         metrics = train_metrics(params, result, len(data.y_train), len(data.y_val))
-        facts = training_facts(params, result, len(data.y_val))
+        facts = {**training_facts(params, result, len(data.y_val)),
+                 "source_images": dict(zip(("train", "test"), data.source_sizes))}
         with immediately() if result.failure else nullcontext():  # kept although the stage fails
             save_checkpoint(paths.MODEL, params.model, result.model.state_dict(), data.classes, stats,
                             result.kept_epoch, facts["checkpoint"], result.precision)

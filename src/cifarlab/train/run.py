@@ -94,6 +94,9 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
             precision))
     else:
         max_lr, sweep = state["extras"]["max_lr"], _sweep(state["extras"]["sweep"])
+    if len(data.y_val) > len(data.y_train):
+        group.say(f"note: each epoch scores {len(data.y_val):,} validation images for {len(data.y_train):,} training "
+                  "images, most of its time; for a quick run, lower data.val with the subset")
     peak = cfg.scheduler.onecycle.peak_epoch
     moved = onecycle_peak(peak, cfg.epochs)
     if cfg.scheduler.name == "onecycle" and moved != peak:
