@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,7 +76,8 @@ def from_env() -> Group:
 def joined(group: Group, device: torch.device) -> Iterator[None]:
     """Inside: this process is in the run's process group (on a CPU, with its share of the cores:
     N processes with all cores each would fight over them). A collective that fails because
-    another process died becomes one UserError line, not a gloo/NCCL traceback."""
+    another process died becomes one UserError line, not a gloo/NCCL traceback; an error of this
+    process's own (one that every process meets alike) is named as this process's failure."""
     if not group.active:
         yield
         return
@@ -88,10 +90,17 @@ def joined(group: Group, device: torch.device) -> Iterator[None]:
     except (RuntimeError, dist.DistError) as err:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher is stopping us anyway: leave with this line
         cause = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise UserError(f"training process {group.rank} of {group.world} stopped, most likely because another "
-                        f"one failed or was stopped ({cause})") from None
+        if isinstance(err, dist.DistError) or _PEER_GONE.search(str(err)):
+            raise UserError(f"training process {group.rank} of {group.world} stopped because another one failed "
+                            f"or was stopped ({cause})") from None
+        raise UserError(f"training process {group.rank} of {group.world} failed: {cause}") from None
     finally:
         dist.destroy_process_group()
+
+
+# what gloo and NCCL say when the process at the other end of a collective is gone
+_PEER_GONE = re.compile(r"connection (closed|reset|refused)|closed by peer|broken pipe|remote process|timed? ?out",
+                        re.IGNORECASE)
 
 
 def total(group: Group, values: torch.Tensor) -> torch.Tensor:
@@ -157,5 +166,5 @@ def launch(processes: int, entrypoint: Callable | str, *args: Any) -> dict[int, 
         rank, failure = err.get_first_failure()
         code = failure.exitcode
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
-        raise UserError(f"training process {rank} of {processes} {how}; the others were stopped. Outputs "
-                        "are as before; `dvc repro` resumes after the last finished epoch") from None
+        raise UserError(f"training process {rank} of {processes} {how}; the others were stopped. The last "
+                        "finished epoch is saved: run the stage again to resume after it") from None

@@ -76,10 +76,12 @@ class AirBench94(nn.Module):
         filters = filters.reshape(-1, 3, kernel, kernel).to(self.whiten.weight.dtype)
         self.whiten.weight.copy_(torch.cat([filters, -filters]))
 
-    def start_epoch(self, epoch: int) -> None:
-        """Training calls this before each epoch (1-based): the whitening bias freezes after
-        WHITEN_BIAS_EPOCHS, once the rest of the network has adapted to it."""
-        self.whiten.bias.requires_grad_(epoch <= WHITEN_BIAS_EPOCHS)
+    def frozen_parameters(self, epoch: int) -> list[nn.Parameter]:
+        """What the optimiser leaves alone in `epoch` (1-based): the whitening bias, after
+        WHITEN_BIAS_EPOCHS, once the rest of the network has adapted to it. It keeps requiring a
+        gradient, so data-parallel training (DDP) sees the same parameters every step; training
+        drops its gradient before each step instead."""
+        return [self.whiten.bias] if epoch > WHITEN_BIAS_EPOCHS else []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block3(self.block2(self.block1(self.activation(self.whiten(x)))))
