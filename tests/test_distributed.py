@@ -23,7 +23,7 @@ import yaml
 from cifarlab.config import ParamsError, parse_params
 from cifarlab.data.batches import DeviceBatches, batch_order, steps_per_pass, train_batches
 from cifarlab.data.stats import Stats
-from cifarlab.distributed import Group, check_batch_split, check_devices
+from cifarlab.distributed import Group, check_batch_split, check_devices, failure_line
 from cifarlab.errors import UserError
 from conftest import (
     PLAIN_RECIPE,
@@ -289,3 +289,14 @@ def test_the_default_recipe_trains_on_two_processes_as_on_one_past_the_bias_free
     one, two = losses
     assert len(one) == len(two) == 4
     assert np.allclose(two, one, rtol=1e-3), (list(one), list(two))
+
+
+def test_a_failed_collective_names_its_own_cause_and_blames_a_peer_only_when_one_is_gone():
+    group = Group(rank=1, world=2)
+    own = RuntimeError("Expected to have finished reduction in the prior iteration before starting a new one.")
+    assert failure_line(own, group) == ("training process 1 of 2 failed: Expected to have finished reduction in the "
+                                        "prior iteration before starting a new one.")
+    for gone in (RuntimeError("[gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:29500"),
+                 RuntimeError("[gloo/transport/tcp/pair.cc:589] Read error [127.0.0.1]:1: Connection reset by peer"),
+                 torch.distributed.DistNetworkError("failed to recv, got 0 bytes")):
+        assert failure_line(gone, group).startswith("training process 1 of 2 stopped because another one failed"), gone

@@ -89,11 +89,7 @@ def joined(group: Group, device: torch.device) -> Iterator[None]:
         yield
     except (RuntimeError, dist.DistError) as err:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher is stopping us anyway: leave with this line
-        cause = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        if isinstance(err, dist.DistError) or _PEER_GONE.search(str(err)):
-            raise UserError(f"training process {group.rank} of {group.world} stopped because another one failed "
-                            f"or was stopped ({cause})") from None
-        raise UserError(f"training process {group.rank} of {group.world} failed: {cause}") from None
+        raise UserError(failure_line(err, group)) from None
     finally:
         dist.destroy_process_group()
 
@@ -101,6 +97,15 @@ def joined(group: Group, device: torch.device) -> Iterator[None]:
 # what gloo and NCCL say when the process at the other end of a collective is gone
 _PEER_GONE = re.compile(r"connection (closed|reset|refused)|closed by peer|broken pipe|remote process|timed? ?out",
                         re.IGNORECASE)
+
+
+def failure_line(err: Exception, group: Group) -> str:
+    """What stopped this process: a peer that went away, or an error of its own."""
+    cause = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    if isinstance(err, dist.DistError) or _PEER_GONE.search(str(err)):
+        return f"training process {group.rank} of {group.world} stopped because another one failed or was stopped " \
+               f"({cause})"
+    return f"training process {group.rank} of {group.world} failed: {cause}"
 
 
 def total(group: Group, values: torch.Tensor) -> torch.Tensor:
