@@ -15,12 +15,12 @@ from cifarlab.errors import UserError
 from conftest import project_on_tree
 
 pytestmark = pytest.mark.slow
-STAGES = ["download", "stats", "train", "evaluate", "misclassify", "gradcam", "report"]
+STAGES = ["download", "stats", "train", "export", "evaluate", "misclassify", "gradcam", "report"]
 # each file an earlier stage writes: the stage that writes it and the stages that read it
 READERS = {
     "data/prepared.npz": ("download", ["stats", "train", "evaluate", "misclassify", "gradcam"]),
     "data/stats.json": ("stats", ["train"]),
-    "models/model.pt": ("train", ["evaluate", "gradcam", "report"]),
+    "models/model.pt": ("train", ["export", "evaluate", "gradcam", "report"]),
     "eval/predictions.csv": ("evaluate", ["misclassify"]),
     "eval/misclassified.csv": ("misclassify", ["gradcam"]),
     "metrics/train.json": ("train", ["report"]),

@@ -1,4 +1,4 @@
-"""End to end: `dvc repro` in a fresh git+dvc copy of the project runs all seven stages, and
+"""End to end: `dvc repro` in a fresh git+dvc copy of the project runs all eight stages, and
 DVC reruns only what a change touches."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from conftest import ROOT, SHARED_JPEG, copy_project, make_arrays, set_project_d
 from stage_imports import project_files
 
 pytestmark = pytest.mark.slow
-STAGES = ["download", "stats", "train", "evaluate", "misclassify", "gradcam", "report"]
+STAGES = ["download", "stats", "train", "export", "evaluate", "misclassify", "gradcam", "report"]
 
 
 def _env() -> dict:
@@ -88,7 +88,7 @@ def first_run(tmp_path_factory):
     return project, dvc("repro", cwd=project)
 
 
-def test_repro_runs_all_seven_stages_and_writes_every_output(first_run):
+def test_repro_runs_all_eight_stages_and_writes_every_output(first_run):
     project, log = first_run
     assert ran(log) == STAGES
     for path in declared_outputs(project):
@@ -132,7 +132,7 @@ def test_changing_the_model_reruns_train_and_after_only(first_run):
     status = dvc("status", "--json", cwd=project)
     assert status.strip() == "{}"
     log = dvc("exp", "run", "-S", "model=s9net", cwd=project)
-    assert ran(log) == ["train", "evaluate", "misclassify", "gradcam", "report"]
+    assert ran(log) == ["train", "export", "evaluate", "misclassify", "gradcam", "report"]
     report = (project / "reports" / "report.html").read_text()
     assert "cifarlab report: s9net" in report and report.count("data:image/png;base64,") == 5
     assert "s9net" in dvc("exp", "show", "--md", cwd=project)
@@ -185,7 +185,7 @@ def test_every_readme_recipe_runs_in_smoke_form(tmp_path):
     project = make_project(tmp_path / "project", str(tree), quick=False)
     for name, argv in recipes:
         log = dvc("exp", "run", *argv, *SMOKE, "-S", "data.val=6", cwd=project)  # a tree of 36 training images
-        assert ran(log)[:2] in (["download", "stats"], ["train", "evaluate"]), (name, log)
+        assert ran(log)[:2] in (["download", "stats"], ["train", "export"]), (name, log)
         assert "report" in ran(log), name
         params = yaml.safe_load((project / "params.yaml").read_text())
         assert params["recipe"] == argv[-1].removeprefix("recipe="), name

@@ -95,21 +95,40 @@ def to_rgb8(img: Image.Image, where: str) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(data: bytes, where: str, size: int) -> np.ndarray:
-    """Decode one image as RGB uint8 (size, size, 3); an unreadable one is a UserError naming `where`."""
+def read_rgb(data: bytes, where: str) -> Image.Image:
+    """One image file's bytes as upright 8-bit RGB (its EXIF orientation applied); anything
+    unreadable, damaged metadata included, is a UserError naming `where`: Pillow raises many
+    kinds of exception on damaged files, none of which should end in a traceback."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a few KB that decode to gigapixels
             with Image.open(io.BytesIO(data)) as img:
-                img = to_rgb8(ImageOps.exif_transpose(img), where)
-                if img.size != (size, size):
-                    img = img.resize((size, size), Image.BILINEAR)
-                return np.asarray(img, dtype=np.uint8)
+                try:
+                    upright = ImageOps.exif_transpose(img)
+                except Exception as err:  # a damaged EXIF block: which way is up cannot be known
+                    raise UserError(f"{where}: damaged EXIF metadata ({type(err).__name__}: {str(err)[:120]}); "
+                                    "save the image again without it") from None
+                return to_rgb8(upright, where)
+    except UserError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UserError(f"{where}: refusing an image of more than {Image.MAX_IMAGE_PIXELS:,} pixels "
                         "(a decompression bomb?)") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except UnidentifiedImageError:
+        raise UserError(f"{where}: not a readable image (not in a format Pillow knows)") from None
+    except (OSError, ValueError) as err:
         raise UserError(f"{where}: not a readable image ({err})") from None
+    except Exception as err:  # SyntaxError, struct.error, IndexError, ... from a damaged file
+        raise UserError(f"{where}: not a readable image ({type(err).__name__}: {str(err)[:120]})") from None
+
+
+def decode_image(data: bytes, where: str, size: int) -> np.ndarray:
+    """Decode one image as RGB uint8 (size, size, 3), the whole image resized to the square (what
+    a dataset of other-sized images is turned into); an unreadable one is a UserError naming `where`."""
+    img = read_rgb(data, where)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def _decode_chunk(blobs: list[tuple[str, bytes]], size: int, max_pixels: int | None) -> np.ndarray:

@@ -25,11 +25,15 @@ def weights_digest(weights: dict) -> str:
     return digest.hexdigest()
 
 
+CHECKPOINT_KEYS = {"model", "classes", "mean", "std", "epoch", "chosen_by", "precision", "image_size", "state_dict",
+                   "digest"}
+
+
 def save_checkpoint(path: Path, model_name: str, weights: dict, classes: list[str], stats: Stats,
-                    epoch: int, chosen_by: dict, precision: str = "fp32") -> None:
+                    epoch: int, chosen_by: dict, precision: str = "fp32", image_size: int = 32) -> None:
     save_torch(path, {"model": model_name, "classes": list(classes), "mean": list(stats.mean),
                       "std": list(stats.std), "epoch": epoch, "chosen_by": chosen_by, "precision": precision,
-                      "state_dict": weights, "digest": weights_digest(weights)})
+                      "image_size": image_size, "state_dict": weights, "digest": weights_digest(weights)})
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu", model_name: str | None = None,
@@ -41,6 +45,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", model_name: 
         raise UserError(f"{path}: checkpoint not found; run `dvc repro train` first")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
+        missing = sorted(CHECKPOINT_KEYS - set(ckpt)) if isinstance(ckpt, dict) else ["everything"]
+        if missing:
+            raise UserError(f"{path}: not a checkpoint of this version of cifarlab (it lacks {', '.join(missing)}); "
+                            "rerun `dvc repro train`")
         if ckpt["digest"] != weights_digest(ckpt["state_dict"]):
             raise ValueError("the weights do not match their checksum")
         _check_fits(path, ckpt, model_name, classes)

@@ -54,7 +54,7 @@ def write_results(params, result: TrainResult, data: Prepared, stats: Stats) -> 
                  "source_images": dict(zip(("train", "test"), data.source_sizes))}
         with immediately() if result.failure else nullcontext():  # kept although the stage fails
             save_checkpoint(paths.MODEL, params.model, result.model.state_dict(), data.classes, stats,
-                            result.kept_epoch, facts["checkpoint"], result.precision)
+                            result.kept_epoch, facts["checkpoint"], result.precision, data.x_train.shape[1])
     if result.failure:
         kept = f"; kept the checkpoint of epoch {result.kept_epoch} in {paths.MODEL}"
         raise UserError(result.failure + (kept if result.history else ""))

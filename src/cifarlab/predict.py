@@ -1,0 +1,145 @@
+"""`python -m cifarlab.predict PATH...`: the trained model (models/model.pt) on your own images.
+Each file and every image in each folder is read with the data sources' own reader (any format
+Pillow opens, EXIF orientation, 16-bit, alpha) and brought to the model's input size by resizing
+its short side and cropping the centre: CIFAR-10's images are square crops that the object fills,
+so a photo keeps its proportions rather than being squashed. One row per image: the top classes
+with their probabilities; a file that cannot be read is one line on stderr, and the exit status
+is 1 if any could not."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from cifarlab import paths
+from cifarlab.config import GRADCAM_LAYERS
+from cifarlab.data.augment import normalised
+from cifarlab.data.filetree import OS_JUNK
+from cifarlab.data.imagefolder import read_rgb
+from cifarlab.data.stats import Stats
+from cifarlab.errors import UserError
+from cifarlab.io import save_figure, write_csv
+from cifarlab.models.checkpoint import load_checkpoint
+
+BATCH = 256  # images per forward pass
+
+
+def image_files(targets: list[Path]) -> list[Path]:
+    """The files named, and every visible file under the folders named (sorted, recursively)."""
+    files = []
+    for target in targets:
+        if target.is_dir():
+            files += sorted(path for path in target.rglob("*") if path.is_file() and not _hidden(path, target))
+        else:
+            files.append(target)
+    return files
+
+
+def _hidden(path: Path, top: Path) -> bool:
+    parts = path.relative_to(top).parts
+    return any(part.startswith(".") or part.lower() in OS_JUNK for part in parts)
+
+
+def model_input(img: Image.Image, size: int) -> np.ndarray:
+    """The image as the model sees it: short side resized to `size`, then the centre size x size."""
+    scale = size / min(img.size)
+    width, height = max(size, round(img.width * scale)), max(size, round(img.height * scale))
+    img = img.resize((width, height), Image.BILINEAR)
+    left, top = (width - size) // 2, (height - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def read_inputs(files: list[Path], size: int) -> tuple[list[Path], list[np.ndarray], list[str]]:
+    """The images that could be read, as model inputs, and one error line per file that could not."""
+    kept, images, errors = [], [], []
+    for path in files:
+        try:
+            try:
+                data = path.read_bytes()
+            except OSError as err:
+                raise UserError(f"{path}: cannot be read ({err.strerror or err})") from None
+            images.append(model_input(read_rgb(data, str(path)), size))
+            kept.append(path)
+        except UserError as err:
+            errors.append(str(err))
+    return kept, images, errors
+
+
+@torch.no_grad()
+def probabilities(model: torch.nn.Module, images: list[np.ndarray], stats: Stats) -> torch.Tensor:
+    """Softmax over the classes for every image, in batches, with a progress bar for many."""
+    batches = [images[start:start + BATCH] for start in range(0, len(images), BATCH)]
+    out = [torch.softmax(model(normalised(batch, stats)).float(), dim=1)
+           for batch in tqdm(batches, desc="predicting", unit="batch", disable=len(batches) < 2)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def top_table(files: list[Path], probs: torch.Tensor, classes: list[str], top: int) -> pd.DataFrame:
+    """One row per image: the file, then class and probability of its `top` likeliest classes."""
+    k = min(top, len(classes))
+    values, indices = probs.topk(k, dim=1) if len(files) else (probs, probs)
+    rows = []
+    for path, vals, idx in zip(files, values.tolist(), indices.tolist()):
+        row = {"file": str(path)}
+        for rank, (p, i) in enumerate(zip(vals, idx), start=1):
+            row[f"class_{rank}"], row[f"probability_{rank}"] = classes[i], round(p, 4)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def explain(model: torch.nn.Module, ckpt: dict, files: list[Path], images: list[np.ndarray], predicted: list[int],
+            folder: Path) -> None:
+    """Per image, GradCAM of the predicted class at the model's default layer (the gradcam
+    stage's code), over the image as the model saw it: folder/<n>-<file stem>.png."""
+    from cifarlab.explain.gradcam import gradcam_maps
+    from cifarlab.report.plots import gallery_figure, overlay
+
+    layer_name = GRADCAM_LAYERS[ckpt["model"]].default
+    layer = getattr(model, layer_name)
+    stats = Stats(ckpt["mean"], ckpt["std"])
+    for number, (path, image, label) in enumerate(tqdm(list(zip(files, images, predicted)), desc="explaining",
+                                                      unit="image", disable=len(files) < 10), start=1):
+        cam = gradcam_maps(model, layer, normalised([image], stats), torch.tensor([label]))[0]
+        figure = gallery_figure([image, overlay(image, cam)], [path.name, f"why {ckpt['classes'][label]}?"],
+                                columns=2, title=f"GradCAM at {layer_name}")
+        save_figure(folder / f"{number:04d}-{path.stem}.png", figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cifarlab.predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="image files and folders of images")
+    parser.add_argument("--top", type=int, default=3, help="classes shown per image (default 3)")
+    parser.add_argument("--csv", type=Path, help="also write the table to this CSV file")
+    parser.add_argument("--explain", type=Path, metavar="DIR", help="write a GradCAM overlay per image into DIR")
+    parser.add_argument("--model", type=Path, default=paths.MODEL, help=f"the checkpoint (default {paths.MODEL})")
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        parser.error("--top must be at least 1")
+    try:
+        model, ckpt = load_checkpoint(args.model)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    files, images, errors = read_inputs(image_files(args.paths), ckpt["image_size"])
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    probs = probabilities(model, images, Stats(ckpt["mean"], ckpt["std"]))
+    table = top_table(files, probs, ckpt["classes"], args.top)
+    for row in table.itertuples(index=False):
+        guesses = ", ".join(f"{row[i]} {row[i + 1]:.2f}" for i in range(1, len(row), 2))
+        print(f"{row.file}: {guesses}")
+    if args.csv:
+        write_csv(args.csv, table)
+    if args.explain and files:
+        explain(model, ckpt, files, images, probs.argmax(1).tolist(), args.explain)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""Stage 4b — export: the trained model as ONNX (models/model.onnx, normalisation inside, input RGB
+in 0..1) with a short card beside it (models/model.onnx.json), for use outside PyTorch."""
+from cifarlab import paths
+from cifarlab.errors import run_stage
+from cifarlab.export import describe, write_onnx
+from cifarlab.models.checkpoint import load_checkpoint
+
+
+def main() -> None:
+    model, ckpt = load_checkpoint(paths.MODEL)
+    write_onnx(paths.ONNX, paths.ONNX_CARD, model, ckpt)
+    card = describe(ckpt)
+    print(f"exported {ckpt['model']} (opset {card['opset']}, input {card['input']['name']} "
+          f"{'x'.join(map(str, card['input']['shape']))}, {len(card['classes'])} classes) -> {paths.ONNX}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
