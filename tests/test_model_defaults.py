@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow,
 
 # what the swap test may set besides the model: a short run on part of the real images
 SHORT_RUN = [f"data.source={SHARED_JPEG}", "data.subset.train=5000", "data.subset.test=1000", "train.epochs=2",
-             "train.batch_size=128"]
+             "train.batch_size=64"]
 
 
 @pytest.fixture(scope="module")
