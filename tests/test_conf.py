@@ -105,21 +105,27 @@ def test_every_model_default_gradcam_layer_is_declared():
 
 
 @pytest.mark.slow
-def test_a_seed_sweep_queues_one_experiment_per_seed_with_those_params(tmp_path):
-    from test_pipeline import dvc, make_project, sh
+def test_the_sweep_commands_queue_one_experiment_per_value_with_those_params(tmp_path):
+    """docs/recipes.md's sweeps, as written (queued, not run): a seed sweep of the default, one of
+    a recipe, and the four assignments; each queued experiment holds its params."""
+    from test_pipeline import dvc, make_project, readme_commands, sh
+    commands = [c for c in readme_commands("dvc exp run --queue", section="Sweeps")]
+    assert len(commands) == 3, commands
     project = make_project(tmp_path / "project", "cifar10", model="airbench94", quick=False)
-    dvc("exp", "run", "--queue", "-S", "train.seed=range(0,2)", cwd=project)
+    for command in commands:
+        sh("bash", "-c", command, cwd=project)
     status = dvc("queue", "status", cwd=project)
     tasks = re.findall(r"^([0-9a-f]{7})\s+\S+\s+.*Queued", status, flags=re.M)
-    assert len(tasks) == 2, status
-    seeds = []
-    for task in tasks:
-        params = yaml.safe_load(sh("git", "show", f"{task}:params.yaml", cwd=project))
-        seeds.append(params["train"].pop("seed"))
-        expected = yaml.safe_load((Path(project) / "params.yaml").read_text())
-        expected["train"].pop("seed")
-        assert params == expected
-    assert sorted(seeds) == [0, 1]
+    assert len(tasks) == 3 + 2 + 4, status
+    queued = [yaml.safe_load(sh("git", "show", f"{task}:params.yaml", cwd=project)) for task in tasks]
+    runs = sorted((params["recipe"], params["train"]["seed"]) for params in queued)
+    assert runs == sorted([("default", 0), ("default", 1), ("default", 2), ("s9_small_net", 0), ("s9_small_net", 1),
+                           ("s7_resnet18", 42), ("s8_resnet18_ln", 42), ("s9_custom_resnet", 42),
+                           ("s9_small_net", 42)]), runs
+    for params in queued:  # each is exactly its composition: the project's defaults and its overrides
+        overrides = [f"recipe={params['recipe']}"] if params["recipe"] != "default" else []
+        expected = compose([*overrides, f"train.seed={params['train']['seed']}"], conf=Path(project) / "conf")
+        assert params == expected, params["recipe"]
 
 
 # params-dependent tests that take seconds; every other test reads params the same way (conftest.default_params)
