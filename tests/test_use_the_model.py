@@ -4,6 +4,7 @@ ONNX export, which onnxruntime runs to PyTorch's logits."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -172,3 +173,23 @@ def test_readme_onnxruntime_snippet_runs_verbatim(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith(f", {len(CLASSES)})"), done.stdout
+
+
+def test_readme_predict_commands_run_verbatim(tmp_path):
+    """The three predict lines of the README's "Use your model", as written, on a photo and a folder."""
+    from test_pipeline import readme_commands
+    commands = readme_commands("python -m cifarlab.predict", section="Use your model")
+    assert len(commands) == 3, commands
+    _checkpoint(tmp_path / "models" / "model.pt")
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(tmp_path / "cat.jpg")
+    (tmp_path / "photos").mkdir()
+    for number in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)).save(tmp_path / "photos" / f"{number}.png")
+    for command in commands:
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # `python` is this interpreter
+        done = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "PATH": path})
+        assert done.returncode == 0, (command, done.stderr)
+    assert len(pd.read_csv(tmp_path / "predictions.csv")) == 3
+    assert len(list((tmp_path / "gradcam").glob("*.png"))) == 3
