@@ -97,6 +97,7 @@ def explain(model: torch.nn.Module, ckpt: dict, files: list[Path], images: list[
             folder: Path) -> None:
     """Per image, GradCAM of the predicted class at the model's default layer (the gradcam
     stage's code), over the image as the model saw it: folder/<n>-<file stem>.png."""
+    # captum and matplotlib load only when explanations are asked for: a plain prediction starts faster
     from cifarlab.explain.gradcam import gradcam_maps
     from cifarlab.report.plots import gallery_figure, overlay
 
