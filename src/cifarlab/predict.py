@@ -25,7 +25,7 @@ from cifarlab.data.imagefolder import read_rgb
 from cifarlab.data.stats import Stats
 from cifarlab.errors import UserError
 from cifarlab.io import save_figure, write_csv
-from cifarlab.models.checkpoint import load_checkpoint
+from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
 
 BATCH = 256  # images per forward pass
 
@@ -103,7 +103,7 @@ def explain(model: torch.nn.Module, ckpt: dict, files: list[Path], images: list[
 
     layer_name = GRADCAM_LAYERS[ckpt["model"]].default
     layer = getattr(model, layer_name)
-    stats = Stats(ckpt["mean"], ckpt["std"])
+    stats = checkpoint_stats(ckpt)
     for number, (path, image, label) in enumerate(tqdm(list(zip(files, images, predicted)), desc="explaining",
                                                       unit="image", disable=len(files) < 10), start=1):
         cam = gradcam_maps(model, layer, normalised([image], stats), torch.tensor([label]))[0]
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     files, images, errors = read_inputs(image_files(args.paths), ckpt["image_size"])
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
-    probs = probabilities(model, images, Stats(ckpt["mean"], ckpt["std"]))
+    probs = probabilities(model, images, checkpoint_stats(ckpt))
     table = top_table(files, probs, ckpt["classes"], args.top)
     for row in table.itertuples(index=False):
         guesses = ", ".join(f"{row[i]} {row[i + 1]:.2f}" for i in range(1, len(row), 2))
