@@ -1,9 +1,9 @@
 """Stage 1 — download: get data.source into data/prepared.npz (uint8 NHWC + labels + classes)."""
-from cifarlab import paths
 from cifarlab.config import load_params
-from cifarlab.data.prepared import save_prepared
-from cifarlab.data.sources import prepare
-from cifarlab.errors import run_stage
+from cifarlab.core import paths
+from cifarlab.core.errors import run_stage
+from cifarlab.download.sources import prepare
+from cifarlab.prepared import save_prepared
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Stage 4b — export: the trained model as ONNX (models/model.onnx, normalisation inside, input RGB
 in 0..1) with a short card beside it (models/model.onnx.json), for use outside PyTorch."""
-from cifarlab import paths
-from cifarlab.errors import run_stage
-from cifarlab.export import describe, write_onnx
+from cifarlab.core import paths
+from cifarlab.core.errors import run_stage
+from cifarlab.export.onnx import describe, write_onnx
 from cifarlab.models.checkpoint import load_checkpoint
 
 

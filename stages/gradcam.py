@@ -3,12 +3,12 @@ layer of gradcam.layers, for the predicted class ("why did it say cat") and the 
 ("where did it look for dog"); one grid per layer in plots/6-gradcam/. Then ROAD faithfulness of
 every layer on a class-balanced sample of test images: metrics/gradcam.json, the curves in
 eval/faithfulness.csv and plots/6-gradcam/road_faithfulness.png."""
-from cifarlab import paths
 from cifarlab.config import load_params
-from cifarlab.data.prepared import load_prepared
-from cifarlab.errors import run_stage
-from cifarlab.explain.outputs import explain_layers
+from cifarlab.core import paths
+from cifarlab.core.errors import run_stage
+from cifarlab.gradcam.outputs import explain_layers
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
+from cifarlab.prepared import load_prepared
 
 
 def main() -> None:

@@ -1,13 +1,14 @@
 """Stage 5 — misclassify: a gallery of misclassified test images chosen reproducibly
 (misclassify.order), shown from the raw pixels, and the list of chosen images that gradcam
 explains, so both show the same images."""
-from cifarlab import paths
 from cifarlab.config import load_params
-from cifarlab.data.prepared import load_prepared
-from cifarlab.errors import UserError, run_stage
-from cifarlab.explain.misclassified import PREDICTION_COLUMNS, TITLES, caption, choose_misclassified
-from cifarlab.io import read_table, save_figure, write_csv
-from cifarlab.report.plots import gallery_figure
+from cifarlab.core import paths
+from cifarlab.core.errors import UserError, run_stage
+from cifarlab.core.io import read_table, save_figure, write_csv
+from cifarlab.gallery import gallery_figure
+from cifarlab.misclassify.choose import TITLES, choose_misclassified
+from cifarlab.predictions import PREDICTION_COLUMNS, caption
+from cifarlab.prepared import load_prepared
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """Stage 7 — report: one HTML page (self-contained, opens offline) and a Markdown twin with the
 run summary, params, curves, LR range test, confusion matrix, per-class table, mistakes,
 GradCAM grids and the model summary."""
-from cifarlab import paths
 from cifarlab.config import load_params
-from cifarlab.errors import run_stage
-from cifarlab.io import read_output_json, write_text
+from cifarlab.core import paths
+from cifarlab.core.errors import run_stage
+from cifarlab.core.io import read_output_json, write_text
 from cifarlab.models.checkpoint import load_checkpoint
 from cifarlab.report.render import render_html, render_markdown
 from cifarlab.report.sections import report_sections

@@ -1,9 +1,9 @@
 """Stage 2 — stats: per-channel mean/std of the training images -> data/stats.json."""
-from cifarlab import paths
 from cifarlab.config import load_params
-from cifarlab.data.prepared import load_prepared
-from cifarlab.data.stats import channel_stats, save_stats
-from cifarlab.errors import run_stage
+from cifarlab.core import paths
+from cifarlab.core.errors import run_stage
+from cifarlab.prepared import load_prepared
+from cifarlab.stats import channel_stats, save_stats
 
 
 def main() -> None:

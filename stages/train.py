@@ -1,15 +1,16 @@
 """Stage 3 — train: fit params.model on the training split, keep the checkpoint train.checkpoint
 names (the test split decides nothing), the per-epoch log (dvclive), the LR range test and metrics. An
 interrupted run resumes from its last finished epoch. With train.processes > 1 it starts that many
-copies of itself as data-parallel processes (see cifarlab.distributed)."""
+copies of itself as data-parallel processes (see cifarlab.train.distributed)."""
 import sys
 
-from cifarlab import distributed, paths
 from cifarlab.config import load_params
-from cifarlab.data.prepared import load_prepared
-from cifarlab.data.stats import load_stats
-from cifarlab.device import select_device
-from cifarlab.errors import run_stage
+from cifarlab.core import paths
+from cifarlab.core.errors import run_stage
+from cifarlab.feed.device import select_device
+from cifarlab.prepared import load_prepared
+from cifarlab.stats import load_stats
+from cifarlab.train import distributed
 from cifarlab.train.outputs import EpochOutputs, write_results
 from cifarlab.train.run import run
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cifarlab.config import AugmentConfig
-from cifarlab.data.augment import eval_transform, train_transform
-from cifarlab.data.stats import Stats
+from cifarlab.feed.augment import eval_transform, train_transform
+from cifarlab.stats import Stats
 from conftest import default_params_dict
 
 MEAN, STD = [0.5, 0.25, 0.75], [0.2, 0.2, 0.2]

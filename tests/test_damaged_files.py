@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from cifarlab import io
-from cifarlab.errors import UserError
+from cifarlab.core import io
+from cifarlab.core.errors import UserError
 from conftest import project_on_tree
 
 pytestmark = pytest.mark.slow

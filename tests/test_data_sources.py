@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifarlab import paths
-from cifarlab.data import cifar, imagefolder
-from cifarlab.data.filetree import FolderTree
-from cifarlab.data.prepared import balanced_indices, load_prepared, save_prepared
-from cifarlab.data.sources import prepare
-from cifarlab.errors import UserError
+from cifarlab.core import paths
+from cifarlab.core.errors import UserError
+from cifarlab.download import cifar, imagefolder
+from cifarlab.download.filetree import FolderTree
+from cifarlab.download.sources import prepare
+from cifarlab.prepared import balanced_indices, load_prepared, save_prepared
 from conftest import CLASSES, write_cifar_batches, write_image_tree
 
 ALL = {"train": 0, "test": 0}
@@ -328,7 +328,7 @@ def test_relative_sources_mean_the_project_root_also_in_an_experiment_copy(tmp_p
 
 def test_a_decompression_bomb_archive_is_refused_from_its_headers(tmp_path, monkeypatch):
     """A member declaring more than the per-file limit is refused before anything is extracted."""
-    from cifarlab.data import filetree
+    from cifarlab.download import filetree
 
     monkeypatch.setattr(filetree, "MAX_MEMBER_BYTES", 1000)
     member = tarfile.TarInfo("cifar-like/train/cat/huge.png")

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from cifarlab.config import AugmentConfig, parse_params
-from cifarlab.data.augment import eval_transform, train_transform
-from cifarlab.data.batches import DeviceBatches
-from cifarlab.data.stats import Stats
+from cifarlab.feed.augment import eval_transform, train_transform
+from cifarlab.feed.batches import DeviceBatches
+from cifarlab.stats import Stats
 from conftest import default_params_dict
 
 MEAN, STD = [0.5, 0.25, 0.75], [0.2, 0.2, 0.2]

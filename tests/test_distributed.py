@@ -21,10 +21,10 @@ import torch
 import yaml
 
 from cifarlab.config import ParamsError, parse_params
-from cifarlab.data.batches import DeviceBatches, batch_order, steps_per_pass, train_batches
-from cifarlab.data.stats import Stats
-from cifarlab.distributed import Group, check_batch_split, check_devices, failure_line
-from cifarlab.errors import UserError
+from cifarlab.core.errors import UserError
+from cifarlab.feed.batches import DeviceBatches, batch_order, steps_per_pass, train_batches
+from cifarlab.stats import Stats
+from cifarlab.train.distributed import Group, check_batch_split, check_devices, failure_line
 from conftest import (
     PLAIN_RECIPE,
     default_params,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from cifarlab.explain.evaluation import (
+from cifarlab.evaluate.scoring import (
     class_details,
     confusion_matrix,
     most_confused,
@@ -18,8 +18,9 @@ from cifarlab.explain.evaluation import (
     summary_metrics,
     tta_logits,
 )
-from cifarlab.explain.misclassified import caption, choose_misclassified
-from cifarlab.inference import predict
+from cifarlab.feed.inference import predict
+from cifarlab.misclassify.choose import choose_misclassified
+from cifarlab.predictions import caption
 
 CLASSES = ["cat", "dog", "ship"]
 

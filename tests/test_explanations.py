@@ -12,12 +12,11 @@ import torch
 from torch import nn
 
 from cifarlab.config import AugmentConfig
-from cifarlab.data.augment import normalised
-from cifarlab.data.prepared import Prepared
-from cifarlab.data.stats import Stats
-from cifarlab.explain.faithfulness import impute, road_curves
-from cifarlab.explain.gradcam import gradcam_maps
-from cifarlab.report.plots import overlay
+from cifarlab.gradcam.faithfulness import impute, road_curves
+from cifarlab.gradcam.figures import overlay
+from cifarlab.gradcam.maps import gradcam_maps
+from cifarlab.prepared import Prepared
+from cifarlab.stats import Stats, normalised
 from cifarlab.train.run import run
 from conftest import PLAIN_RECIPE, default_params
 

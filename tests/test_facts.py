@@ -7,8 +7,8 @@ import re
 import pytest
 from torch import nn
 
+from cifarlab.facts import macs_per_image, parameter_count, receptive_field
 from cifarlab.models import build_model
-from cifarlab.models.facts import macs_per_image, parameter_count, receptive_field
 from cifarlab.report.render import model_summary
 from conftest import ROOT
 
@@ -78,6 +78,6 @@ def test_summary_reports_the_parameter_total():
 
 
 def test_readme_model_table_is_the_computed_one():
-    from cifarlab.models.facts import models_table
+    from cifarlab.facts import models_table
 
     assert models_table() in (ROOT / "README.md").read_text()

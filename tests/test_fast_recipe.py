@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifarlab.config import AugmentConfig, ParamsError, TrainConfig, parse_params
-from cifarlab.data.batches import DeviceBatches
-from cifarlab.data.device_augment import augment_batch
-from cifarlab.data.prepared import Prepared
-from cifarlab.data.stats import Stats
+from cifarlab.feed.batches import DeviceBatches
+from cifarlab.feed.device_augment import augment_batch
 from cifarlab.models import build_model
+from cifarlab.prepared import Prepared
+from cifarlab.stats import Stats
 from cifarlab.train.lookahead import Lookahead
 from cifarlab.train.optim import make_optimizer, norm_biases
 from cifarlab.train.resume import load_resume_state

@@ -7,11 +7,11 @@ import threading
 import pytest
 import torch
 
-from cifarlab.data import cifar
-from cifarlab.data.stats import Stats
-from cifarlab.errors import UserError
+from cifarlab.core.errors import UserError
+from cifarlab.download import cifar
 from cifarlab.models import build_model
 from cifarlab.models.checkpoint import load_checkpoint, save_checkpoint
+from cifarlab.stats import Stats
 
 MARKER = "cifarlab-test-code-ran"
 

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from cifarlab.config import ParamsError, load_params
-from cifarlab.io import read_table, write_csv, write_json
-from cifarlab.report.plots import confusion_figure, gallery_figure
+from cifarlab.core.io import read_table, write_csv, write_json
+from cifarlab.evaluate.figures import confusion_figure
+from cifarlab.gallery import gallery_figure
 from conftest import default_params_dict
 
 ALIAS_BOMB = textwrap.dedent("""
@@ -135,7 +136,7 @@ def test_temp_files_are_ignored_by_git():
 
 
 def test_the_faithfulness_sample_takes_every_class_in_turn():
-    from cifarlab.explain.faithfulness import balanced_indices
+    from cifarlab.gradcam.faithfulness import balanced_indices
     stored_class_by_class = np.repeat([0, 1, 2], [5, 2, 5])
     picked = balanced_indices(stored_class_by_class, 8)
     assert picked.tolist() == [0, 5, 7, 1, 6, 8, 2, 9]
@@ -148,10 +149,10 @@ def test_the_faithfulness_sample_takes_every_class_in_turn():
     (["bird", "cat", "ship"], ["bird", "ship", "cat"]),  # same names, another order
 ])
 def test_a_checkpoint_from_another_dataset_is_refused_in_one_line(tmp_path, saved_classes, prepared_classes):
-    from cifarlab.data.stats import Stats
-    from cifarlab.errors import UserError
+    from cifarlab.core.errors import UserError
     from cifarlab.models import build_model
     from cifarlab.models.checkpoint import load_checkpoint, save_checkpoint
+    from cifarlab.stats import Stats
     path = tmp_path / "model.pt"
     save_checkpoint(path, "tiny", build_model("tiny", len(saved_classes)).state_dict(), saved_classes,
                     Stats([0.5] * 3, [0.2] * 3), 1, {})
@@ -164,7 +165,7 @@ def test_a_checkpoint_from_another_dataset_is_refused_in_one_line(tmp_path, save
 
 @pytest.mark.parametrize("junk", ["Thumbs.db", "desktop.ini", ".DS_Store", "ehthumbs.db"])
 def test_operating_system_junk_files_in_an_image_tree_are_skipped(tmp_path, junk):
-    from cifarlab.data.sources import prepare
+    from cifarlab.download.sources import prepare
     from conftest import CLASSES, make_arrays, write_image_tree
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=4, per_class_test=2))
     for folder in [tree / "train", *(tree / "train").iterdir(), tree / "test" / CLASSES[0]]:
@@ -189,7 +190,7 @@ RAMP_FLOAT = np.linspace(0, 1, 64 * 64).reshape(64, 64).astype(np.float32)
 @pytest.mark.parametrize("image, fmt", [(RAMP16, "PNG"), (RAMP16, "TIFF"), (RAMP_FLOAT, "TIFF"),
                                         ((RAMP16 >> 8).astype(np.uint8), "PNG")])
 def test_deep_and_float_pixels_are_scaled_to_8_bits_not_clipped(image, fmt):
-    from cifarlab.data.imagefolder import decode_image
+    from cifarlab.download.imagefolder import decode_image
     decoded = decode_image(_encoded(image, fmt), "ramp", 32)
     assert decoded.dtype == np.uint8 and decoded.shape == (32, 32, 3)
     assert decoded.min() <= 3 and decoded.max() >= 250 and abs(decoded.mean() - 127.5) < 3
@@ -197,8 +198,8 @@ def test_deep_and_float_pixels_are_scaled_to_8_bits_not_clipped(image, fmt):
 
 @pytest.mark.parametrize("values", [RAMP_FLOAT * 255, RAMP_FLOAT - 0.5, np.full((8, 8), np.nan, np.float32)])
 def test_float_pixels_outside_0_to_1_are_refused_in_one_line(values):
-    from cifarlab.data.imagefolder import decode_image
-    from cifarlab.errors import UserError
+    from cifarlab.core.errors import UserError
+    from cifarlab.download.imagefolder import decode_image
     with pytest.raises(UserError, match=r"^odd.tif: a floating-point image with values outside 0\.\.1") as err:
         decode_image(_encoded(values.astype(np.float32), "TIFF"), "odd.tif", 32)
     assert "\n" not in str(err.value)
@@ -209,7 +210,7 @@ def test_exif_orientation_is_applied_so_phone_photos_load_upright(orientation, e
     """A red top-left corner as stored; EXIF 3 turns it 180 degrees, 6 a quarter turn clockwise."""
     from PIL import Image
 
-    from cifarlab.data.imagefolder import decode_image
+    from cifarlab.download.imagefolder import decode_image
     stored = np.zeros((32, 32, 3), np.uint8)
     stored[:8, :8] = (255, 0, 0)
     exif = Image.Exif()
@@ -223,8 +224,8 @@ def test_exif_orientation_is_applied_so_phone_photos_load_upright(orientation, e
 def test_class_names_in_two_unicode_forms_are_one_class(tmp_path):
     import unicodedata
 
-    from cifarlab.data.sources import prepare
-    from cifarlab.errors import UserError
+    from cifarlab.core.errors import UserError
+    from cifarlab.download.sources import prepare
     from conftest import make_arrays, write_image_tree
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=3, per_class_test=2))
     composed, decomposed = (unicodedata.normalize(form, "café") for form in ("NFC", "NFD"))
@@ -239,7 +240,7 @@ def test_class_names_in_two_unicode_forms_are_one_class(tmp_path):
 
 def test_listing_classes_reads_each_name_once_however_many_classes(monkeypatch):
     """Thousands of class folders: each folder's listing must not rescan the whole tree."""
-    from cifarlab.data import filetree, imagefolder
+    from cifarlab.download import filetree, imagefolder
     checks = []
     real = filetree._visible
     monkeypatch.setattr(filetree, "_visible", lambda name: checks.append(name) or real(name))
@@ -253,8 +254,8 @@ def test_listing_classes_reads_each_name_once_however_many_classes(monkeypatch):
 
 @pytest.mark.parametrize("val, subset", [(4, 0), (0, 2)])
 def test_a_split_that_leaves_a_class_without_training_images_is_one_line(val, subset):
-    from cifarlab.data.prepared import split_indices
-    from cifarlab.errors import UserError
+    from cifarlab.core.errors import UserError
+    from cifarlab.prepared import split_indices
     labels = np.array([0, 0, 0, 1, 1, 1, 2, 2])  # class 2 has two images
     if val:
         labels = np.array([0, 0, 0, 1, 1, 1, 2])  # one image of class 2: a 4-image split takes it
@@ -264,7 +265,7 @@ def test_a_split_that_leaves_a_class_without_training_images_is_one_line(val, su
 
 
 def test_an_image_tree_is_stored_shuffled_so_first_images_are_not_one_class(tmp_path):
-    from cifarlab.data.sources import prepare
+    from cifarlab.download.sources import prepare
     from conftest import make_arrays, write_image_tree
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=10, per_class_test=10))
     first = prepare(str(tree), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
@@ -305,8 +306,8 @@ def _zip_with(tmp_path, flag_bits: int = 0, method: int | None = None):
     (0, 99, "is compressed with method 99"),
 ])
 def test_zips_python_cannot_read_are_refused_before_reading(tmp_path, flag_bits, method, message):
-    from cifarlab.data.sources import prepare
-    from cifarlab.errors import UserError
+    from cifarlab.core.errors import UserError
+    from cifarlab.download.sources import prepare
     archive = _zip_with(tmp_path, flag_bits, method)
     with pytest.raises(UserError, match=message) as err:
         prepare(str(archive), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
@@ -314,8 +315,8 @@ def test_zips_python_cannot_read_are_refused_before_reading(tmp_path, flag_bits,
 
 
 def test_archives_are_recognised_by_content_and_garbage_is_one_line(tmp_path):
-    from cifarlab.data.sources import prepare
-    from cifarlab.errors import UserError
+    from cifarlab.core.errors import UserError
+    from cifarlab.download.sources import prepare
     misnamed = tmp_path / "data.tar.gz"
     _zip_with(tmp_path).rename(misnamed)
     assert len(prepare(str(misnamed), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw").y_train) == 6
@@ -348,8 +349,8 @@ def _cifar_folder(tmp_path, damage):
     (lambda b: {b"images": b[b"data"]}, r"not a CIFAR batch \(found keys"),
 ])
 def test_malformed_cifar_batches_are_refused_at_download_in_one_line(tmp_path, damage, message):
-    from cifarlab.data.sources import prepare
-    from cifarlab.errors import UserError
+    from cifarlab.core.errors import UserError
+    from cifarlab.download.sources import prepare
     folder = _cifar_folder(tmp_path, damage)
     with pytest.raises(UserError, match=message) as err:
         prepare(str(folder), 32, {"train": 0, "test": 0}, 0, tmp_path / "raw")
@@ -371,22 +372,22 @@ def full_disk(tmp_path):
 def test_a_full_disk_keeps_the_previous_file_for_every_writer_including_torch(full_disk):
     import torch
 
-    from cifarlab.errors import UserError
-    from cifarlab.io import save_arrays, save_torch
+    from cifarlab.core.errors import UserError
+    from cifarlab.core.io import save_arrays, save_torch
     state = full_disk / "state.pt"
     save_torch(state, {"weights": torch.zeros(10)})
     before = state.read_bytes()
     for write in (lambda: save_torch(state, {"weights": torch.zeros(2**19)}),  # 2 MiB
                   lambda: save_arrays(state, x=np.zeros(2**19))):
-        with pytest.raises(UserError, match=r"state.pt: could not write it \(.*\); the previous version") as err:
+        with pytest.raises(UserError, match=r"state.pt: could not write it \(.*\); its previous version") as err:
             write()
         assert "\n" not in str(err.value)
         assert state.read_bytes() == before and [p.name for p in full_disk.iterdir()] == ["state.pt"]
 
 
 def test_a_stage_replaces_its_outputs_all_together_or_not_at_all(tmp_path):
-    from cifarlab.errors import UserError
-    from cifarlab.io import immediately, together, write_json
+    from cifarlab.core.errors import UserError
+    from cifarlab.core.io import immediately, together, write_json
     predictions, metrics, state = tmp_path / "predictions.json", tmp_path / "metrics.json", tmp_path / "state.json"
     for path in (predictions, metrics, state):
         write_json(path, "old")

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from cifarlab.config import GRADCAM_LAYERS
-from cifarlab.errors import UserError
+from cifarlab.core.errors import UserError
+from cifarlab.facts import gradcam_layer_sizes
 from cifarlab.models import MODELS, build_model
-from cifarlab.models.facts import gradcam_layer_sizes
 
 EXPECTED_PARAMS = {"resnet18": 11_173_962, "resnet18_ln": 11_173_962, "custom_resnet": 6_573_130}
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifarlab.config import TrainConfig
-from cifarlab.device import make_scaler
+from cifarlab.feed.device import make_scaler
 from cifarlab.train.loop import _forward_backward
 from cifarlab.train.muon import Muon, orthogonalise
 from cifarlab.train.optim import conv_filters, make_optimizer, norm_biases
@@ -95,3 +95,4 @@ def test_micro_batches_add_up_to_the_whole_batch_gradient():
         assert loss.item() == pytest.approx(F.cross_entropy(model(images), labels, label_smoothing=0.1).item(),
                                             rel=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0], grads[4]))
+

@@ -106,5 +106,5 @@ def test_the_replaced_flip_tta_key_says_what_replaced_it(params):
 def test_misclassify_orders_in_config_are_the_ones_the_gallery_can_title():
     """config lists the orders as literals (so it imports nothing from explain/); they must match."""
     from cifarlab.config import ORDERS
-    from cifarlab.explain.misclassified import TITLES
+    from cifarlab.misclassify.choose import TITLES
     assert set(ORDERS) == set(TITLES)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from cifarlab import device as devices
-from cifarlab.data.batches import resolve_workers, train_batches
-from cifarlab.data.prepared import Prepared
-from cifarlab.data.stats import Stats
-from cifarlab.device import resolve_precision, usable_precision
-from cifarlab.errors import UserError
+from cifarlab.core.errors import UserError
+from cifarlab.feed import device as devices
+from cifarlab.feed.batches import resolve_workers, train_batches
+from cifarlab.feed.device import resolve_precision, usable_precision
 from cifarlab.models import build_model
+from cifarlab.prepared import Prepared
+from cifarlab.stats import Stats
 from cifarlab.train.run import run
 from conftest import CLASSES, default_params, make_arrays
 

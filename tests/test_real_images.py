@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from cifarlab.data.augment import normalised
-from cifarlab.data.sources import prepare
-from cifarlab.data.stats import channel_stats
-from cifarlab.explain.faithfulness import road_curves
-from cifarlab.explain.gradcam import gradcam_maps
+from cifarlab.download.sources import prepare
+from cifarlab.gradcam.faithfulness import road_curves
+from cifarlab.gradcam.maps import gradcam_maps
+from cifarlab.stats import channel_stats, normalised
 from cifarlab.train.run import run
 from conftest import PLAIN_RECIPE, SHARED_JPEG, default_params
 

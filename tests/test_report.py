@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cifarlab.config import parse_params
-from cifarlab.report.plots import gallery_figure
+from cifarlab.gallery import gallery_figure
 from cifarlab.report.sections import faithfulness_words, run_summary
 from conftest import default_params_dict
 

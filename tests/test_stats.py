@@ -1,6 +1,6 @@
 import numpy as np
 
-from cifarlab.data.stats import channel_stats
+from cifarlab.stats import channel_stats
 
 
 def test_channel_stats_equal_numpy_on_the_same_pixels():

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cifarlab.data.prepared import Prepared
-from cifarlab.data.stats import Stats
 from cifarlab.models import build_model
+from cifarlab.prepared import Prepared
+from cifarlab.stats import Stats
 from cifarlab.train.optim import make_optimizer
 from cifarlab.train.resume import fingerprint, load_resume_state
 from cifarlab.train.run import run

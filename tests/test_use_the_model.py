@@ -18,12 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from cifarlab.data.augment import normalised
-from cifarlab.data.stats import Stats
-from cifarlab.export import describe, onnx_bytes
+from cifarlab.export.onnx import describe, onnx_bytes
 from cifarlab.models import MODELS, build_model
 from cifarlab.models.checkpoint import save_checkpoint
 from cifarlab.predict import read_inputs
+from cifarlab.stats import Stats, normalised
 from conftest import CLASSES, ROOT, make_arrays
 
 STATS = Stats([0.49, 0.48, 0.45], [0.25, 0.24, 0.26])

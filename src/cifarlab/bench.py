@@ -25,13 +25,21 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from cifarlab import distributed
 from cifarlab.config import AugmentConfig, Params, TrainConfig, load_params
-from cifarlab.data.batches import resolve_workers, train_batches
-from cifarlab.data.stats import Stats, channel_stats
-from cifarlab.device import autocast, describe, make_scaler, memory_format, resolve_precision, select_device, to_device
+from cifarlab.facts import macs_per_image
+from cifarlab.feed.batches import resolve_workers, train_batches
+from cifarlab.feed.device import (
+    autocast,
+    describe,
+    make_scaler,
+    memory_format,
+    resolve_precision,
+    select_device,
+    to_device,
+)
 from cifarlab.models import MODELS, build_model
-from cifarlab.models.facts import macs_per_image
+from cifarlab.stats import Stats, channel_stats
+from cifarlab.train import distributed
 from cifarlab.train.loop import train_epoch
 from cifarlab.train.optim import make_optimizer
 from cifarlab.train.schedule import Schedule

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
-from cifarlab.errors import UserError
+from cifarlab.core.errors import UserError
 
 OPTIMIZERS = ("sgd", "muon", "adam", "adamw")
 SCHEDULERS = ("onecycle", "linear", "plateau", "step", "cosine", "none")
@@ -32,7 +32,7 @@ class GradcamLayers(NamedTuple):
 
 
 # Every model of models.MODELS and the layers GradCAM may explain in it (their map sizes: README's
-# model table, from `python -m cifarlab.models.facts`); `default` is the layer whose maps are about
+# model table, from `python -m cifarlab.facts`); `default` is the layer whose maps are about
 # 8 px: fine enough to localise, deep enough to mean something.
 GRADCAM_LAYERS = {
     "airbench94": GradcamLayers("block2", ("block1", "block2", "block3")),

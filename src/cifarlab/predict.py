@@ -17,15 +17,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from cifarlab import paths
 from cifarlab.config import GRADCAM_LAYERS
-from cifarlab.data.augment import normalised
-from cifarlab.data.filetree import OS_JUNK
-from cifarlab.data.imagefolder import read_rgb
-from cifarlab.data.stats import Stats
-from cifarlab.errors import UserError
-from cifarlab.io import save_figure, write_csv
+from cifarlab.core import paths
+from cifarlab.core.errors import UserError
+from cifarlab.core.io import save_figure, write_csv
+from cifarlab.download.filetree import OS_JUNK
+from cifarlab.download.imagefolder import read_rgb
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
+from cifarlab.stats import Stats, normalised
 
 BATCH = 256  # images per forward pass
 
@@ -98,8 +97,9 @@ def explain(model: torch.nn.Module, ckpt: dict, files: list[Path], images: list[
     """Per image, GradCAM of the predicted class at the model's default layer (the gradcam
     stage's code), over the image as the model saw it: folder/<n>-<file stem>.png."""
     # captum and matplotlib load only when explanations are asked for: a plain prediction starts faster
-    from cifarlab.explain.gradcam import gradcam_maps
-    from cifarlab.report.plots import gallery_figure, overlay
+    from cifarlab.gallery import gallery_figure
+    from cifarlab.gradcam.figures import overlay
+    from cifarlab.gradcam.maps import gradcam_maps
 
     layer_name = GRADCAM_LAYERS[ckpt["model"]].default
     layer = getattr(model, layer_name)

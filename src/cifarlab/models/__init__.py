@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from cifarlab.errors import UserError
+from cifarlab.core.errors import UserError
 from cifarlab.models.airbench import AirBench94
 from cifarlab.models.custom_resnet import CustomResNet
 from cifarlab.models.resnet import ResNet18BN

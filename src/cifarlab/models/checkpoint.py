@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cifarlab.data.stats import Stats
-from cifarlab.errors import UserError
-from cifarlab.io import save_torch
+from cifarlab.core.errors import UserError
+from cifarlab.core.io import save_torch
 from cifarlab.models import build_model
+from cifarlab.stats import Stats
 
 
 def weights_digest(weights: dict) -> str:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import yaml
 from torch import nn
 
-from cifarlab import paths
+from cifarlab.core import paths
+from cifarlab.predictions import chance_words
 from cifarlab.report.render import Section, model_summary
 
 if TYPE_CHECKING:
@@ -34,16 +35,6 @@ def faithfulness_words(gradcam: dict, fractions: list[float], accuracy: float) -
             f"{', '.join(f'{f:.0%}' for f in fractions)} hidden, {gradcam['faithfulness_images']} test images) "
             "than hiding the least relevant ones"
             + (f"; other layers: {', '.join(others)}" if others else "") + ".")
-
-
-def chance_words(accuracy: float, num_classes: int) -> str:
-    """A warning when test accuracy is no better than guessing (within 5 points of 1 / classes):
-    such a model learnt nothing, and its mistakes and maps explain nothing."""
-    chance = 100 / num_classes
-    if accuracy >= chance + 5:
-        return ""
-    return (f"{accuracy:.2f}% is chance level for {num_classes} classes ({chance:.0f}%): the model learnt nothing; "
-            "train longer, on more images, or lower the learning rate")
 
 
 def comparability(train: dict, evaluation: dict) -> list[tuple[str, str]]:

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cifarlab.data.batches import Batches
-from cifarlab.device import autocast, to_device
-from cifarlab.distributed import SINGLE, Group, total
-from cifarlab.inference import score
+from cifarlab.feed.batches import Batches
+from cifarlab.feed.device import autocast, to_device
+from cifarlab.feed.inference import score
+from cifarlab.train.distributed import SINGLE, Group, total
 from cifarlab.train.schedule import Schedule
 
 NO_SCORE = (math.nan, math.nan)

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cifarlab.data.batches import Batches
-from cifarlab.device import autocast, to_device
+from cifarlab.feed.batches import Batches
+from cifarlab.feed.device import autocast, to_device
 
 if TYPE_CHECKING:
     from cifarlab.config import LRFinderConfig, SchedulerConfig

@@ -8,13 +8,13 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from cifarlab import paths
-from cifarlab.data.prepared import Prepared
-from cifarlab.data.stats import Stats
-from cifarlab.errors import UserError
-from cifarlab.io import immediately, remove, save_figure, write_csv, write_json
+from cifarlab.core import paths
+from cifarlab.core.errors import UserError
+from cifarlab.core.io import immediately, remove, save_figure, write_csv, write_json
 from cifarlab.models.checkpoint import save_checkpoint
-from cifarlab.report.plots import curves_figure, lr_finder_figure
+from cifarlab.prepared import Prepared
+from cifarlab.stats import Stats
+from cifarlab.train.figures import curves_figure, lr_finder_figure
 from cifarlab.train.live import EpochLog
 from cifarlab.train.loop import Progress
 from cifarlab.train.run import TrainResult, train_metrics, training_facts

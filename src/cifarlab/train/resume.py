@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cifarlab.io import save_torch
+from cifarlab.core.io import save_torch
 from cifarlab.models.checkpoint import weights_digest
 from cifarlab.train.loop import EpochResult, Progress
 

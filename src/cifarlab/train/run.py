@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from cifarlab.data.batches import eval_batches, resolve_workers, train_batches
-from cifarlab.data.prepared import Prepared
-from cifarlab.data.stats import Stats
-from cifarlab.device import describe, make_scaler, memory_format, resolve_precision, select_device
-from cifarlab.distributed import SINGLE, Group, check_batch_split, data_parallel
-from cifarlab.io import immediately
+from cifarlab.core.io import immediately
+from cifarlab.facts import macs_per_image, parameter_count, receptive_field
+from cifarlab.feed.batches import eval_batches, resolve_workers, train_batches
+from cifarlab.feed.device import describe, make_scaler, memory_format, resolve_precision, select_device
 from cifarlab.models import build_model
-from cifarlab.models.facts import macs_per_image, parameter_count, receptive_field
+from cifarlab.prepared import Prepared
+from cifarlab.stats import Stats
+from cifarlab.train.distributed import SINGLE, Group, check_batch_split, data_parallel
 from cifarlab.train.lookahead import Lookahead
 from cifarlab.train.loop import EpochResult, Progress, fit
 from cifarlab.train.lr_finder import RangeTest, choose_max_lr

@@ -7,7 +7,7 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from cifarlab.models.facts import gradcam_layer_sizes
+from cifarlab.facts import gradcam_layer_sizes
 
 
 def gradcam_maps(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,

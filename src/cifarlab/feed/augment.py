@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
-
-from cifarlab.data.stats import Stats
+from cifarlab.stats import Stats
 
 if TYPE_CHECKING:
     import albumentations as A
@@ -54,9 +52,3 @@ def eval_transform(stats: Stats) -> A.Compose:
     import albumentations as A
 
     return A.Compose(_normalise(stats), strict=True)
-
-
-def normalised(images, stats: Stats) -> torch.Tensor:
-    """uint8 HWC images as one normalised model input batch (N, C, H, W)."""
-    transform = eval_transform(stats)
-    return torch.stack([transform(image=image)["image"] for image in images])

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from cifarlab.errors import UserError
+from cifarlab.core.errors import UserError
 
 T = TypeVar("T")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarlab.errors import UserError
-from cifarlab.io import read_checked, save_arrays
+from cifarlab.core.errors import UserError
+from cifarlab.core.io import read_checked, save_arrays
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Choosing which misclassified test images to show, reproducibly, and how to caption them."""
+"""Choosing which misclassified test images to show, reproducibly."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -8,8 +8,6 @@ if TYPE_CHECKING:
 
 TITLES = {"confidence": "most confident mistakes", "index": "first mistakes by index",
           "random": "random mistakes", "per_class": "mistakes, class by class"}
-# what the evaluate stage writes per test image, and this module and GradCAM read back
-PREDICTION_COLUMNS = ["index", "actual", "predicted", "actual_id", "predicted_id", "confidence"]
 
 
 def choose_misclassified(predictions: pd.DataFrame, count: int, order: str = "confidence",
@@ -29,8 +27,3 @@ def choose_misclassified(predictions: pd.DataFrame, count: int, order: str = "co
         return wrong.sample(n=min(count, len(wrong)), random_state=seed).sort_values("index")
     rank = by_confidence.groupby("actual_id").cumcount()
     return by_confidence.assign(_rank=rank).sort_values(["_rank", "actual_id"]).drop(columns="_rank").head(count)
-
-
-def caption(row) -> str:
-    """'predicted (confidence) / actual', as course assignments caption their galleries."""
-    return f"{row.predicted} ({row.confidence:.2f}) / {row.actual}"

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cifarlab.io import atomic_open, write_json
+from cifarlab.core.io import atomic_open, write_json
 
 OPSET = 17  # onnxruntime 1.14+ and every current runtime read it; it has GELU's parts and LayerNorm
 INPUT, OUTPUT = "images", "logits"

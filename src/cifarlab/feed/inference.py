@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifarlab.data.batches import Batches
-from cifarlab.device import autocast, to_device
+from cifarlab.feed.batches import Batches
+from cifarlab.feed.device import autocast, to_device
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarlab.data.filetree import FileTree
-from cifarlab.errors import UserError
+from cifarlab.core.errors import UserError
+from cifarlab.download.filetree import FileTree
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"

@@ -8,18 +8,18 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from cifarlab import paths
-from cifarlab.data.augment import normalised
-from cifarlab.explain.faithfulness import balanced_indices, curves_table, road_curves
-from cifarlab.explain.gradcam import figure_names, gradcam_maps, layer_titles
-from cifarlab.explain.misclassified import PREDICTION_COLUMNS, caption
-from cifarlab.io import read_table, remove, save_figure, write_csv, write_json
-from cifarlab.report.plots import faithfulness_figure, gradcam_figure
+from cifarlab.core import paths
+from cifarlab.core.io import read_table, remove, save_figure, write_csv, write_json
+from cifarlab.gradcam.faithfulness import balanced_indices, curves_table, road_curves
+from cifarlab.gradcam.figures import faithfulness_figure, gradcam_figure
+from cifarlab.gradcam.maps import figure_names, gradcam_maps, layer_titles
+from cifarlab.predictions import PREDICTION_COLUMNS, caption
+from cifarlab.stats import normalised
 
 if TYPE_CHECKING:
     from cifarlab.config import GradcamConfig
-    from cifarlab.data.prepared import Prepared
-    from cifarlab.data.stats import Stats
+    from cifarlab.prepared import Prepared
+    from cifarlab.stats import Stats
 
 
 def explain_layers(cfg: GradcamConfig, model: nn.Module, names: list[str], data: Prepared, stats: Stats) -> None:

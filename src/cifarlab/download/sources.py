@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarlab.data import cifar
-from cifarlab.data.filetree import FileTree, is_archive, open_tree
-from cifarlab.data.imagefolder import is_image_tree, load_image_tree
-from cifarlab.data.prepared import Prepared, split_indices
-from cifarlab.errors import UserError
-from cifarlab.paths import user_path
+from cifarlab.core.errors import UserError
+from cifarlab.core.paths import user_path
+from cifarlab.download import cifar
+from cifarlab.download.filetree import FileTree, is_archive, open_tree
+from cifarlab.download.imagefolder import is_image_tree, load_image_tree
+from cifarlab.prepared import Prepared, split_indices
 
 OFFICIAL = "cifar10"
 ALLOWED = ("'cifar10' (official download) or a local path to cifar-10-python.tar.gz, an extracted "

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifarlab.data.batches import Batches
-from cifarlab.inference import accuracy, predict
-from cifarlab.report.sections import chance_words
+from cifarlab.feed.batches import Batches
+from cifarlab.feed.inference import accuracy, predict
+from cifarlab.predictions import chance_words
 
 
 def tta_logits(model: nn.Module, batches: Batches, device: torch.device, plain: torch.Tensor, mode: str,

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from cifarlab.data.augment import eval_transform, train_transform
-from cifarlab.data.device_augment import augment_batch
-from cifarlab.data.stats import Stats
+from cifarlab.feed.augment import eval_transform, train_transform
+from cifarlab.feed.device_augment import augment_batch
+from cifarlab.stats import Stats
 
 if TYPE_CHECKING:
     from cifarlab.config import AugmentConfig

@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from cifarlab.data.filetree import FileTree
-from cifarlab.data.prepared import Prepared, split_indices
-from cifarlab.errors import UserError
+from cifarlab.core.errors import UserError
+from cifarlab.download.filetree import FileTree
+from cifarlab.prepared import Prepared, split_indices
 
 SPLITS = ("train", "test")
 CHUNK = 2048  # images per decoding task: big enough that sending bytes to a worker is cheap

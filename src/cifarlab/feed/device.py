@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from cifarlab.errors import UserError
+from cifarlab.core.errors import UserError
 
 
 def select_device(gpu: int = 0) -> torch.device:

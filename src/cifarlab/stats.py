@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cifarlab.io import read_checked, read_json, write_json
+from cifarlab.core.io import read_checked, read_json, write_json
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -48,3 +52,14 @@ def load_stats(path: Path) -> Stats:
             raise ValueError("not three channels")
         return Stats(mean, std)
     return read_checked(path, read)
+
+
+def normalised(images, stats: Stats) -> torch.Tensor:
+    """uint8 HWC images (a list or an array) as one model input batch (N, C, H, W), normalised
+    as both batch paths do it: (x / 255 - mean) / std per channel."""
+    import torch  # here: the stats stage itself never needs it
+
+    batch = torch.as_tensor(np.stack(list(images))).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(stats.mean).view(1, -1, 1, 1) * 255
+    std = torch.tensor(stats.std).view(1, -1, 1, 1) * 255
+    return (batch - mean) / std

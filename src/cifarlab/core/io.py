@@ -6,14 +6,14 @@ import glob
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import numpy as np
 
-from cifarlab.errors import UserError
-from cifarlab.paths import WRITTEN_BY
+from cifarlab.core.errors import UserError, earlier_outputs
+from cifarlab.core.paths import WRITTEN_BY
 
 T = TypeVar("T")
 
@@ -30,15 +30,17 @@ def together() -> Iterator[None]:
     global _pending
     outer, _pending = _pending, {}
     try:
-        yield
+        yield  # an error in the stage itself passes through as what it is
         for path, tmp in _pending.items():
-            if tmp is None:
-                path.unlink(missing_ok=True)
-            else:
-                os.replace(tmp, path)
-    except OSError as err:
-        raise UserError(f"could not put the outputs in place ({err.strerror or err}); "
-                        "rerun the stage") from None
+            try:
+                if tmp is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    os.replace(tmp, path)
+            except OSError as err:
+                raise UserError(f"{path}: could not put it in place ({err.strerror or err}); "
+                                f"{earlier_outputs('the outputs before it in this run are new, the rest as before')}"
+                                ) from None
     finally:
         for tmp in _pending.values():
             if tmp is not None:
@@ -71,7 +73,7 @@ def remove(path: Path) -> None:
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file next to `path`; on success rename it over `path` (inside together(): when
     the block ends), on failure delete it. A failed write (a full disk, say) is one UserError
-    naming the path; the old file is kept."""
+    naming the path, and no temp file is left."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     deferred = False
@@ -87,11 +89,12 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         else:
             _pending[path], deferred = tmp, True
     except OSError as err:
-        raise UserError(f"{path}: could not write it ({err.strerror or err}); the previous version, "
-                        "if any, is kept") from None
+        raise UserError(f"{path}: could not write it ({err.strerror or err}); "
+                        f"{earlier_outputs('its previous version, if any, is kept')}") from None
     finally:
         if not deferred:
-            tmp.unlink(missing_ok=True)
+            with suppress(OSError):  # never made (its folder could not be): nothing to clean up
+                tmp.unlink(missing_ok=True)
 
 
 def remove_orphaned_temps(path: Path) -> None:

@@ -1,0 +1,53 @@
+"""User-facing failures: one clear line, no traceback, non-zero exit; and interruptions that
+unwind cleanly, so no temp file or half-written output is left behind."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+INTERRUPTED = 130
+INTERRUPTED_LINE = ("interrupted: every output written so far is complete; run `dvc repro` again "
+                    "(training resumes after its last finished epoch)")
+
+
+class UserError(Exception):
+    """A mistake in params.yaml or in the input data that the user can fix."""
+
+
+def earlier_outputs(by_hand: str) -> str:
+    """What a failure leaves of the stage's earlier outputs: `dvc repro` deletes a stage's outputs
+    before it runs the stage (it sets DVC_STAGE in the stage's environment), so only a stage run
+    by hand (`python stages/<stage>.py`) still has them; `by_hand` says what became of them then."""
+    if os.environ.get("DVC_STAGE"):
+        return "dvc repro had removed this stage's earlier outputs before running it; rerun it once this is fixed"
+    return by_hand
+
+
+def _interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main(), its outputs replaced together at the end or not at all. A UserError
+    is one line on stderr and exit status 2, an OSError (a file the stage could not read or
+    write) one line naming the file and exit status 1; SIGINT or SIGTERM unwinds through the atomic
+    writers' cleanup and exits with status 130."""
+    from cifarlab.core.io import together
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # core/interrupts.py's quick exit no longer
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with together():
+            main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:  # a file the stage's own code or a library opened (dvclive's log, say)
+        print(f"error: {err.filename or 'a file'}: {err.strerror or err}; "
+              f"{earlier_outputs('the outputs it writes at the end were not replaced')}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(INTERRUPTED_LINE, file=sys.stderr)
+        sys.exit(INTERRUPTED)

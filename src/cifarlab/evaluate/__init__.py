@@ -1,0 +1,2 @@
+"""The evaluate stage: test-split scores with and without test-time augmentation, and the confusion
+matrix."""

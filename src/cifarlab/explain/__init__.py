@@ -1,1 +1,0 @@
-"""Explaining a trained model: test-split evaluation, which mistakes to show, and GradCAM."""

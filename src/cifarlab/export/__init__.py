@@ -1,0 +1,1 @@
+"""The export stage: the trained model as ONNX, for use outside PyTorch."""

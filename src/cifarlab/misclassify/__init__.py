@@ -1,0 +1,1 @@
+"""The misclassify stage: which of the model's mistakes to show, reproducibly."""
