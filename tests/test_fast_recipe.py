@@ -44,6 +44,26 @@ def test_whitening_decorrelates_training_patches_to_unit_variance():
     assert not model.whiten.weight.requires_grad
 
 
+def test_whitening_filters_are_the_record_s_eigen_decomposition_of_the_patch_covariance():
+    """Against the record's rule (airbench94_muon.py, init_whiten) computed here with numpy in
+    float64: the uncentred covariance of every 2x2 patch, its eigenvectors scaled by
+    1 / sqrt(eigenvalue + 5e-4), largest first, then the same filters negated. An eigenvector's
+    sign is arbitrary, so each filter may match with either sign, the negated copy following it."""
+    torch.manual_seed(1)
+    images = torch.randn(50, 3, 12, 12) * torch.tensor([1.0, 0.5, 2.0]).view(1, 3, 1, 1) + 0.3
+    model = build_model("airbench94", 10)
+    model.init_from_data(images)
+    x = images.double().numpy()
+    patches = np.stack([x[:, :, i:i + 11, j:j + 11] for i in (0, 1) for j in (0, 1)], axis=2)  # N, C, 4, H', W'
+    flat = patches.transpose(0, 3, 4, 1, 2).reshape(-1, 12)  # channel-major, then row, then column: (c, i, j)
+    values, vectors = np.linalg.eigh(flat.T @ flat / len(flat))
+    expected = (vectors / np.sqrt(values + 5e-4)).T[::-1]
+    ours = model.whiten.weight.detach().double().numpy().reshape(24, 12)
+    signs = np.sign(np.sum(ours[:12] * expected, axis=1))
+    assert np.allclose(ours[:12], signs[:, None] * expected, rtol=1e-4, atol=1e-5)
+    assert np.array_equal(ours[12:], -ours[:12])
+
+
 def test_whitening_bias_trains_for_the_first_epochs_only_and_always_requires_a_gradient():
     """The bias moves in epochs 1-3 and not after; it keeps requires_grad throughout, so that DDP,
     which fixes the set of parameters that receive gradients when it wraps the model, still works."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,7 @@ from cifarlab.feed.device import make_scaler
 from cifarlab.train.loop import _forward_backward
 from cifarlab.train.muon import Muon, orthogonalise
 from cifarlab.train.optim import conv_filters, make_optimizer, norm_biases
+from cifarlab.train.schedule import Schedule
 from conftest import default_params_dict
 
 CPU = torch.device("cpu")
@@ -96,3 +98,62 @@ def test_micro_batches_add_up_to_the_whole_batch_gradient():
                                             rel=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0], grads[4]))
 
+
+def _newton_schulz_float64(update: np.ndarray) -> np.ndarray:
+    """The record's quintic Newton-Schulz iteration (airbench94_muon.py: coefficients 3.4445,
+    -4.7750, 2.0315, three steps on the wide orientation after scaling to unit Frobenius norm),
+    written out again in float64."""
+    x = update.T if update.shape[0] > update.shape[1] else update
+    x = x / (np.linalg.norm(x) + 1e-7)
+    for _ in range(3):
+        gram = x @ x.T
+        x = 3.4445 * x + (-4.7750 * gram + 2.0315 * gram @ gram) @ x
+    return x.T if update.shape[0] > update.shape[1] else x
+
+
+def test_the_default_optimiser_takes_the_record_s_steps_group_by_group():
+    """Four steps of the default recipe's optimiser and schedule against the record's update rules
+    computed in float64: the filters' Nesterov momentum (0.6), norm reset to sqrt(out_channels) and
+    orthogonalised step at the Muon LR; the other groups' Nesterov SGD with decay, the norm biases
+    at 64x the LR and 1/64 the decay; every LR following the linear schedule step by step."""
+    params = default_params_dict()
+    cfg = TrainConfig.model_validate(params["train"])
+    opt, batch, steps = cfg.optimizer, 512, 4
+    torch.manual_seed(0)
+    model = _ConvNet()
+    optimizer = make_optimizer(model, opt, batch)
+    schedule = Schedule(optimizer, cfg.scheduler, epochs=1, steps_per_epoch=steps)
+    rest_lr = opt.lr * batch / (1024 * (1 + 1 / (1 - opt.momentum)))
+    rest_decay = opt.weight_decay / opt.lr
+    scale = opt.norm_bias_lr_scale
+    kinds = {id(model.conv.weight): "filter", id(model.norm.bias): "bias"}
+    expected = {id(p): p.detach().double().numpy().copy() for p in model.parameters()}
+    buffers = {}
+    line = cfg.scheduler.linear
+    assert cfg.scheduler.name == "linear" and line.warmup == 0 and line.start == 1  # the record's: decay from the peak
+    for step in range(steps):
+        factor = 1 + (line.end - 1) * step / steps
+        grads = {id(p): torch.randn_like(p) for p in model.parameters() if p.requires_grad}
+        for p in model.parameters():
+            p.grad = grads[id(p)].clone() if p.requires_grad else None
+        optimizer.step()
+        schedule.step_batch()
+        for p in model.parameters():
+            if not p.requires_grad:
+                continue
+            key, grad, kind = id(p), grads[id(p)].double().numpy(), kinds.get(id(p), "rest")
+            w = expected[key]
+            if kind == "filter":
+                momentum, lr = opt.muon.momentum, opt.muon.lr * factor
+            else:
+                momentum = opt.momentum
+                lr = rest_lr * factor * (scale if kind == "bias" else 1)
+                grad = grad + (rest_decay / (scale if kind == "bias" else 1)) * w
+            buffers[key] = grad if key not in buffers else momentum * buffers[key] + grad
+            update = grad + momentum * buffers[key]  # Nesterov
+            if kind == "filter":
+                w = w * np.sqrt(len(w)) / np.linalg.norm(w)
+                update = _newton_schulz_float64(update.reshape(len(update), -1)).reshape(w.shape)
+            expected[key] = w - lr * update
+    for name, p in model.named_parameters():
+        assert np.allclose(p.detach().double().numpy(), expected[id(p)], rtol=1e-4, atol=1e-6), name
