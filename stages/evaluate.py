@@ -1,5 +1,6 @@
 """Stage 4 — evaluate: score the checkpoint on the test split only (with and without test-time
 augmentation), per-image predictions for later stages, and the confusion matrix (CSV and heatmap)."""
+import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
 from cifarlab.config import load_params
 from cifarlab.core import paths
 from cifarlab.core.errors import run_stage

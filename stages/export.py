@@ -1,5 +1,6 @@
 """Stage 4b — export: the trained model as ONNX (models/model.onnx, normalisation inside, input RGB
 in 0..1) with a short card beside it (models/model.onnx.json), for use outside PyTorch."""
+import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
 from cifarlab.core import paths
 from cifarlab.core.errors import run_stage
 from cifarlab.export.onnx import describe, write_onnx

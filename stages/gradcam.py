@@ -3,6 +3,7 @@ layer of gradcam.layers, for the predicted class ("why did it say cat") and the 
 ("where did it look for dog"); one grid per layer in plots/6-gradcam/. Then ROAD faithfulness of
 every layer on a class-balanced sample of test images: metrics/gradcam.json, the curves in
 eval/faithfulness.csv and plots/6-gradcam/road_faithfulness.png."""
+import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
 from cifarlab.config import load_params
 from cifarlab.core import paths
 from cifarlab.core.errors import run_stage

@@ -1,6 +1,7 @@
 """Stage 5 — misclassify: a gallery of misclassified test images chosen reproducibly
 (misclassify.order), shown from the raw pixels, and the list of chosen images that gradcam
 explains, so both show the same images."""
+import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
 from cifarlab.config import load_params
 from cifarlab.core import paths
 from cifarlab.core.errors import UserError, run_stage

@@ -1,6 +1,7 @@
 """Stage 7 — report: one HTML page (self-contained, opens offline) and a Markdown twin with the
 run summary, params, curves, LR range test, confusion matrix, per-class table, mistakes,
 GradCAM grids and the model summary."""
+import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
 from cifarlab.config import load_params
 from cifarlab.core import paths
 from cifarlab.core.errors import run_stage

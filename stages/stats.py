@@ -1,4 +1,5 @@
 """Stage 2 — stats: per-channel mean/std of the training images -> data/stats.json."""
+import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
 from cifarlab.config import load_params
 from cifarlab.core import paths
 from cifarlab.core.errors import run_stage

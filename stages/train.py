@@ -4,6 +4,7 @@ interrupted run resumes from its last finished epoch. With train.processes > 1 i
 copies of itself as data-parallel processes (see cifarlab.train.distributed)."""
 import sys
 
+import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
 from cifarlab.config import load_params
 from cifarlab.core import paths
 from cifarlab.core.errors import run_stage

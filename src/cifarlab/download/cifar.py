@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import math
 import pickle
 import posixpath
 from pathlib import Path
@@ -21,10 +22,34 @@ TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
 META = "batches.meta"
 
+class _ArrayState:
+    """An ndarray as a pickle describes it (shape, dtype, raw bytes), kept unallocated until its
+    size is checked against the bytes it holds: a crafted shape of a few bytes could otherwise ask
+    numpy for gigabytes."""
+
+    def __init__(self, *_args) -> None:
+        self.state: tuple = ()
+
+    def __setstate__(self, state: tuple) -> None:
+        self.state = state
+
+
+def _reconstruct(_cls, _shape, _typecode) -> _ArrayState:
+    return _ArrayState()
+
+
+def _latin1(text: str, codec: str = "utf-8") -> bytes:
+    """Python 2's byte strings, as protocol-2 pickles store them; no other codec."""
+    if codec.lower().replace("_", "-") not in ("latin1", "latin-1", "iso-8859-1"):
+        raise pickle.UnpicklingError(f"refusing to decode text with codec {codec!r}")
+    return text.encode("latin-1")
+
+
+# the only globals a CIFAR batch names, each mapped to a stand-in that allocates nothing unchecked
 _ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("_codecs", "encode"),
+    ("numpy", "ndarray"): _ArrayState, ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct, ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("_codecs", "encode"): _latin1,
 }
 
 
@@ -32,7 +57,22 @@ class _DataOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
+        return _ALLOWED_GLOBALS[module, name]
+
+
+def _array(value: _ArrayState) -> np.ndarray:
+    """The array a pickle describes, once its shape and dtype account for exactly its bytes."""
+    state = value.state[1:] if len(value.state) == 5 else value.state  # (version,) shape, dtype, fortran, bytes
+    if len(state) != 4:
+        raise pickle.UnpicklingError("an array without shape, dtype and data")
+    shape, dtype, fortran, raw = state
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(raw, bytes):
+        raise pickle.UnpicklingError("an array of objects or without raw data")
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise pickle.UnpicklingError(f"an array of shape {shape!r}")
+    if math.prod(shape) * dtype.itemsize != len(raw):
+        raise pickle.UnpicklingError(f"an array of shape {shape} and {dtype} that holds {len(raw):,} bytes")
+    return np.frombuffer(raw, dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def download(url: str, dest: Path, md5: str) -> Path:
@@ -61,11 +101,17 @@ def download(url: str, dest: Path, md5: str) -> Path:
     return dest
 
 
-def _read_batch(data: bytes, where: str) -> dict:
+def _read_batch(data: bytes, where: str) -> object:
+    """A batch's pickle as plain data, its arrays checked and built; any damage or trick is one
+    line naming the file."""
     try:
-        return _DataOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
-        raise UserError(f"{where}: not a readable CIFAR batch ({err})") from None
+        batch = _DataOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+        if isinstance(batch, dict):
+            batch = {key: _array(value) if isinstance(value, _ArrayState) else value for key, value in batch.items()}
+        return batch
+    except Exception as err:  # the unpickler raises many kinds of exception on damaged or crafted bytes
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise UserError(f"{where}: not a readable CIFAR batch ({reason})") from None
 
 
 ROW = 32 * 32 * 3  # one image per row: 1024 red, then green, then blue values

@@ -6,6 +6,7 @@ Archives are checked from their headers before any member is read: no path outsi
 archive, no links or device files, and no decompression bomb."""
 from __future__ import annotations
 
+import lzma
 import os
 import posixpath
 import tarfile
@@ -17,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from cifarlab.core.errors import UserError
 
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar", ".zip")
 # Sizes declared in the headers, checked before anything is read: an image or a CIFAR batch
 # (31 MB) fits 64 MiB many times over, and 512 GiB holds ImageNet (~150 GB); a decompression
 # bomb (a few MB that unpack to gigabytes) does not.
@@ -32,7 +33,7 @@ def is_archive(path: Path) -> bool:
 class FileTree:
     """The regular files (`files`) and folders (`dirs`) under one root, by relative POSIX name."""
 
-    label: str  # the folder or archive, as errors name it
+    label: str = "data.source"  # the folder or archive, as errors name it
 
     def __init__(self, files: Iterable[str], dirs: Iterable[str]) -> None:
         self.files = set(files)
@@ -42,6 +43,7 @@ class FileTree:
         for kind, names in ((0, self.dirs), (1, self.files)):
             for name in sorted(names):
                 if _visible(name):
+                    _check_text(self.label, name)
                     self._children.setdefault(posixpath.dirname(name), ([], []))[kind].append(name)
 
     def where(self, name: str) -> str:
@@ -125,7 +127,7 @@ class TarTree(_ArchiveTree):
     def read(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         # in offset order, reading decompresses a tar once front to back (after the pass that listed it)
         for name in sorted(names, key=lambda n: self._handles[n].offset_data):
-            with _archive_errors(self.label):
+            with _member_errors(self, name):
                 data = self._tar.extractfile(self._handles[name]).read()
             yield name, data
 
@@ -145,7 +147,7 @@ class ZipTree(_ArchiveTree):
 
     def read(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         for name in names:
-            with _archive_errors(self.label):
+            with _member_errors(self, name):
                 data = self._zip.read(self._handles[name])
             yield name, data
 
@@ -195,9 +197,21 @@ def _archive_errors(archive: Path | str) -> Iterator[None]:
     """A corrupt or truncated archive raises many kinds of exception; the user gets one line naming it."""
     try:
         yield
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(f"{archive}: corrupt or truncated archive ({reason})") from None
+
+
+@contextmanager
+def _member_errors(tree: FileTree, name: str) -> Iterator[None]:
+    """Reading one member: whatever its decompressor raises on damaged data (zlib, bz2 and lzma
+    errors, a CRC mismatch, a stream cut short, and kinds not seen yet) is one line naming the
+    archive and the member."""
+    try:
+        yield
+    except Exception as err:  # decompressors raise many kinds of exception on damaged data
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise UserError(f"{tree.where(name)}: damaged member, cannot be decompressed ({reason})") from None
 
 
 def _checked_name(archive: Path, name: str) -> str:
@@ -206,6 +220,22 @@ def _checked_name(archive: Path, name: str) -> str:
     if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
         raise UserError(f"{archive}: refusing member '{name}' (absolute path or '..' outside the archive)")
     return "/".join(part for part in parts if part != ".")
+
+
+def _check_text(label: str, name: str) -> None:
+    """One name policy for every source: names are UTF-8 text, or the download stops here, naming
+    the file with its odd bytes escaped. Class names are written into tables and figures, and a
+    name that is not text (a tar or a disk made with another encoding) would fail only there,
+    after a whole training."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        try:  # the bytes Python could not decode and kept as escapes, shown as \xNN
+            shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            shown = name.encode("utf-8", "backslashreplace").decode()
+        raise UserError(f"{label}: the name '{shown}' is not UTF-8 text; rename it (class names end up in the "
+                        "result tables)") from None
 
 
 def _first_visit(folder: str, seen: set[str]) -> bool:

@@ -76,16 +76,35 @@ def _scan(tree: FileTree, root: str) -> tuple[list[str], dict[str, tuple[list[st
     return classes, listing
 
 
-def to_rgb8(img: Image.Image, where: str) -> Image.Image:
-    """8-bit RGB of any mode Pillow opens. Deeper integer greys (16- and 32-bit) are scaled from
-    their full range, not clipped at 255; float images must hold values in 0..1 and are scaled by
-    255. Anything else Pillow converts itself (palette, CMYK, YCbCr, greyscale, alpha dropped)."""
-    if img.mode.startswith("I"):  # I, I;16, I;16B, ...: unsigned 16-bit data, or 32-bit signed
+def white_level(img: Image.Image, where: str) -> float:
+    """The value that means white in an integer-mode image, from what its file declares (read it
+    before any transpose, which drops the file's tags): 65535 for the 16-bit modes and for PGM/PPM
+    (Pillow scales their maxval to 16 bits), 2^bits - 1 for a TIFF's declared bits per sample. A
+    32-bit sample's white could be anything (tools store 8-bit values in it), so it is refused
+    rather than guessed: a wrong guess makes an image silently near-black."""
+    if img.mode.startswith("I;16") or img.format == "PPM":
+        return 65535.0
+    bits = img.tag_v2.get(258) if img.format == "TIFF" else None
+    bits = bits[0] if isinstance(bits, tuple) and bits else bits
+    if bits in (8, 16):
+        return 2.0**bits - 1
+    declared = f"{bits}-bit" if bits else "an integer"
+    raise UserError(f"{where}: {declared} {img.format or ''} image whose white level is not stored in the file, so "
+                    "its brightness cannot be known; save it as 8- or 16-bit")
+
+
+def to_rgb8(img: Image.Image, where: str, white: float | None = None) -> Image.Image:
+    """8-bit RGB of any mode Pillow opens. Integer greys deeper than 8 bits are scaled from `white`
+    (white_level of the file), not clipped at 255; float images must hold values in 0..1 and are
+    scaled by 255. Anything else Pillow converts itself (palette, CMYK, YCbCr, greyscale, alpha dropped)."""
+    if img.mode.startswith("I"):  # I, I;16, I;16B, ...: 16-bit or 32-bit integers
         values = np.asarray(img).astype(np.float64)
-        full = 65535.0 if img.mode.startswith("I;16") or values.max(initial=0) <= 65535 else 2.0**31 - 1
         if values.min(initial=0) < 0:
             raise UserError(f"{where}: a {img.mode} image with negative values; expected unsigned pixels")
-        return Image.fromarray(np.round(values * 255 / full).astype(np.uint8)).convert("RGB")
+        white = white or white_level(img, where)
+        if values.max(initial=0) > white:
+            raise UserError(f"{where}: pixel values up to {values.max():g} in an image whose white is {white:g}")
+        return Image.fromarray(np.round(values * 255 / white).astype(np.uint8)).convert("RGB")
     if img.mode == "F":
         values = np.asarray(img, dtype=np.float64)
         if not np.isfinite(values).all() or values.min(initial=0) < 0 or values.max(initial=0) > 1:
@@ -103,12 +122,13 @@ def read_rgb(data: bytes, where: str) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a few KB that decode to gigapixels
             with Image.open(io.BytesIO(data)) as img:
+                white = white_level(img, where) if img.mode.startswith("I") else None
                 try:
                     upright = ImageOps.exif_transpose(img)
                 except Exception as err:  # a damaged EXIF block: which way is up cannot be known
                     raise UserError(f"{where}: damaged EXIF metadata ({type(err).__name__}: {str(err)[:120]}); "
                                     "save the image again without it") from None
-                return to_rgb8(upright, where)
+                return to_rgb8(upright, where, white)
     except UserError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -9,7 +9,7 @@ import numpy as np
 from cifarlab.core.errors import UserError
 from cifarlab.core.paths import user_path
 from cifarlab.download import cifar
-from cifarlab.download.filetree import FileTree, is_archive, open_tree
+from cifarlab.download.filetree import ARCHIVE_SUFFIXES, FileTree, is_archive, open_tree
 from cifarlab.download.imagefolder import is_image_tree, load_image_tree
 from cifarlab.prepared import Prepared, split_indices
 
@@ -65,7 +65,7 @@ def prepare(source: str, image_size: int, subset: dict[str, int], seed: int, raw
             raise UserError(f"params.yaml: data.source = {source!r}: no such file or folder; "
                             f"expected {ALLOWED}")
     if not path.is_dir() and not is_archive(path):
-        raise UserError(f"data.source = {source!r} is a file but not a .tar.gz/.tgz/.tar/.zip "
+        raise UserError(f"data.source = {source!r} is a file but not a {'/'.join(ARCHIVE_SUFFIXES)} "
                         f"archive; expected {ALLOWED}")
     with open_tree(path) as tree:
         root = _find_root(tree)
