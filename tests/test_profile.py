@@ -34,6 +34,7 @@ def test_the_rows_add_up_to_the_whole_step_and_show_where_the_time_goes():
     table = profile_table(seconds).splitlines()
     shares = [float(line.split("|")[3].strip().rstrip("%")) for line in table[2:-1]]
     assert abs(sum(shares) - 100) < 0.6 and table[-1].startswith("| all |")
+    assert table[-2].startswith("| outside any operator")
 
 
 def test_the_command_prints_the_table_for_the_recipe_it_is_given(tmp_path):
