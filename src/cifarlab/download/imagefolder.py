@@ -88,8 +88,8 @@ def white_level(img: Image.Image, where: str) -> float:
     bits = bits[0] if isinstance(bits, tuple) and bits else bits
     if bits in (8, 16):
         return 2.0**bits - 1
-    declared = f"{bits}-bit" if bits else "an integer"
-    raise UserError(f"{where}: {declared} {img.format or ''} image whose white level is not stored in the file, so "
+    declared = " ".join(filter(None, [f"{bits}-bit" if bits else "an integer", img.format]))
+    raise UserError(f"{where}: {declared} image whose white level is not stored in the file, so "
                     "its brightness cannot be known; save it as 8- or 16-bit")
 
 
