@@ -15,6 +15,7 @@ from cifarlab.config import AugmentConfig, ParamsError, TrainConfig, parse_param
 from cifarlab.feed.batches import DeviceBatches
 from cifarlab.feed.device_augment import augment_batch
 from cifarlab.models import build_model
+from cifarlab.models.airbench import WHITEN_BIAS_EPOCHS
 from cifarlab.prepared import Prepared
 from cifarlab.stats import Stats
 from cifarlab.train.lookahead import Lookahead
@@ -243,3 +244,28 @@ def test_resume_with_every_recipe_part_on_equals_an_uninterrupted_run(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not state.exists()
     assert load_resume_state(state, "any") is None
+
+
+def _convolutions_backward_runs_through(model: nn.Module) -> int:
+    """How many convolutions a backward pass from the logits goes through."""
+    seen, todo, count = set(), [model(torch.randn(2, 3, 32, 32)).sum().grad_fn], 0
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        count += "Convolution" in type(node).__name__
+        todo.extend(following for following, _ in node.next_functions)
+    return count
+
+
+def test_once_the_whitening_bias_is_frozen_backward_stops_before_the_whitening():
+    """Seven convolutions, six after the freeze: no gradient is computed for the first group's
+    input, and the bias gets none (so no optimiser moves it)."""
+    model = build_model("airbench94", 10)
+    model.start_epoch(WHITEN_BIAS_EPOCHS)
+    assert _convolutions_backward_runs_through(model) == 7
+    model.start_epoch(WHITEN_BIAS_EPOCHS + 1)
+    assert _convolutions_backward_runs_through(model) == 6
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert model.whiten.bias.grad is None and model.whiten.bias.requires_grad

@@ -28,7 +28,7 @@ def test_an_operator_counts_for_the_range_it_runs_under_else_for_its_own_kind():
 
 
 def test_the_rows_add_up_to_the_whole_step_and_show_where_the_time_goes():
-    seconds, rate = profile_steps(default_params(**SMALL), steps=1)
+    seconds, rate = profile_steps(default_params(**SMALL), steps=1, epoch=1)
     assert seconds["convolutions"] > 0 and seconds["optimiser step (all of it)"] > 0
     assert seconds["augmentation and batching"] > 0 and rate > 0
     table = profile_table(seconds).splitlines()
@@ -43,4 +43,6 @@ def test_the_command_prints_the_table_for_the_recipe_it_is_given(tmp_path):
     result = subprocess.run([sys.executable, "-m", "cifarlab.profile", "--params", str(params), "--steps", "1"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("tiny, batch 32 in micro-batches of 16") and "| convolutions |" in result.stdout
+    last_epoch = default_params().train.epochs
+    assert result.stdout.startswith(f"tiny, epoch {last_epoch}, batch 32 in micro-batches of 16")
+    assert "| convolutions |" in result.stdout

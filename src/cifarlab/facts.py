@@ -49,13 +49,20 @@ def _function_window(node: fx.Node) -> tuple[int, int, int]:
     return kernel, stride, _pair(args.get("dilation", 1))
 
 
+class _WindowsAsLeaves(fx.Tracer):
+    """Traces a model's own conv and pooling subclasses as the layers they are, not into them."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, _WINDOW_MODULES) or super().is_leaf_module(module, qualified_name)
+
+
 def receptive_field(model: nn.Module) -> int:
     """Receptive field (pixels, along one axis) of the model's final feature map.
 
     Walks the traced module graph in order, carrying (rf, jump) per value: a window layer adds
     (kernel - 1) * dilation * jump and multiplies jump by its stride; where branches meet
     (residual adds) the larger field wins. Global pooling and linear layers leave it as is."""
-    graph = fx.symbolic_trace(model)
+    graph = fx.GraphModule(model, _WindowsAsLeaves().trace(model))
     field: dict[fx.Node, tuple[int, int]] = {}
     for node in graph.graph.nodes:
         parents = [field[p] for p in node.all_input_nodes if p in field]

@@ -1,7 +1,9 @@
 """`python -m cifarlab.profile`: where a training step of params.yaml's recipe spends its time on
 this device, by kind of operator (torch.profiler), as a Markdown table. The steps run as the train
 stage runs them (its model, batch size, micro-batches, precision, memory layout, optimiser, label
-smoothing and batch path with its augmentations) on synthetic images; warm-up steps are not counted."""
+smoothing and batch path with its augmentations) on synthetic images, as in one epoch of the run
+(by default the last: a model may train fewer parameters late in a run); warm-up steps are not
+counted."""
 from __future__ import annotations
 
 import argparse
@@ -71,12 +73,14 @@ def kind_of(event) -> str:
     return next((row for row, parts in KINDS if any(part in name for part in parts)), "other")
 
 
-def profile_steps(params: Params, steps: int, warmup: int = 1) -> tuple[dict[str, float], float]:
+def profile_steps(params: Params, steps: int, epoch: int, warmup: int = 1) -> tuple[dict[str, float], float]:
     """Seconds per training step by kind, the last row the wall time no operator accounts for (the
     rows add up to the step's wall time under the profiler), and images/s."""
     cfg, device = params.train, select_device()
     torch.manual_seed(0)
     model = build_model(params.model, 10).to(device, memory_format=memory_format(device))
+    if hasattr(model, "start_epoch"):
+        model.start_epoch(epoch)
     precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
     optimizer = make_optimizer(model, cfg.optimizer, cfg.batch_size)
     schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
@@ -87,8 +91,8 @@ def profile_steps(params: Params, steps: int, warmup: int = 1) -> tuple[dict[str
         labels = rng.integers(0, 10, len(images)).astype(np.int64)
         batches = train_batches(cfg.loader, images, labels, params.augment, channel_stats(images), cfg.batch_size, 0,
                                 device, resolve_workers(cfg.workers))
-        train_epoch(model, _LabelledBatches(batches), optimizer, schedule, make_scaler(device, precision), device, 1,
-                    "profile", cfg.label_smoothing, precision, micro_batch=cfg.micro_batch)
+        train_epoch(model, _LabelledBatches(batches), optimizer, schedule, make_scaler(device, precision), device,
+                    epoch, "profile", cfg.label_smoothing, precision, micro_batch=cfg.micro_batch)
     run(warmup)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
         began = time.perf_counter()
@@ -113,13 +117,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cifarlab.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the recipe (default ./params.yaml)")
     parser.add_argument("--steps", type=int, default=3, help="profiled training steps, after one warm-up step")
+    parser.add_argument("--epoch", type=int, help="profile steps as in this epoch of the run (default: its last)")
     args = parser.parse_args(argv)
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's own log: errors about absent GPUs on a CPU
     params = load_params(args.params)
-    seconds, rate = profile_steps(params, args.steps)
-    print(f"{params.model}, batch {params.train.batch_size} in micro-batches of {params.train.micro_batch}, "
-          f"{torch.get_num_threads()} threads, {args.steps} steps: {rate:,.0f} images/s under the profiler "
-          "(which slows a step a little)")
+    epoch = args.epoch or params.train.epochs
+    seconds, rate = profile_steps(params, args.steps, epoch)
+    print(f"{params.model}, epoch {epoch}, batch {params.train.batch_size} in micro-batches of "
+          f"{params.train.micro_batch}, {torch.get_num_threads()} threads, {args.steps} steps: {rate:,.0f} images/s "
+          "under the profiler (which slows a step a little)")
     print(profile_table(seconds))
 
 

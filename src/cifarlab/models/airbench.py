@@ -47,12 +47,21 @@ class ConvGroup(nn.Module):
         return self.activation(self.norm2(self.conv2(x)))
 
 
+class Whitening(nn.Conv2d):
+    """The patch-whitening convolution. Its weights never train; its bias trains while
+    `bias_trains`, and is used detached after, so that backward stops here (see start_epoch)."""
+    bias_trains = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight, self.bias if self.bias_trains else self.bias.detach())
+
+
 class AirBench94(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         directions = 3 * WHITEN_KERNEL ** 2
         # each direction twice, with both signs, so the GELU after it keeps all of the information
-        self.whiten = nn.Conv2d(3, 2 * directions, WHITEN_KERNEL, bias=True)
+        self.whiten = Whitening(3, 2 * directions, WHITEN_KERNEL, bias=True)
         self.whiten.weight.requires_grad_(False)
         nn.init.zeros_(self.whiten.bias)
         self.activation = nn.GELU()
@@ -76,12 +85,14 @@ class AirBench94(nn.Module):
         filters = filters.reshape(-1, 3, kernel, kernel).to(self.whiten.weight.dtype)
         self.whiten.weight.copy_(torch.cat([filters, -filters]))
 
-    def frozen_parameters(self, epoch: int) -> list[nn.Parameter]:
-        """What the optimiser leaves alone in `epoch` (1-based): the whitening bias, after
-        WHITEN_BIAS_EPOCHS, once the rest of the network has adapted to it. It keeps requiring a
-        gradient, so data-parallel training (DDP) sees the same parameters every step; training
-        drops its gradient before each step instead."""
-        return [self.whiten.bias] if epoch > WHITEN_BIAS_EPOCHS else []
+    def start_epoch(self, epoch: int) -> None:
+        """Called before each training epoch (1-based). After WHITEN_BIAS_EPOCHS the whitening bias
+        stops training, once the rest of the network has adapted to it. Forward then uses it
+        detached: backward stops at the first convolution instead of computing a gradient for the
+        whole first group's input (about a tenth of a step), and the bias gets no gradient, so the
+        optimiser leaves it alone. It keeps requires_grad, so the model's parameters never change
+        under DDP, which is told that some may go unused (see distributed.data_parallel)."""
+        self.whiten.bias_trains = epoch <= WHITEN_BIAS_EPOCHS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block3(self.block2(self.block1(self.activation(self.whiten(x)))))

@@ -117,10 +117,14 @@ def total(group: Group, values: torch.Tensor) -> torch.Tensor:
 
 def data_parallel(model: nn.Module, device: torch.device, sync_bn: bool = False) -> nn.Module:
     """`model` wrapped for DDP: gradients averaged over processes at each step. With sync_bn its
-    BatchNorm layers (the same parameters) normalise over the global batch."""
+    BatchNorm layers (the same parameters) normalise over the global batch. A model that changes
+    what trains between epochs (start_epoch: airbench94's whitening bias) leaves some parameters
+    without a gradient in some steps; DDP then has to look for them after each forward, or it
+    waits for their gradients forever."""
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                               find_unused_parameters=hasattr(model, "start_epoch"))
 
 
 def share(group: Group, value: Any) -> Any:

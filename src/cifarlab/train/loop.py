@@ -98,11 +98,10 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
                 scaler: torch.amp.GradScaler, device: torch.device, epoch: int, desc: str,
                 label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
                 step_lrs: list[float] | None = None, after_step: Callable[[], None] | None = None,
-                micro_batch: int = 0, frozen: list[nn.Parameter] = ()) -> tuple[float, float]:
+                micro_batch: int = 0) -> tuple[float, float]:
     """One pass over `batches`; returns mean loss and accuracy (%) over all processes and appends
     each step's LR to `step_lrs`. `after_step` runs after each optimiser step (the lookahead).
-    The `frozen` parameters' gradients are dropped before each step, so the optimiser skips them
-    (no step, momentum or decay). Shows a tqdm bar (on rank 0)."""
+    Shows a tqdm bar (on rank 0)."""
     model.train()
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x images, correct
     seen = 0
@@ -119,8 +118,6 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
                 step_lrs.append(optimizer.param_groups[0]["lr"])
             logits, loss = _forward_backward(model, images, labels, scaler, device, precision, label_smoothing,
                                              micro_batch)
-            for parameter in frozen:
-                parameter.grad = None
             scaler.step(optimizer)
             scaler.update()
             schedule.step_batch()
@@ -145,16 +142,17 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
     """Train from the epoch after `progress`'s last up to `epochs`, scoring validation (and, for
     display, test) after each and calling on_epoch_end (which saves state and writes history).
     `trainer` is what the optimiser steps through (the DDP wrapper of `model`, if any). A model
-    that stops training some parameters partway has a frozen_parameters(epoch) method."""
+    that changes what trains partway has a start_epoch(epoch) method, called before each epoch."""
     for epoch in range(len(progress.history) + 1, epochs + 1):
         began = time.perf_counter()
         train.set_epoch(epoch)
-        frozen = model.frozen_parameters(epoch) if hasattr(model, "frozen_parameters") else []
+        if hasattr(model, "start_epoch"):
+            model.start_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         try:
             train_loss, train_acc = train_epoch(trainer or model, train, optimizer, schedule, scaler, device, epoch,
                                                 f"epoch {epoch}/{epochs}", label_smoothing, precision, group,
-                                                progress.step_lrs, after_step, micro_batch, frozen)
+                                                progress.step_lrs, after_step, micro_batch)
         except NonFiniteLoss as err:
             progress.failure = str(err)
             return progress
