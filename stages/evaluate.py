@@ -18,7 +18,7 @@ def main() -> None:
     params = load_params()
     cfg, device = params.evaluate, select_device()
     data = load_prepared(paths.PREPARED)
-    model, ckpt = load_checkpoint(paths.MODEL, device, params.model, data.classes)
+    model, ckpt = load_checkpoint(paths.MODEL, device, params.model_choices(), data.classes)
     batches = eval_batches(data.x_test, data.y_test, checkpoint_stats(ckpt), cfg.batch_size, device, "device")
     precision = usable_precision(ckpt["precision"], device)
     logits, labels = predict(model, batches, device, precision)

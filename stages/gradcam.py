@@ -15,8 +15,8 @@ from cifarlab.prepared import load_prepared
 def main() -> None:
     params = load_params()
     cfg, data = params.gradcam, load_prepared(paths.PREPARED)
-    model, ckpt = load_checkpoint(paths.MODEL, model_name=params.model, classes=data.classes)
-    explain_layers(cfg, model, params.explained_layers(), data, checkpoint_stats(ckpt))
+    model, ckpt = load_checkpoint(paths.MODEL, models=params.model_choices(), classes=data.classes)
+    explain_layers(cfg, model, params.explained_layers(ckpt["model"]), data, checkpoint_stats(ckpt))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def main() -> None:
     train, evaluation = read_output_json(paths.METRICS_TRAIN), read_output_json(paths.METRICS_EVAL)
     train |= read_output_json(paths.TRAINING)
     details, gradcam = read_output_json(paths.CLASS_DETAILS), read_output_json(paths.METRICS_GRADCAM)
-    model, ckpt = load_checkpoint(paths.MODEL, model_name=params.model)
+    model, ckpt = load_checkpoint(paths.MODEL, models=params.model_choices())
     sections = report_sections(params, train, evaluation, details, gradcam, model)
     title = f"cifarlab report: {ckpt['model']}"
     write_text(paths.REPORT_HTML, render_html(title, sections))

@@ -89,7 +89,7 @@ def set_project_defaults(project: Path, model: str, settings: dict) -> None:
     them; params.yaml is composed from it too."""
     conf = project / "conf"
     main = (conf / "config.yaml").read_text()
-    main = main.replace("  - model: airbench94 ", f"  - model: {model} ", 1)
+    main = main.replace("  - model: auto ", f"  - model: {model} ", 1)
     main = main.replace("  - optional recipe: null", "  - optional recipe: null\n  - test_settings", 1)
     (conf / "config.yaml").write_text(main)
     nested: dict = {}

@@ -44,4 +44,4 @@ def test_benchmark_writes_a_row_per_model_and_each_stage_start_up(tmp_path, caps
 def test_unknown_model_is_refused_with_the_known_ones(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--models", "vgg"])
-    assert "unknown models vgg; known: airbench94, custom_resnet" in capsys.readouterr().err
+    assert "unknown models vgg; known: airbench93, airbench94, custom_resnet" in capsys.readouterr().err

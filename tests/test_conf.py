@@ -111,7 +111,7 @@ def test_the_sweep_commands_queue_one_experiment_per_value_with_those_params(tmp
     from test_pipeline import dvc, make_project, readme_commands, sh
     commands = [c for c in readme_commands("dvc exp run --queue", section="Sweeps")]
     assert len(commands) == 3, commands
-    project = make_project(tmp_path / "project", "cifar10", model="airbench94", quick=False)
+    project = make_project(tmp_path / "project", "cifar10", model="auto", quick=False)
     for command in commands:
         sh("bash", "-c", command, cwd=project)
     status = dvc("queue", "status", cwd=project)

@@ -157,10 +157,10 @@ def test_a_checkpoint_from_another_dataset_is_refused_in_one_line(tmp_path, save
     save_checkpoint(path, "tiny", build_model("tiny", len(saved_classes)).state_dict(), saved_classes,
                     Stats([0.5] * 3, [0.2] * 3), 1, {})
     with pytest.raises(UserError, match=rf"trained on {len(saved_classes)} classes .* has {len(prepared_classes)}"):
-        load_checkpoint(path, model_name="tiny", classes=prepared_classes)
+        load_checkpoint(path, models=("tiny",), classes=prepared_classes)
     with pytest.raises(UserError, match="holds a tiny model, but params.yaml's model is s9net"):
-        load_checkpoint(path, model_name="s9net", classes=saved_classes)
-    load_checkpoint(path, model_name="tiny", classes=saved_classes)  # the matching run loads
+        load_checkpoint(path, models=("s9net",), classes=saved_classes)
+    load_checkpoint(path, models=("tiny",), classes=saved_classes)  # the matching run loads
 
 
 @pytest.mark.parametrize("junk", ["Thumbs.db", "desktop.ini", ".DS_Store", "ehthumbs.db"])

@@ -27,7 +27,7 @@ def lr_trace(raw: dict, steps_per_epoch: int, max_lr: float | None = None,
     cfg = TrainConfig.model_validate(raw)
     model = nn.Linear(1, 1)
     optimizer = make_optimizer(model, cfg.optimizer, cfg.batch_size)
-    schedule = Schedule(optimizer, cfg.scheduler, cfg.epochs, steps_per_epoch, max_lr)
+    schedule = Schedule(optimizer, cfg.scheduler, cfg.epochs, steps_per_epoch, max_lr, cfg.optimizer.lr)
     trace = []
     for epoch in range(cfg.epochs):
         for _ in range(steps_per_epoch):
@@ -81,6 +81,31 @@ def test_step_and_cosine():
     cfg = _cfg("cosine", epochs=10)
     trace = lr_trace(cfg, 1)
     assert trace[0] == pytest.approx(lr) and trace[-1] < 0.05 * lr and trace == sorted(trace, reverse=True)
+
+
+def test_cosine_floor_is_in_the_optimizer_units_and_every_group_decays_to_it():
+    """Decoupled SGD (the units of every SGD recipe): PyTorch's LRs are far below optimizer.lr, so
+    a floor passed to PyTorch as it is would lie above them and make the LR rise. min_lr = a tenth
+    of optimizer.lr must end every group, the 64x norm biases too, at a tenth of its own LR."""
+    raw = {**copy.deepcopy(default_params_dict()["train"]), "epochs": 8, "batch_size": 512}
+    raw["optimizer"] = {**raw["optimizer"], "name": "sgd", "decoupled": True, "lr": 5.0, "norm_bias_lr_scale": 64}
+    raw["scheduler"] = {**raw["scheduler"], "name": "cosine", "cosine": {"min_lr": 0.5}}
+    cfg = TrainConfig.model_validate(raw)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.batch_size)
+    start = [group["lr"] for group in optimizer.param_groups]
+    assert len(start) == 2 and start[0] < 0.5  # PyTorch's units: the rest's LR is below the floor as written
+    schedule = Schedule(optimizer, cfg.scheduler, cfg.epochs, 1, lr=cfg.optimizer.lr)
+    traces = [[lr] for lr in start]
+    for _ in range(cfg.epochs):
+        optimizer.step()
+        schedule.step_epoch(0.0)
+        for trace, group in zip(traces, optimizer.param_groups):
+            trace.append(group["lr"])
+    for trace, first in zip(traces, start):
+        assert trace == sorted(trace, reverse=True)  # never rises
+        assert trace[-1] == pytest.approx(first / 10)
+        assert trace[cfg.epochs // 2] == pytest.approx(first * 0.55)  # halfway down the cosine
 
 
 def test_range_test_picks_an_lr_inside_the_swept_range_and_restores_the_model():

@@ -29,7 +29,7 @@ def _set(params, dotted, value):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("model", "resnet50", "one of airbench94, custom_resnet, resnet18, resnet18_ln, s9net, tiny"),
+    ("model", "resnet50", "one of auto, airbench93, airbench94, custom_resnet, resnet18, resnet18_ln, s9net, tiny"),
     ("train.epochs", 0, "train.epochs = 0"),
     ("train.epochs", "ten", "an integer >= 1"),
     ("train.batch_size", -8, "train.batch_size = -8"),

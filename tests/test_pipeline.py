@@ -253,7 +253,7 @@ def test_readme_quick_start_verbatim_on_real_images(tmp_path):
     assert len(commands) == 5, commands
     baseline, second, show, metrics, plots = commands
     (tmp_path / "shared").symlink_to(SHARED_JPEG.parents[1])
-    project = make_project(tmp_path / "project", "cifar10", model="airbench94", quick=False)  # as committed
+    project = make_project(tmp_path / "project", "cifar10", model="auto", quick=False)  # as committed
     log = dvc(*shlex.split(first)[1:], cwd=project)
     assert ran(log) == STAGES
     evaluation = json.loads((project / "metrics" / "evaluate.json").read_text())
@@ -272,7 +272,7 @@ def test_readme_quick_start_verbatim_on_real_images(tmp_path):
     assert max(len(line) for line in table.splitlines()) <= 120, table
     header = sh(*shlex.split(show), "--csv", cwd=project).splitlines()[0].split(",")
     assert len(header) <= 16, header  # DVC's own seven columns included
-    assert "airbench94" in table and "[tiny]" in table and "accuracy" in table, table  # the baseline and the new run
+    assert "auto" in table and "[tiny]" in table and "accuracy" in table, table  # the baseline and the new run
     diff = sh(*shlex.split(metrics), cwd=project)
     assert "first" in diff and "tiny" in diff and "macs" in diff, diff
     sh(*shlex.split(plots), cwd=project)

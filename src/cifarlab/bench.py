@@ -6,7 +6,8 @@ params.yaml's workers) and with a plain reference loop in the style of course no
 albumentations, workers 0, fp32, contiguous), taking turns in the same run so their ratio is fair;
 the speed-up is params.yaml's loader against the reference; with MACs per image and the compute
 rate. With --processes, also a default-path epoch trained data-parallel by 1, 2, ... processes;
-with --stages, each pipeline stage's start-up (process start to main(): interpreter and imports)."""
+with --stages, each pipeline stage's start-up (process start to main(): interpreter and imports).
+With --estimate, only what a whole `dvc repro` of the params will take here (cifarlab.estimate)."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 import yaml
 
 from cifarlab.config import AugmentConfig, Params, TrainConfig, load_params
+from cifarlab.estimate import estimate_table
 from cifarlab.facts import macs_per_image
 from cifarlab.feed.batches import resolve_workers, train_batches
 from cifarlab.feed.device import (
@@ -114,7 +116,7 @@ def _epoch(trainer, batches, optimizer, schedule, device: torch.device, precisio
            group: distributed.Group = distributed.SINGLE):
     """One training epoch over `batches`, as the train stage runs it, as a call to time."""
     return lambda: train_epoch(trainer, batches, optimizer, schedule, make_scaler(device, precision), device, 1,
-                               f"{name} epoch", precision=precision, group=group)
+                               precision=precision, group=group)
 
 
 def every_augmentation(augment: AugmentConfig) -> AugmentConfig:
@@ -247,6 +249,13 @@ def processes_table(results: list[dict], counts: list[int]) -> str:
     return "\n".join(lines)
 
 
+def print_estimate(params: Params, device: torch.device) -> None:
+    table, _ = estimate_table(params, device)
+    print(f"what `dvc repro` of these params takes here ({describe(device)}, {torch.get_num_threads()} threads), "
+          f"from a few training steps and the model's inference speed:")
+    print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cifarlab.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="airbench94,tiny,s9net,custom_resnet,resnet18",
@@ -262,7 +271,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stages", action="store_true",
                         help="also time each stage's start-up (stages/*.py in dvc.yaml, from the current folder)")
     parser.add_argument("--out", type=Path, help="JSON file for the results (default benchmarks/<device>.json)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="only estimate a whole `dvc repro` of --params here (under a minute), and which of "
+                             "model auto's choices fits 20 minutes")
     args = parser.parse_args(argv)
+    if args.estimate:
+        print_estimate(load_params(args.params), select_device())
+        return
     unknown = sorted(set(args.models.split(",")) - set(MODELS))
     if unknown:
         parser.error(f"unknown models {', '.join(unknown)}; known: {', '.join(MODELS)}")

@@ -35,6 +35,7 @@ class GradcamLayers(NamedTuple):
 # model table, from `python -m cifarlab.facts`); `default` is the layer whose maps are about
 # 8 px: fine enough to localise, deep enough to mean something.
 GRADCAM_LAYERS = {
+    "airbench93": GradcamLayers("block2", ("block1", "block2", "block3")),
     "airbench94": GradcamLayers("block2", ("block1", "block2", "block3")),
     "custom_resnet": GradcamLayers("layer2", ("prep", "layer1", "layer2", "layer3")),
     "resnet18": GradcamLayers("layer3", ("layer1", "layer2", "layer3", "layer4")),
@@ -42,6 +43,10 @@ GRADCAM_LAYERS = {
     "s9net": GradcamLayers("c3", ("c1", "c2", "c3", "c4")),
     "tiny": GradcamLayers("c4", ("c1", "c2", "c3", "c4")),
 }
+
+
+AUTO = "auto"  # model: auto picks the network (and its epochs) by the kind of hardware: Params.for_hardware
+AUTO_MODEL = "airbench94"  # what auto trains where training runs in bf16 or on a GPU, for train.epochs
 
 
 class ParamsError(UserError):
@@ -224,9 +229,16 @@ class GradcamConfig(Section):
     faithfulness: FaithfulnessConfig
 
 
+class Fp32CpuChoice(Section):
+    """What `model: auto` trains where training runs in fp32 on a CPU (no native bf16)."""
+    model: _choice(GRADCAM_LAYERS)
+    epochs: int = Field(ge=1)
+
+
 class Params(Section):
     recipe: str = Field(min_length=1)  # what set the values: a conf/recipe/ name, or default (the model's own)
-    model: _choice(GRADCAM_LAYERS)
+    model: _choice((AUTO, *GRADCAM_LAYERS))
+    fp32_cpu: Fp32CpuChoice
     data: DataConfig
     augment: AugmentConfig
     train: TrainConfig
@@ -246,6 +258,10 @@ class Params(Section):
         if train.batch_size % train.processes:
             raise ParamsError(f"params.yaml: train.batch_size = {train.batch_size} is the global batch and must "
                               f"divide evenly among train.processes = {train.processes}")
+        if train.scheduler.name == "cosine" and train.scheduler.cosine.min_lr >= train.optimizer.lr:
+            raise ParamsError(f"params.yaml: train.scheduler.cosine.min_lr = {train.scheduler.cosine.min_lr} is the "
+                              f"floor the LR decays to and must be below train.optimizer.lr = {train.optimizer.lr} "
+                              "(both in train.optimizer's units)")
         if train.lr_finder.start_lr >= train.lr_finder.end_lr:
             raise ParamsError(f"params.yaml: train.lr_finder.start_lr = {train.lr_finder.start_lr} must be "
                               f"below train.lr_finder.end_lr = {train.lr_finder.end_lr}")
@@ -261,16 +277,35 @@ class Params(Section):
         if crop.fill == "reflect" and crop.padding >= self.data.image_size:
             raise ParamsError(f"params.yaml: augment.crop.padding = {crop.padding} must be below data.image_size "
                               f"= {self.data.image_size} to pad by reflection")
-        layers = ["default", *GRADCAM_LAYERS[self.model].allowed]
-        for index, layer in enumerate(self.gradcam.layers):
-            if layer not in layers:
-                raise ParamsError(f"params.yaml: gradcam.layers[{index}] = {shown(layer)} is not a layer "
-                                  f"of {self.model}; allowed: {', '.join(layers)}")
+        for model in self.model_choices():
+            layers = ["default", *GRADCAM_LAYERS[model].allowed]
+            for index, layer in enumerate(self.gradcam.layers):
+                if layer not in layers:
+                    raise ParamsError(f"params.yaml: gradcam.layers[{index}] = {shown(layer)} is not a layer "
+                                      f"of {model}; allowed: {', '.join(layers)}")
         return self
 
-    def explained_layers(self) -> list[str]:
-        """gradcam.layers as attribute names of the model: `default` resolved, each layer once."""
-        default = GRADCAM_LAYERS[self.model].default
+    def model_choices(self) -> tuple[str, ...]:
+        """The models a run of these params may train: both of auto's, or the one named."""
+        return (AUTO_MODEL, self.fp32_cpu.model) if self.model == AUTO else (self.model,)
+
+    def for_hardware(self, fp32_on_cpu: bool) -> Params:
+        """These params with `model: auto` made concrete by the one fixed rule: where training
+        runs in fp32 on a CPU (no native bf16: most laptops), fp32_cpu's model for fp32_cpu's
+        epochs, a network that fits about 20 minutes of `dvc repro` there; anywhere else (a GPU,
+        a CPU with AVX512-BF16 or AMX) AUTO_MODEL for train.epochs. Never by measured speed, so the
+        same params on the same kind of machine train alike. A named model is left as it is."""
+        if self.model != AUTO:
+            return self
+        if not fp32_on_cpu:
+            return self.model_copy(update={"model": AUTO_MODEL})
+        train = self.train.model_copy(update={"epochs": self.fp32_cpu.epochs})
+        return self.model_copy(update={"model": self.fp32_cpu.model, "train": train})
+
+    def explained_layers(self, model: str | None = None) -> list[str]:
+        """gradcam.layers as attribute names of `model` (the trained one; default: params' own),
+        `default` resolved, each layer once."""
+        default = GRADCAM_LAYERS[model or self.model_choices()[0]].default
         return list(dict.fromkeys(default if layer == "default" else layer for layer in self.gradcam.layers))
 
 

@@ -3,7 +3,8 @@ this device, by kind of operator (torch.profiler), as a Markdown table. The step
 stage runs them (its model, batch size, micro-batches, precision, memory layout, optimiser, label
 smoothing and batch path with its augmentations) on synthetic images, as in one epoch of the run
 (by default the last: a model may train fewer parameters late in a run); warm-up steps are not
-counted."""
+counted. On CUDA the profiler records the GPU's kernels too, and a row's time is the host's time
+in it (kernels run asynchronously; the step's wall time waits for them)."""
 from __future__ import annotations
 
 import argparse
@@ -12,18 +13,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.autograd.profiler import record_function
 
 from cifarlab.config import Params, load_params
-from cifarlab.feed.batches import resolve_workers, train_batches
-from cifarlab.feed.device import make_scaler, memory_format, resolve_precision, select_device
-from cifarlab.models import build_model
-from cifarlab.stats import channel_stats
-from cifarlab.train.loop import train_epoch
-from cifarlab.train.optim import make_optimizer
-from cifarlab.train.schedule import Schedule
+from cifarlab.feed.device import select_device
+from cifarlab.train.run import for_this_machine
+from cifarlab.train.step import training_step
 
 OUTSIDE = "outside any operator (Python, waiting)"  # the step's wall time that no profiled event covers
 BATCH_RANGE = "batch"  # our label around fetching each batch: augmentation and batching
@@ -76,34 +72,28 @@ def kind_of(event) -> str:
 def profile_steps(params: Params, steps: int, epoch: int, warmup: int = 1) -> tuple[dict[str, float], float]:
     """Seconds per training step by kind, the last row the wall time no operator accounts for (the
     rows add up to the step's wall time under the profiler), and images/s."""
-    cfg, device = params.train, select_device()
-    torch.manual_seed(0)
-    model = build_model(params.model, 10).to(device, memory_format=memory_format(device))
-    if hasattr(model, "start_epoch"):
-        model.start_epoch(epoch)
-    precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
-    optimizer = make_optimizer(model, cfg.optimizer, cfg.batch_size)
-    schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
-    rng = np.random.default_rng(0)
-
-    def run(count: int) -> None:
-        images = rng.integers(0, 256, (count * cfg.batch_size, 32, 32, 3), dtype=np.uint8)
-        labels = rng.integers(0, 10, len(images)).astype(np.int64)
-        batches = train_batches(cfg.loader, images, labels, params.augment, channel_stats(images), cfg.batch_size, 0,
-                                device, resolve_workers(cfg.workers))
-        train_epoch(model, _LabelledBatches(batches), optimizer, schedule, make_scaler(device, precision), device,
-                    epoch, "profile", cfg.label_smoothing, precision, micro_batch=cfg.micro_batch)
-    run(warmup)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+    step = training_step(params, select_device(), epoch)
+    step.run(step.batches(warmup))
+    batches = step.batches(steps, wrap=_LabelledBatches)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if step.device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
         began = time.perf_counter()
-        run(steps)
+        step.run(batches)
+        _sync(step.device)
         wall = (time.perf_counter() - began) / steps
     seconds: dict[str, float] = defaultdict(float)
     for event in profiler.events():
         seconds[kind_of(event)] += event.self_cpu_time_total / 1e6 / steps
     seconds = dict(sorted(seconds.items(), key=lambda item: -item[1]))
     seconds[OUTSIDE] = max(wall - sum(seconds.values()), 0.0)
-    return seconds, cfg.batch_size / wall
+    return seconds, params.train.batch_size / wall
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def profile_table(seconds: dict[str, float]) -> str:
@@ -120,7 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epoch", type=int, help="profile steps as in this epoch of the run (default: its last)")
     args = parser.parse_args(argv)
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's own log: errors about absent GPUs on a CPU
-    params = load_params(args.params)
+    params, chosen_by = for_this_machine(load_params(args.params), select_device())
+    if chosen_by:
+        print(chosen_by)
     epoch = args.epoch or params.train.epochs
     seconds, rate = profile_steps(params, args.steps, epoch)
     print(f"{params.model}, epoch {epoch}, batch {params.train.batch_size} in micro-batches of "

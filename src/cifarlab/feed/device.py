@@ -64,6 +64,12 @@ def resolve_precision(requested: str, device: torch.device, prefers_bf16_on_cpu:
     return "bf16" if native_bf16(device) and prefers_bf16_on_cpu else "fp32"
 
 
+def fp32_on_cpu(requested: str, device: torch.device) -> bool:
+    """Whether training in the `requested` precision runs in fp32 on a CPU here: four times the
+    time of bf16 hardware, the case `model: auto` trains a smaller network for (Params.for_hardware)."""
+    return device.type == "cpu" and resolve_precision(requested, device) == "fp32"
+
+
 def usable_precision(precision: str, device: torch.device) -> str:
     """The precision a model trained in `precision` is scored in here: the same where this device
     runs it natively (evaluation then sees the numbers training saw), else fp32."""

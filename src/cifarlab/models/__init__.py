@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from cifarlab.core.errors import UserError
-from cifarlab.models.airbench import AirBench94
+from cifarlab.models.airbench import AirBench93, AirBench94
 from cifarlab.models.custom_resnet import CustomResNet
 from cifarlab.models.resnet import ResNet18BN
 from cifarlab.models.resnet18_ln import ResNet18LN
@@ -13,6 +13,7 @@ from cifarlab.models.s9net import S9Net
 from cifarlab.models.tiny import Tiny
 
 MODELS: dict[str, type[nn.Module]] = {
+    "airbench93": AirBench93,
     "airbench94": AirBench94,
     "custom_resnet": CustomResNet,
     "resnet18": ResNet18BN,

@@ -36,11 +36,11 @@ def save_checkpoint(path: Path, model_name: str, weights: dict, classes: list[st
                       "image_size": image_size, "state_dict": weights, "digest": weights_digest(weights)})
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu", model_name: str | None = None,
+def load_checkpoint(path: Path, device: torch.device | str = "cpu", models: tuple[str, ...] | None = None,
                     classes: list[str] | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the model in eval mode and return it with the checkpoint's metadata. Given the
-    model params.yaml names and the prepared data's classes, a checkpoint left by another run
-    (another model, another dataset) is refused before it is used."""
+    models params.yaml may train (Params.model_choices) and the prepared data's classes, a
+    checkpoint left by another run (another model, another dataset) is refused before it is used."""
     if not Path(path).is_file():
         raise UserError(f"{path}: checkpoint not found; run `dvc repro train` first")
     try:
@@ -51,7 +51,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", model_name: 
                             "rerun `dvc repro train`")
         if ckpt["digest"] != weights_digest(ckpt["state_dict"]):
             raise ValueError("the weights do not match their checksum")
-        _check_fits(path, ckpt, model_name, classes)
+        _check_fits(path, ckpt, models, classes)
         model = build_model(ckpt["model"], len(ckpt["classes"]))
         model.load_state_dict(ckpt["state_dict"])
     except UserError:
@@ -62,9 +62,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", model_name: 
     return model.to(device).eval(), ckpt
 
 
-def _check_fits(path: Path, ckpt: dict, model_name: str | None, classes: list[str] | None) -> None:
-    if model_name is not None and ckpt["model"] != model_name:
-        raise UserError(f"{path} holds a {ckpt['model']} model, but params.yaml's model is {model_name}; "
+def _check_fits(path: Path, ckpt: dict, models: tuple[str, ...] | None, classes: list[str] | None) -> None:
+    if models is not None and ckpt["model"] not in models:
+        raise UserError(f"{path} holds a {ckpt['model']} model, but params.yaml's model is {' or '.join(models)}; "
                         "rerun `dvc repro train`")
     if classes is not None and list(ckpt["classes"]) != list(classes):
         saved = list(ckpt["classes"])

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from cifarlab.feed.batches import Batches
 from cifarlab.feed.device import autocast, to_device
 from cifarlab.feed.inference import score
+from cifarlab.train.clock import RunClock
 from cifarlab.train.distributed import SINGLE, Group, total
 from cifarlab.train.schedule import Schedule
 
@@ -52,6 +52,7 @@ class Progress:
     train_seconds: float = 0.0  # inside the training steps' epochs, not scoring, plotting or saving
     epoch_seconds: float = 0.0  # whole epochs: training steps plus scoring
     failure: str | None = None  # why training stopped early, if it did
+    estimated_seconds: float | None = None  # the whole training's expected time, from its first steps here
 
     def record(self, result: EpochResult, model: nn.Module, checkpoint: str) -> None:
         """Add an epoch; keep its weights if it is the last (checkpoint 'last') or the best on
@@ -95,13 +96,15 @@ def _forward_backward(model: nn.Module, images: torch.Tensor, labels: torch.Tens
 
 
 def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, schedule: Schedule,
-                scaler: torch.amp.GradScaler, device: torch.device, epoch: int, desc: str,
+                scaler: torch.amp.GradScaler, device: torch.device, epoch: int, clock: RunClock | None = None,
                 label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
                 step_lrs: list[float] | None = None, after_step: Callable[[], None] | None = None,
                 micro_batch: int = 0) -> tuple[float, float]:
     """One pass over `batches`; returns mean loss and accuracy (%) over all processes and appends
     each step's LR to `step_lrs`. `after_step` runs after each optimiser step (the lookahead).
-    Shows a tqdm bar (on rank 0)."""
+    Each step moves the run's `clock` (its bar shows on rank 0; none: nothing shown)."""
+    clock = clock or RunClock(1, len(batches), show=False)
+    clock.start_epoch(epoch)
     model.train()
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x images, correct
     seen = 0
@@ -109,26 +112,26 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
     def totals() -> tuple[float, float, float]:
         return tuple(total(group, torch.cat([sums, sums.new_tensor([seen])])).tolist())
 
-    with tqdm(batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
-              disable=None if group.is_main else True) as bar:
-        for step, (images, labels) in enumerate(bar, start=1):
-            images, labels = to_device(images, device), labels.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            if step_lrs is not None:
-                step_lrs.append(optimizer.param_groups[0]["lr"])
-            logits, loss = _forward_backward(model, images, labels, scaler, device, precision, label_smoothing,
-                                             micro_batch)
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step_batch()
-            if after_step is not None:
-                after_step()
-            sums += torch.stack([loss.detach().double() * len(labels), (logits.argmax(1) == labels).sum().double()])
-            seen += len(labels)
-            if step % 20 == 0 or step == len(batches) or device.type == "cpu":  # a host sync: not every step on GPUs
-                loss_sum, correct, count = totals()
-                _check_finite(loss_sum, epoch, step)
-                bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{100 * correct / count:.2f}%")
+    for step, (images, labels) in enumerate(batches, start=1):
+        images, labels = to_device(images, device), labels.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        if step_lrs is not None:
+            step_lrs.append(optimizer.param_groups[0]["lr"])
+        logits, loss = _forward_backward(model, images, labels, scaler, device, precision, label_smoothing,
+                                         micro_batch)
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.step_batch()
+        if after_step is not None:
+            after_step()
+        sums += torch.stack([loss.detach().double() * len(labels), (logits.argmax(1) == labels).sum().double()])
+        seen += len(labels)
+        shown = {}
+        if step % 20 == 0 or step == len(batches) or device.type == "cpu":  # a host sync: not every step on GPUs
+            loss_sum, correct, count = totals()
+            _check_finite(loss_sum, epoch, step)
+            shown = {"loss": f"{loss_sum / count:.4f}", "acc": f"{100 * correct / count:.2f}%"}
+        clock.step_done(**shown)
     loss_sum, correct, count = totals()
     return loss_sum / count, 100.0 * correct / count
 
@@ -142,7 +145,18 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
     """Train from the epoch after `progress`'s last up to `epochs`, scoring validation (and, for
     display, test) after each and calling on_epoch_end (which saves state and writes history).
     `trainer` is what the optimiser steps through (the DDP wrapper of `model`, if any). A model
-    that changes what trains partway has a start_epoch(epoch) method, called before each epoch."""
+    that changes what trains partway has a start_epoch(epoch) method, called before each epoch. One
+    bar covers the whole run, and its first steps give the expected time of all of it (RunClock)."""
+    clock = RunClock(epochs, len(train), len(progress.history), show=group.is_main)
+    try:
+        return _epochs(model, optimizer, schedule, scaler, train, val, test, epochs, device, progress, on_epoch_end,
+                       checkpoint, label_smoothing, precision, group, trainer, after_step, micro_batch, clock)
+    finally:
+        clock.close()
+
+
+def _epochs(model, optimizer, schedule, scaler, train, val, test, epochs, device, progress, on_epoch_end, checkpoint,
+            label_smoothing, precision, group, trainer, after_step, micro_batch, clock: RunClock) -> Progress:
     for epoch in range(len(progress.history) + 1, epochs + 1):
         began = time.perf_counter()
         train.set_epoch(epoch)
@@ -151,12 +165,13 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
         lr = optimizer.param_groups[0]["lr"]
         try:
             train_loss, train_acc = train_epoch(trainer or model, train, optimizer, schedule, scaler, device, epoch,
-                                                f"epoch {epoch}/{epochs}", label_smoothing, precision, group,
+                                                clock, label_smoothing, precision, group,
                                                 progress.step_lrs, after_step, micro_batch)
         except NonFiniteLoss as err:
             progress.failure = str(err)
             return progress
         progress.train_seconds += time.perf_counter() - began
+        progress.estimated_seconds = progress.estimated_seconds or clock.estimate
         (val_loss, val_acc), (test_loss, test_acc) = group.decided_by_main(lambda: (
             score(model, val, device, precision) if val is not None else NO_SCORE,
             score(model, test, device, precision) if test is not None else NO_SCORE))
@@ -164,6 +179,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
         progress.record(EpochResult(epoch, train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, lr),
                         model, checkpoint)
         shown = f"val loss {val_loss:.4f} acc {val_acc:6.2f}%" if val is not None else "no validation split"
+        clock.bar.clear()
         group.say(f"epoch {epoch:3d}/{epochs}: train loss {train_loss:.4f} acc {train_acc:6.2f}% | {shown} | "
                   f"lr {lr:.5f}")
         progress.epoch_seconds += time.perf_counter() - began

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from cifarlab.config import AUTO
 from cifarlab.core.io import immediately
 from cifarlab.facts import macs_per_image, parameter_count, receptive_field
 from cifarlab.feed.batches import eval_batches, resolve_workers, train_batches
-from cifarlab.feed.device import describe, make_scaler, memory_format, resolve_precision, select_device
+from cifarlab.feed.device import describe, fp32_on_cpu, make_scaler, memory_format, resolve_precision, select_device
 from cifarlab.models import build_model
 from cifarlab.prepared import Prepared
 from cifarlab.stats import Stats
@@ -34,6 +35,20 @@ if TYPE_CHECKING:
     from cifarlab.config import Params, TrainConfig
 
 DATA_INIT_IMAGES = 5000  # a data-initialised layer sees this many training images (as airbench)
+
+
+def for_this_machine(params: Params, device: torch.device) -> tuple[Params, str | None]:
+    """The params this machine trains: `model: auto` made concrete by Params.for_hardware's rule,
+    with the line that says what it chose and why (None for a named model)."""
+    if params.model != AUTO:
+        return params, None
+    fp32 = fp32_on_cpu(params.train.precision, device)
+    chosen = params.for_hardware(fp32)
+    where = ("a CPU that trains in fp32 (no native bf16)" if fp32
+             else "a GPU" if device.type == "cuda" else f"{describe(device)} with native bf16")
+    other = "airbench94" if fp32 else params.fp32_cpu.model
+    return chosen, (f"model auto: {chosen.model} for {chosen.train.epochs} epochs, the choice for {where}; "
+                    f"name a model to choose yourself (-S model={other})")
 
 
 @dataclass
@@ -54,6 +69,7 @@ class TrainResult:
     train_seconds: float  # the training steps of every epoch, resumed runs included
     epoch_seconds: float  # whole epochs, with validation and test scoring
     failure: str | None  # set when a NaN/inf loss stopped training early
+    estimated_seconds: float | None = None  # what its first steps said the whole training would take
 
 
 def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = None,
@@ -102,7 +118,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     if cfg.scheduler.name == "onecycle" and moved != peak:
         group.say(f"note: train.scheduler.onecycle.peak_epoch = {peak:g} is not before the end of "
                   f"{cfg.epochs} epochs; OneCycle peaks at epoch {moved:g} instead")
-    schedule = Schedule(optimizer, cfg.scheduler, cfg.epochs, len(train), max_lr)
+    schedule = Schedule(optimizer, cfg.scheduler, cfg.epochs, len(train), max_lr, cfg.optimizer.lr)
     progress = Progress()
     if state is not None:
         progress = restore(state, model, optimizer, schedule)
@@ -130,7 +146,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     return TrainResult(model, progress.history, progress.step_lrs, progress.kept_epoch,
                        progress.best_val_acc if val is not None else None, progress.best_val_epoch,
                        max_lr, sweep, facts, describe(device), precision, layout, group.world,
-                       progress.train_seconds, progress.epoch_seconds, progress.failure)
+                       progress.train_seconds, progress.epoch_seconds, progress.failure, progress.estimated_seconds)
 
 
 def _built_model(name: str, data: Prepared, stats: Stats, seed: int) -> tuple[nn.Module, dict]:
@@ -181,7 +197,7 @@ def train_metrics(params: Params, result: TrainResult, train_images: int, val_im
     test accuracy: the evaluate stage alone reports that, as the result."""
     last = result.history[-1]
     return {
-        **result.facts, "epochs": params.train.epochs, "checkpoint_epoch": result.kept_epoch,
+        "model": params.model, **result.facts, "epochs": params.train.epochs, "checkpoint_epoch": result.kept_epoch,
         "train_images": train_images, "val_images": val_images,
         "best_val_acc": None if result.best_val_acc is None else round(result.best_val_acc, 4),
         "best_val_epoch": result.best_val_epoch if val_images else None,
@@ -194,7 +210,7 @@ def train_metrics(params: Params, result: TrainResult, train_images: int, val_im
     }
 
 
-def training_facts(params: Params, result: TrainResult, val_images: int) -> dict:
+def training_facts(params: Params, result: TrainResult, val_images: int, chosen_by: str | None = None) -> dict:
     """models/training.json: how the model was trained, in words (where, in what precision, why
     this epoch): what the report shows and `dvc exp show` need not."""
     if params.train.checkpoint == "best_val":
@@ -202,7 +218,9 @@ def training_facts(params: Params, result: TrainResult, val_images: int) -> dict
     else:
         chosen_by = "last epoch" + ("" if val_images else "; no validation split (data.val = 0)")
     return {
-        "model": params.model, "device": result.device, "precision": result.precision, "layout": result.layout,
+        "model": params.model, "model_chosen_by": chosen_by or "named in params.yaml",
+        "device": result.device, "precision": result.precision, "layout": result.layout,
         "processes": result.processes, "threads": torch.get_num_threads(),
+        "estimated_train_seconds": None if result.estimated_seconds is None else round(result.estimated_seconds, 1),
         "checkpoint": {"rule": params.train.checkpoint, "epoch": result.kept_epoch, "chosen_by": chosen_by},
     }

@@ -3,6 +3,7 @@ step, step_epoch() after each epoch's validation score. OneCycle and linear move
 others per epoch."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -32,9 +33,15 @@ class OneCycle:
         return 1 + (self.end - 1) * min(step - self.peak, self.total - self.peak) / max(self.total - self.peak, 1)
 
 
+def cosine_factor(epoch: int, epochs: int, floor: float) -> float:
+    """Cosine decay from 1 at epoch 0 to `floor` at epoch `epochs` (Loshchilov & Hutter, SGDR, 2017)."""
+    return floor + (1 - floor) * (1 + math.cos(math.pi * min(epoch, epochs) / epochs)) / 2
+
+
 class Schedule:
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, epochs: int, steps_per_epoch: int,
-                 max_lr: float | None = None) -> None:
+                 max_lr: float | None = None, lr: float = 1.0) -> None:
+        """`lr` is train.optimizer.lr, in the units cosine.min_lr is given in (those of train.optimizer)."""
         self.name = cfg.name
         lr_sched = torch.optim.lr_scheduler
         if self.name == "onecycle":
@@ -56,8 +63,9 @@ class Schedule:
                                                         patience=cfg.plateau.patience)
         elif self.name == "step":
             self.scheduler = lr_sched.StepLR(optimizer, step_size=cfg.step.step_size, gamma=cfg.step.gamma)
-        elif self.name == "cosine":
-            self.scheduler = lr_sched.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=cfg.cosine.min_lr)
+        elif self.name == "cosine":  # a factor of each group's own LR, so every group keeps its ratio to the rest
+            floor = cfg.cosine.min_lr / lr
+            self.scheduler = lr_sched.LambdaLR(optimizer, lambda epoch: cosine_factor(epoch, epochs, floor))
         else:
             self.scheduler = None
 

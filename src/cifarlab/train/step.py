@@ -1,0 +1,66 @@
+"""The training step of a params.yaml, built once for the tools that time it (the benchmark's
+estimate, the profiler): the model in training's memory layout and precision, as it trains in a
+given epoch, the optimiser of train.optimizer, training's batch path with its augmentations,
+micro-batches and label smoothing, and torch.compile when train.compile asks for it. Only the
+images are synthetic, and the LR stays fixed (a schedule changes no step's cost)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from cifarlab.config import Params
+from cifarlab.feed.batches import Batches, resolve_workers, train_batches
+from cifarlab.feed.device import make_scaler, memory_format, resolve_precision
+from cifarlab.models import build_model
+from cifarlab.stats import channel_stats
+from cifarlab.train.loop import train_epoch
+from cifarlab.train.optim import make_optimizer
+from cifarlab.train.schedule import Schedule
+
+
+@dataclass
+class TrainingStep:
+    params: Params  # with a named model (for_hardware already applied)
+    model: nn.Module
+    precision: str
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    device: torch.device
+    epoch: int
+
+    def batches(self, steps: int, batch_size: int | None = None,
+                wrap: Callable[[Batches], Batches] = lambda batches: batches) -> Batches:
+        """`steps` batches of synthetic images on training's batch path."""
+        cfg = self.params.train
+        batch_size = batch_size or cfg.batch_size
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (steps * batch_size, 32, 32, 3), dtype=np.uint8)
+        labels = rng.integers(0, 10, len(images)).astype(np.int64)
+        return wrap(train_batches(cfg.loader, images, labels, self.params.augment, channel_stats(images), batch_size,
+                                  0, self.device, resolve_workers(cfg.workers)))
+
+    def run(self, batches: Batches) -> None:
+        """Train on `batches` as the train stage does."""
+        cfg = self.params.train
+        train_epoch(self.model, batches, self.optimizer, self.schedule, make_scaler(self.device, self.precision),
+                    self.device, self.epoch, None, cfg.label_smoothing, self.precision, micro_batch=cfg.micro_batch)
+
+
+def training_step(params: Params, device: torch.device, epoch: int = 1) -> TrainingStep:
+    """The step of `params` (a named model) as it runs in `epoch` of the run (1-based: a model may
+    train fewer parameters late in a run, see the models' start_epoch)."""
+    cfg = params.train
+    torch.manual_seed(0)
+    model = build_model(params.model, 10).to(device, memory_format=memory_format(device))
+    if hasattr(model, "start_epoch"):
+        model.start_epoch(epoch)
+    precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.batch_size)
+    schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
+    if cfg.compile:
+        model.compile()
+    return TrainingStep(params, model, precision, optimizer, schedule, device, epoch)

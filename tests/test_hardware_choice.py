@@ -1,0 +1,103 @@
+"""`model: auto` trains the network that fits the hardware, by one fixed rule (never by timing),
+says so when training starts, and records it; the run tells its cost early and `bench --estimate`
+tells it before the run."""
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from cifarlab import bench
+from cifarlab.conf import compose
+from cifarlab.config import parse_params
+from cifarlab.feed import device as device_module
+from cifarlab.train import clock as clock_module
+from cifarlab.train.clock import RunClock
+from cifarlab.train.run import for_this_machine
+from conftest import default_params, default_params_dict
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def native_bf16(monkeypatch):
+    """Pretend this CPU has native bf16 (True) or lacks it (False)."""
+    def pretend(has: bool) -> None:
+        monkeypatch.setattr(device_module, "native_bf16", lambda device: has)
+    return pretend
+
+
+def test_without_native_bf16_auto_trains_the_smaller_network_for_its_own_epochs(native_bf16):
+    native_bf16(False)
+    params = default_params()
+    chosen, line = for_this_machine(params, CPU)
+    assert params.model == "auto" and chosen.model == "airbench93"
+    assert chosen.train.epochs == params.fp32_cpu.epochs == 8 and params.train.epochs == 10
+    assert line == ("model auto: airbench93 for 8 epochs, the choice for a CPU that trains in fp32 (no native "
+                    "bf16); name a model to choose yourself (-S model=airbench94)")
+
+
+def test_with_native_bf16_auto_trains_airbench94_for_train_epochs(native_bf16):
+    native_bf16(True)
+    chosen, line = for_this_machine(default_params(), CPU)
+    assert chosen.model == "airbench94" and chosen.train.epochs == 10
+    assert "airbench94 for 10 epochs, the choice for cpu with native bf16" in line and "-S model=airbench93" in line
+
+
+def test_fp32_asked_for_on_bf16_hardware_trains_what_fp32_hardware_trains(native_bf16):
+    native_bf16(True)
+    chosen, _ = for_this_machine(default_params(**{"train.precision": "fp32"}), CPU)
+    assert chosen.model == "airbench93"
+
+
+@pytest.mark.parametrize("has_bf16", [False, True])
+def test_a_named_model_is_trained_as_named(native_bf16, has_bf16):
+    native_bf16(has_bf16)
+    params = parse_params(compose(["model=airbench94"]))
+    assert for_this_machine(params, CPU) == (params, None)
+
+
+def test_the_quick_recipe_runs_its_five_epochs_on_either_choice():
+    params = parse_params(compose(["recipe=quick"]))
+    assert [params.for_hardware(fp32).train.epochs for fp32 in (False, True)] == [5, 5]
+
+
+def test_naming_airbench93_trains_it_for_fp32_cpu_epochs_on_any_hardware():
+    params = parse_params(compose(["model=airbench93", "fp32_cpu.epochs=6"]))
+    assert params.model == "airbench93" and params.train.epochs == 6
+
+
+def test_the_run_shows_one_bar_over_every_epoch_and_its_expected_time_after_a_few_steps(monkeypatch, capsys):
+    ticks = iter(range(0, 1000, 2))  # every step takes 2 s
+    monkeypatch.setattr(clock_module.time, "perf_counter", lambda: float(next(ticks)))
+    clock = RunClock(epochs=3, steps_per_epoch=5, show=True)
+    clock.start_epoch(1)
+    for _ in range(clock_module.UNTIMED_STEPS + clock_module.TIMED_STEPS - 1):
+        clock.step_done()
+    assert clock.estimate is None and "expected training time" not in capsys.readouterr().out
+    clock.step_done()
+    assert clock.bar.total == 15 and clock.estimate == 2.0 * 15
+    printed = capsys.readouterr().out
+    assert "expected training time: about 30 s for 15 steps at 2.00 s each" in printed and "22 s left" in printed
+    clock.close()
+
+
+def test_a_resumed_run_bar_starts_at_the_epochs_already_done():
+    clock = RunClock(epochs=4, steps_per_epoch=10, done_epochs=3, show=False)
+    assert (clock.bar.n, clock.bar.total) == (30, 40)
+    clock.close()
+
+
+def test_bench_estimate_prices_both_choices_of_auto_and_marks_the_one_trained_here(tmp_path, capsys):
+    settings = default_params_dict(**{"train.batch_size": 64, "train.micro_batch": 32, "data.subset.train": 640,
+                                      "data.subset.test": 100, "gradcam.faithfulness.images": 4})
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(settings))
+    bench.main(["--estimate", "--params", str(params)])
+    printed = capsys.readouterr().out
+    rows = [line for line in printed.splitlines() if line.startswith("| airbench")]
+    assert len(rows) == 2 and rows[0].startswith("| airbench94 ") and rows[1].startswith("| airbench93 "), printed
+    chosen, _ = for_this_machine(parse_params(settings), CPU)
+    marked = [row for row in rows if "what `dvc repro` trains here" in row]
+    assert len(marked) == 1 and marked[0].startswith(f"| {chosen.model} "), printed
+    assert all(row.rstrip(" |").endswith(("yes", "no")) for row in rows)
