@@ -300,3 +300,40 @@ def test_a_failed_collective_names_its_own_cause_and_blames_a_peer_only_when_one
                  RuntimeError("[gloo/transport/tcp/pair.cc:589] Read error [127.0.0.1]:1: Connection reset by peer"),
                  torch.distributed.DistNetworkError("failed to recv, got 0 bytes")):
         assert failure_line(gone, group).startswith("training process 1 of 2 stopped because another one failed"), gone
+
+
+ALL_REDUCES_SCRIPT = """
+import json, sys
+import torch
+from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from cifarlab.train import distributed
+from cifarlab.train.loop import _forward_backward
+
+group, device = distributed.from_env(), torch.device("cpu")
+counts = {}
+with distributed.joined(group, device):
+    for micro_batch in (0, 4):  # one pass of 16 images, then four of 4
+        torch.manual_seed(0)
+        model = distributed.data_parallel(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(288, 3)), device)
+        calls = []
+        model.register_comm_hook(None, lambda state, bucket: calls.append(1) or allreduce_hook(None, bucket))
+        images, labels = torch.randn(16, 3, 8, 8), torch.randint(0, 3, (16,))
+        _forward_backward(model, images, labels, torch.amp.GradScaler("cpu", enabled=False), device, "fp32", 0.0,
+                          micro_batch)
+        counts[micro_batch] = len(calls)
+(open(sys.argv[1] + f"/{group.rank}.json", "w")).write(json.dumps(counts))
+"""
+
+
+def test_a_data_parallel_step_all_reduces_its_gradients_once_however_many_micro_batches(tmp_path):
+    """Micro-batches accumulate locally (DDP's no_sync) and the step's summed gradient is averaged
+    over the processes once, after the last: a step of four micro-batches sends as many
+    all-reduces as a step of one pass, not four times as many."""
+    from cifarlab.train.distributed import launch
+    script = tmp_path / "count.py"
+    script.write_text(ALL_REDUCES_SCRIPT)
+    launch(2, sys.executable, str(script), str(tmp_path))
+    for rank in (0, 1):
+        counts = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert counts["4"] == counts["0"] >= 1, counts

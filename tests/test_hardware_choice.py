@@ -3,6 +3,9 @@ says so when training starts, and records it; the run tells its cost early and `
 tells it before the run."""
 from __future__ import annotations
 
+import json
+import shlex
+
 import pytest
 import torch
 import yaml
@@ -14,7 +17,7 @@ from cifarlab.feed import device as device_module
 from cifarlab.train import clock as clock_module
 from cifarlab.train.clock import RunClock
 from cifarlab.train.run import for_this_machine
-from conftest import default_params, default_params_dict
+from conftest import default_params, default_params_dict, make_arrays, write_image_tree
 
 CPU = torch.device("cpu")
 
@@ -101,3 +104,26 @@ def test_bench_estimate_prices_both_choices_of_auto_and_marks_the_one_trained_he
     marked = [row for row in rows if "what `dvc repro` trains here" in row]
     assert len(marked) == 1 and marked[0].startswith(f"| {chosen.model} "), printed
     assert all(row.rstrip(" |").endswith(("yes", "no")) for row in rows)
+
+
+@pytest.mark.slow
+def test_dvc_repro_trains_what_auto_chooses_here_and_the_docs_commands_name_a_model(tmp_path):
+    """docs/recipes.md's commands, verbatim, on a tiny tree: `dvc repro` with `model: auto` trains and
+    records this machine's choice (the line it printed, in training.json and the report); each
+    named model trains as named."""
+    from test_pipeline import dvc, make_project, readme_commands, sh
+    commands = readme_commands("dvc exp run", section="The default: `model: auto`")
+    assert commands == ["dvc exp run -S model=airbench94", "dvc exp run -S model=airbench93"]
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
+    project = make_project(tmp_path / "project", str(tree), model="auto", fp32_cpu__epochs=1)
+    log = dvc("repro", cwd=project)
+    chosen, line = for_this_machine(parse_params(yaml.safe_load((project / "params.yaml").read_text())), CPU)
+    facts = json.loads((project / "models" / "training.json").read_text())
+    assert line in log and facts["model"] == chosen.model and facts["model_chosen_by"] == line
+    assert facts["estimated_train_seconds"] > 0
+    assert json.loads((project / "metrics" / "train.json").read_text())["model"] == chosen.model
+    assert f"{chosen.model} ({line})" in (project / "reports" / "report.md").read_text()
+    for command in commands:
+        sh(*shlex.split(command), cwd=project)
+        facts = json.loads((project / "models" / "training.json").read_text())
+        assert facts["model"] == command.rsplit("=", 1)[1] and facts["model_chosen_by"] == "named in params.yaml"

@@ -61,11 +61,14 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[fl
         *([("at chance", chance)] if (chance := chance_words(evaluation["accuracy"], num_classes)) else []),
         ("data", f"{data.source}: {train['train_images']:,} training, {train['val_images']:,} validation and "
                  f"{evaluation['num_test_images']:,} test images"),
-        ("model", train["model"]), ("parameters", f"{train['params']:,}"),
+        ("model", train["model"] + (f" ({train['model_chosen_by']})" if train.get("model_chosen_by", "").startswith(
+            "model auto") else "")), ("parameters", f"{train['params']:,}"),
         ("multiply-adds per image", f"{train['macs']:,}"), ("receptive field", f"{train['receptive_field']} px"),
         ("epochs", train["epochs"]), ("device", f"{train['device']}, {train['precision']}, {train['layout']}"),
         ("training time", f"{train['train_seconds']} s in training steps ({train['train_images_per_s']} images/s); "
-                          f"{train['epoch_seconds']} s with validation and test scoring"),
+                          f"{train['epoch_seconds']} s with validation and test scoring"
+                          + (f"; {train['estimated_train_seconds']} s expected after its first steps"
+                             if train.get("estimated_train_seconds") else "")),
         *max_lr,
         ("checkpoint", f"epoch {train['checkpoint']['epoch']}, chosen by {train['checkpoint']['chosen_by']}"),
         ("validation accuracy", "no validation split (data.val = 0)" if train["best_val_acc"] is None else

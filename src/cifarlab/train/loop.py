@@ -8,6 +8,7 @@ counts are summed over processes, rank 0 alone scores validation and test and sh
 so every process takes the same decisions."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -76,6 +77,13 @@ def _check_finite(loss_sum: float, epoch: int, step: int) -> None:
                             "rate is probably too high (lower train.optimizer.lr or the scheduler's max_lr)")
 
 
+def _local_only(model: nn.Module, accumulate: bool):
+    """DDP's no_sync while a step's gradients still accumulate; nothing for a plain model."""
+    if accumulate and isinstance(model, nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    return contextlib.nullcontext()
+
+
 def _forward_backward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, scaler: torch.amp.GradScaler,
                       device: torch.device, precision: str, label_smoothing: float, micro_batch: int
                       ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,13 +91,16 @@ def _forward_backward(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     (0: all at once), each chunk's loss weighted by its share of the batch, so the gradient is the
     whole batch's. Smaller chunks keep a CPU's activations in cache; BatchNorm then normalises
     each chunk by its own statistics."""
-    chunks = zip(images.split(micro_batch or len(images)), labels.split(micro_batch or len(labels)))
+    chunks = list(zip(images.split(micro_batch or len(images)), labels.split(micro_batch or len(labels))))
     all_logits, loss_sum = [], 0.0
-    for chunk, chunk_labels in chunks:
-        with autocast(device, precision):
-            logits = model(chunk)
-            loss = F.cross_entropy(logits, chunk_labels, label_smoothing=label_smoothing) * (len(chunk) / len(images))
-        scaler.scale(loss).backward()
+    for index, (chunk, chunk_labels) in enumerate(chunks, start=1):
+        # under DDP, gradients are averaged over processes once, after the last chunk: not per chunk
+        with _local_only(model, index < len(chunks)):
+            with autocast(device, precision):
+                logits = model(chunk)
+                share = len(chunk) / len(images)
+                loss = F.cross_entropy(logits, chunk_labels, label_smoothing=label_smoothing) * share
+            scaler.scale(loss).backward()
         all_logits.append(logits.detach())
         loss_sum = loss_sum + loss.detach()
     return torch.cat(all_logits), loss_sum
