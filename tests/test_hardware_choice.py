@@ -12,11 +12,15 @@ import yaml
 
 from cifarlab import bench
 from cifarlab.conf import compose
-from cifarlab.config import parse_params
+from cifarlab.config import ParamsError, parse_params
 from cifarlab.feed import device as device_module
+from cifarlab.feed.device import make_scaler
+from cifarlab.models import build_model
 from cifarlab.train import clock as clock_module
 from cifarlab.train.clock import RunClock
+from cifarlab.train.loop import scaled, train_epoch
 from cifarlab.train.run import for_this_machine
+from cifarlab.train.step import training_step
 from conftest import default_params, default_params_dict, make_arrays, write_image_tree
 
 CPU = torch.device("cpu")
@@ -36,8 +40,9 @@ def test_without_native_bf16_auto_trains_the_smaller_network_for_its_own_epochs(
     chosen, line = for_this_machine(params, CPU)
     assert params.model == "auto" and chosen.model == "airbench93"
     assert chosen.train.epochs == params.fp32_cpu.epochs == 8 and params.train.epochs == 10
-    assert line == ("model auto: airbench93 for 8 epochs, the choice for a CPU that trains in fp32 (no native "
-                    "bf16); name a model to choose yourself (-S model=airbench94)")
+    assert chosen.train.low_res.epochs == params.fp32_cpu.low_res_epochs == 4 and params.train.low_res.epochs == 0
+    assert line == ("model auto: airbench93 for 8 epochs (the first 4 at 24 px), the choice for a CPU that trains in "
+                    "fp32 (no native bf16); name a model to choose yourself (-S model=airbench94)")
 
 
 def test_with_native_bf16_auto_trains_airbench94_for_train_epochs(native_bf16):
@@ -81,7 +86,28 @@ def test_the_run_shows_one_bar_over_every_epoch_and_its_expected_time_after_a_fe
     clock.step_done()
     assert clock.bar.total == 15 and clock.estimate == 2.0 * 15
     printed = capsys.readouterr().out
-    assert "expected training time: about 30 s for 15 steps at 2.00 s each" in printed and "22 s left" in printed
+    assert "expected training time: about 30 s for 15 steps (measured here over steps 2-4 of this epoch); 22 s left" \
+        in printed
+    clock.close()
+
+
+def test_the_estimate_prices_low_res_epochs_by_their_pixels_and_is_revised_at_full_size(monkeypatch, capsys):
+    step_seconds = iter([1.0] * 10 + [4.0] * 10)  # the low-res epoch's steps take 1 s, the full-size ones 4 s
+    now = [0.0]
+
+    def perf_counter() -> float:
+        return now[0]
+    monkeypatch.setattr(clock_module.time, "perf_counter", perf_counter)
+    clock = RunClock(epochs=2, steps_per_epoch=10, show=True, epoch_cost=lambda epoch: 0.25 if epoch == 1 else 1.0)
+    for epoch in (1, 2):
+        clock.start_epoch(epoch)
+        for _ in range(10):
+            now[0] += next(step_seconds)
+            clock.step_done()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("expected training time: about 50 s for 20 steps")  # 10 x 1 s + 10 x 4 s
+    assert printed[1].startswith("revised training time: about 50 s")
+    assert clock.estimate == pytest.approx(50.0)
     clock.close()
 
 
@@ -127,3 +153,34 @@ def test_dvc_repro_trains_what_auto_chooses_here_and_the_docs_commands_name_a_mo
         sh(*shlex.split(command), cwd=project)
         facts = json.loads((project / "models" / "training.json").read_text())
         assert facts["model"] == command.rsplit("=", 1)[1] and facts["model_chosen_by"] == "named in params.yaml"
+
+
+def test_low_res_epochs_train_on_smaller_images_and_the_rest_at_full_size():
+    """train.low_res: the first epochs' batches reach the network scaled down (antialiased, in the
+    layout training uses), the later ones as they are."""
+    params = parse_params(compose(["model=airbench93", "train.precision=fp32", "train.batch_size=8",
+                                   "train.micro_batch=0"]))
+    assert params.train.low_res.epochs == params.fp32_cpu.low_res_epochs == 4
+    step = training_step(params, CPU)
+    seen = []
+    step.model.register_forward_pre_hook(lambda module, inputs: seen.append(tuple(inputs[0].shape[-2:])))
+    batches = step.batches(1)
+    step.run(batches)
+    train_epoch(step.model, batches, step.optimizer, step.schedule, make_scaler(CPU), CPU, 1, size=24)
+    assert seen == [(32, 32), (24, 24)]
+    images = torch.rand(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    small = scaled(images, 24)
+    assert small.shape == (2, 3, 24, 24) and small.is_contiguous(memory_format=torch.channels_last)
+    flat = torch.full((1, 3, 32, 32), 0.3)
+    assert torch.allclose(scaled(flat, 24), torch.full((1, 3, 24, 24), 0.3))  # a flat image stays flat
+    model = build_model("airbench94", 10).eval()
+    assert model(torch.rand(2, 3, 24, 24)).shape == (2, 10)  # global pooling: any size
+
+
+@pytest.mark.parametrize("changes, message", [
+    (["model=s9net", "train.low_res.epochs=2"], "train.low_res trains at another image size, which s9net does not"),
+    (["train.low_res.epochs=2", "train.low_res.size=32"], "train.low_res.size = 32 must be below data.image_size"),
+])
+def test_low_res_is_refused_where_it_cannot_work(changes, message):
+    with pytest.raises(ParamsError, match=message):
+        parse_params(compose(changes))

@@ -49,6 +49,9 @@ AUTO = "auto"  # model: auto picks the network (and its epochs) by the kind of h
 AUTO_MODEL = "airbench94"  # what auto trains where training runs in bf16 or on a GPU, for train.epochs
 
 
+ANY_SIZE_MODELS = ("airbench93", "airbench94")  # global pooling before the head: any image size trains
+
+
 class ParamsError(UserError):
     pass
 
@@ -185,6 +188,11 @@ class LookaheadConfig(Section):
     power: float = Field(ge=0)  # the weight grows as decay * (progress ** power)
 
 
+class LowResConfig(Section):
+    size: int = Field(ge=8)  # pixels a side
+    epochs: int = Field(ge=0)  # the first this many epochs train at `size`; 0 = off
+
+
 class TrainConfig(Section):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
@@ -204,6 +212,7 @@ class TrainConfig(Section):
     lr_finder: LRFinderConfig
     lookahead: LookaheadConfig
     test_curve: bool  # score the test split after every epoch, for the curves only
+    low_res: LowResConfig
 
 
 class EvaluateConfig(Section):
@@ -233,6 +242,7 @@ class Fp32CpuChoice(Section):
     """What `model: auto` trains where training runs in fp32 on a CPU (no native bf16)."""
     model: _choice(GRADCAM_LAYERS)
     epochs: int = Field(ge=1)
+    low_res_epochs: int = Field(ge=0)  # of them, the first this many at train.low_res.size
 
 
 class Params(Section):
@@ -262,6 +272,13 @@ class Params(Section):
             raise ParamsError(f"params.yaml: train.scheduler.cosine.min_lr = {train.scheduler.cosine.min_lr} is the "
                               f"floor the LR decays to and must be below train.optimizer.lr = {train.optimizer.lr} "
                               "(both in train.optimizer's units)")
+        if train.low_res.epochs and train.low_res.size >= self.data.image_size:
+            raise ParamsError(f"params.yaml: train.low_res.size = {train.low_res.size} must be below data.image_size "
+                              f"= {self.data.image_size}, or set train.low_res.epochs to 0")
+        if (train.low_res.epochs or self.model == AUTO and self.fp32_cpu.low_res_epochs) and not set(
+                self.model_choices()) <= set(ANY_SIZE_MODELS):
+            raise ParamsError(f"params.yaml: train.low_res trains at another image size, which {self.model} does not "
+                              f"take; it works with {', '.join(ANY_SIZE_MODELS)}; set train.low_res.epochs to 0")
         if train.lr_finder.start_lr >= train.lr_finder.end_lr:
             raise ParamsError(f"params.yaml: train.lr_finder.start_lr = {train.lr_finder.start_lr} must be "
                               f"below train.lr_finder.end_lr = {train.lr_finder.end_lr}")
@@ -299,7 +316,8 @@ class Params(Section):
             return self
         if not fp32_on_cpu:
             return self.model_copy(update={"model": AUTO_MODEL})
-        train = self.train.model_copy(update={"epochs": self.fp32_cpu.epochs})
+        low_res = self.train.low_res.model_copy(update={"epochs": self.fp32_cpu.low_res_epochs})
+        train = self.train.model_copy(update={"epochs": self.fp32_cpu.epochs, "low_res": low_res})
         return self.model_copy(update={"model": self.fp32_cpu.model, "train": train})
 
     def explained_layers(self, model: str | None = None) -> list[str]:

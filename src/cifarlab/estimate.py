@@ -51,20 +51,25 @@ def estimate(params: Params, device: torch.device) -> dict:
     """Seconds of training and of the rest of `dvc repro` for these concrete params here."""
     cfg, data = params.train, params.data
     step = training_step(params, device)
-    step.run(step.batches(1, batch_size=cfg.micro_batch or cfg.batch_size))  # builds kernels, warms caches
-    batches = step.batches(TIMED_STEPS)
-    began = time.perf_counter()
-    step.run(batches)
-    per_step = (time.perf_counter() - began) / TIMED_STEPS
-    train_images = (data.subset.train or CIFAR_IMAGES["train"]) - data.val
-    steps = steps_per_pass(train_images, cfg.batch_size, cfg.processes, training=True) * cfg.epochs
+    low_epochs = min(cfg.low_res.epochs, cfg.epochs)
+    sizes = {None: cfg.epochs - low_epochs, cfg.low_res.size: low_epochs}  # image size: epochs at it
+    steps = steps_per_pass((data.subset.train or CIFAR_IMAGES["train"]) - data.val, cfg.batch_size, cfg.processes,
+                           training=True)
+    train_seconds = 0.0
+    for size, epochs in sizes.items():
+        if epochs:
+            step.run(step.batches(1, batch_size=cfg.micro_batch or cfg.batch_size), size)  # builds kernels
+            batches = step.batches(TIMED_STEPS)
+            began = time.perf_counter()
+            step.run(batches, size)
+            train_seconds += (time.perf_counter() - began) / TIMED_STEPS * steps * epochs
     test_images = data.subset.test or CIFAR_IMAGES["test"]
     road = params.gradcam.faithfulness
     passes = (test_images * TTA_PASSES[params.evaluate.tta]
               + road.images * len(road.fractions) * ROAD_ORDERS * len(params.explained_layers()))
     rest = FIXED_SECONDS + passes / _inference_rate(step)
-    return {"model": params.model, "epochs": cfg.epochs, "precision": step.precision, "step_seconds": per_step,
-            "train_seconds": per_step * steps, "rest_seconds": rest, "total_seconds": per_step * steps + rest}
+    return {"model": params.model, "epochs": cfg.epochs, "precision": step.precision, "train_seconds": train_seconds,
+            "rest_seconds": rest, "total_seconds": train_seconds + rest}
 
 
 def estimate_table(params: Params, device: torch.device) -> tuple[str, list[dict]]:

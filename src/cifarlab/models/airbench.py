@@ -3,8 +3,10 @@ seconds on a single GPU" (arXiv:2404.00498, 2024), which refine D. Page's ResNet
 your ResNet", Myrtle.ai, 2018) and tysam-code's hlb-CIFAR10.
 
 A frozen 2x2 patch-whitening convolution (set from the training images by init_from_data), then
-three conv groups (conv -> max-pool -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU), a 3x3
-max-pool and a bias-free linear layer whose logits are scaled by 1/9. airbench94's groups are 64,
+three conv groups (conv -> max-pool -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU), a global
+max-pool (the paper's 3x3 pool over the 3x3 map of a 32x32 image, and any size's map alike, so
+early epochs can train at a lower resolution: train.low_res) and a bias-free linear layer whose
+logits are scaled by 1/9. airbench94's groups are 64,
 256 and 256 wide; airbench93's 64, 128 and 128 (the repository's airbench/lib_airbench93.py: 93%
 on the official data in less than half the multiply-adds), which is what makes it fit a CPU
 without native bf16.
@@ -73,7 +75,7 @@ class AirBench(nn.Module):
         self.block1 = ConvGroup(2 * directions, widths[0])
         self.block2 = ConvGroup(widths[0], widths[1])
         self.block3 = ConvGroup(widths[1], widths[2])
-        self.pool = nn.MaxPool2d(3)
+        self.pool = nn.AdaptiveMaxPool2d(1)
         self.head = nn.Linear(widths[2], num_classes, bias=False)
 
     @torch.no_grad()

@@ -77,6 +77,14 @@ def _check_finite(loss_sum: float, epoch: int, step: int) -> None:
                             "rate is probably too high (lower train.optimizer.lr or the scheduler's max_lr)")
 
 
+def scaled(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Images scaled to size x size, antialiased (a shrunk image without aliasing is a blurred one,
+    as a smaller photo would be), in the layout they came in."""
+    layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.contiguous(memory_format=layout)
+
+
 def _local_only(model: nn.Module, accumulate: bool):
     """DDP's no_sync while a step's gradients still accumulate; nothing for a plain model."""
     if accumulate and isinstance(model, nn.parallel.DistributedDataParallel):
@@ -110,9 +118,10 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
                 scaler: torch.amp.GradScaler, device: torch.device, epoch: int, clock: RunClock | None = None,
                 label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
                 step_lrs: list[float] | None = None, after_step: Callable[[], None] | None = None,
-                micro_batch: int = 0) -> tuple[float, float]:
+                micro_batch: int = 0, size: int | None = None) -> tuple[float, float]:
     """One pass over `batches`; returns mean loss and accuracy (%) over all processes and appends
     each step's LR to `step_lrs`. `after_step` runs after each optimiser step (the lookahead).
+    With `size`, each augmented batch is scaled down to size x size pixels first (train.low_res).
     Each step moves the run's `clock` (its bar shows on rank 0; none: nothing shown)."""
     clock = clock or RunClock(1, len(batches), show=False)
     clock.start_epoch(epoch)
@@ -125,6 +134,8 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
 
     for step, (images, labels) in enumerate(batches, start=1):
         images, labels = to_device(images, device), labels.to(device, non_blocking=True)
+        if size is not None:
+            images = scaled(images, size)
         optimizer.zero_grad(set_to_none=True)
         if step_lrs is not None:
             step_lrs.append(optimizer.param_groups[0]["lr"])
@@ -152,22 +163,26 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
         progress: Progress, on_epoch_end: Callable[[Progress], None], checkpoint: str = "last",
         label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
         trainer: nn.Module | None = None, after_step: Callable[[], None] | None = None,
-        micro_batch: int = 0) -> Progress:
+        micro_batch: int = 0, low_res: tuple[int, int, int] = (1, 0, 1)) -> Progress:
     """Train from the epoch after `progress`'s last up to `epochs`, scoring validation (and, for
     display, test) after each and calling on_epoch_end (which saves state and writes history).
     `trainer` is what the optimiser steps through (the DDP wrapper of `model`, if any). A model
-    that changes what trains partway has a start_epoch(epoch) method, called before each epoch. One
+    that changes what trains partway has a start_epoch(epoch) method, called before each epoch.
+    `low_res` (size, epochs, full size): the first `epochs` epochs train at size x size pixels. One
     bar covers the whole run, and its first steps give the expected time of all of it (RunClock)."""
-    clock = RunClock(epochs, len(train), len(progress.history), show=group.is_main)
+    size, low_epochs, full = low_res
+    clock = RunClock(epochs, len(train), len(progress.history), show=group.is_main,
+                     epoch_cost=lambda epoch: (size / full) ** 2 if epoch <= low_epochs else 1.0)
     try:
         return _epochs(model, optimizer, schedule, scaler, train, val, test, epochs, device, progress, on_epoch_end,
-                       checkpoint, label_smoothing, precision, group, trainer, after_step, micro_batch, clock)
+                       checkpoint, label_smoothing, precision, group, trainer, after_step, micro_batch, low_res, clock)
     finally:
         clock.close()
 
 
 def _epochs(model, optimizer, schedule, scaler, train, val, test, epochs, device, progress, on_epoch_end, checkpoint,
-            label_smoothing, precision, group, trainer, after_step, micro_batch, clock: RunClock) -> Progress:
+            label_smoothing, precision, group, trainer, after_step, micro_batch, low_res, clock: RunClock) -> Progress:
+    low_res_size, low_res_epochs, _ = low_res
     for epoch in range(len(progress.history) + 1, epochs + 1):
         began = time.perf_counter()
         train.set_epoch(epoch)
@@ -177,7 +192,8 @@ def _epochs(model, optimizer, schedule, scaler, train, val, test, epochs, device
         try:
             train_loss, train_acc = train_epoch(trainer or model, train, optimizer, schedule, scaler, device, epoch,
                                                 clock, label_smoothing, precision, group,
-                                                progress.step_lrs, after_step, micro_batch)
+                                                progress.step_lrs, after_step, micro_batch,
+                                                low_res_size if epoch <= low_res_epochs else None)
         except NonFiniteLoss as err:
             progress.failure = str(err)
             return progress

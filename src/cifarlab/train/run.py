@@ -47,7 +47,9 @@ def for_this_machine(params: Params, device: torch.device) -> tuple[Params, str 
     where = ("a CPU that trains in fp32 (no native bf16)" if fp32
              else "a GPU" if device.type == "cuda" else f"{describe(device)} with native bf16")
     other = "airbench94" if fp32 else params.fp32_cpu.model
-    return chosen, (f"model auto: {chosen.model} for {chosen.train.epochs} epochs, the choice for {where}; "
+    low_res = chosen.train.low_res
+    first = f" (the first {low_res.epochs} at {low_res.size} px)" if low_res.epochs else ""
+    return chosen, (f"model auto: {chosen.model} for {chosen.train.epochs} epochs{first}, the choice for {where}; "
                     f"name a model to choose yourself (-S model={other})")
 
 
@@ -138,7 +140,8 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
 
     progress = fit(model, optimizer, schedule, make_scaler(device, precision), train, val, test, cfg.epochs, device,
                    progress, epoch_done, cfg.checkpoint, cfg.label_smoothing, precision, group, trainer,
-                   None if lookahead is None else lookahead.after_step, cfg.micro_batch)
+                   None if lookahead is None else lookahead.after_step, cfg.micro_batch,
+                   (cfg.low_res.size, cfg.low_res.epochs, data.x_train.shape[1]))
     if progress.kept_weights is not None:
         model.load_state_dict(progress.kept_weights)
     if progress.failure is None and state_path is not None:

@@ -43,11 +43,12 @@ class TrainingStep:
         return wrap(train_batches(cfg.loader, images, labels, self.params.augment, channel_stats(images), batch_size,
                                   0, self.device, resolve_workers(cfg.workers)))
 
-    def run(self, batches: Batches) -> None:
-        """Train on `batches` as the train stage does."""
+    def run(self, batches: Batches, size: int | None = None) -> None:
+        """Train on `batches` as the train stage does (scaled to `size` px, as in a train.low_res epoch)."""
         cfg = self.params.train
         train_epoch(self.model, batches, self.optimizer, self.schedule, make_scaler(self.device, self.precision),
-                    self.device, self.epoch, None, cfg.label_smoothing, self.precision, micro_batch=cfg.micro_batch)
+                    self.device, self.epoch, None, cfg.label_smoothing, self.precision, micro_batch=cfg.micro_batch,
+                    size=size)
 
 
 def training_step(params: Params, device: torch.device, epoch: int = 1) -> TrainingStep:
