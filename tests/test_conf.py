@@ -28,7 +28,7 @@ def test_generated_params_yaml_is_what_conf_composes_and_says_where_to_edit():
     text = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True, text=True).stdout
     if not text.startswith(HEADER):
         pytest.skip("params.yaml holds a run of your own (committed after `dvc exp run`), not the generated defaults")
-    assert yaml.safe_load(text) == compose(), "params.yaml: regenerate it with `python -m cifarlab.conf > params.yaml`"
+    assert yaml.safe_load(text) == compose(), "params.yaml: regenerate it: `python -m cifarlab.conf --out params.yaml`"
     assert (ROOT / "conf" / "config.yaml").read_text().count("#") > 60  # the explanations live there
 
 
@@ -38,19 +38,31 @@ def test_the_tests_start_from_conf_defaults_whatever_params_yaml_holds():
     assert default_params_dict() == compose()
 
 
+def test_conf_out_writes_params_whole_or_leaves_them_as_they_were(tmp_path):
+    """`python -m cifarlab.conf --out params.yaml` after an edit: a composition that fails (a bad
+    override, a broken conf/) leaves the file as it was, not empty as `> params.yaml` would."""
+    out = tmp_path / "params.yaml"
+    out.write_text("before\n")
+    bad = subprocess.run([sys.executable, "-m", "cifarlab.conf", "model=vgg", "--out", str(out)], capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and out.read_text() == "before\n"
+    subprocess.run([sys.executable, "-m", "cifarlab.conf", "recipe=quick", "--out", str(out)], check=True)
+    assert out.read_text().startswith(HEADER) and yaml.safe_load(out.read_text()) == compose(["recipe=quick"])
+
+
 def test_dvc_composes_params_with_hydra():
     config = (ROOT / ".dvc" / "config").read_text()
     assert re.search(r"\[hydra\]\s*\n\s*enabled = True", config), config
 
 
 def test_every_model_has_its_own_defaults_and_they_are_valid():
-    assert sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml")) == sorted(MODELS)
+    assert sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml")) == sorted([*MODELS, "auto"])
     for name in MODELS:
         params = parse_params(compose([f"model={name}"]))
         assert params.model == name and params.recipe == "default"
     default = parse_params(compose())
     s9net = parse_params(compose(["model=s9net"]))
-    assert default.model == "airbench94" and default.train.optimizer.name == "muon"
+    assert default.model == "auto" and default.train.optimizer.name == "muon"
     # the swap brings s9net a recipe of its own, not airbench94's knobs
     assert s9net.train.optimizer.name == "sgd" and s9net.train.optimizer.norm_bias_lr_scale == 1
     assert s9net.train.batch_size != default.train.batch_size

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import yaml
 
+from cifarlab.core.io import write_text
+
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 HEADER = """\
 # Generated from conf/ (edit conf/config.yaml, where every key is explained, or conf/model/ and
-# conf/recipe/; then run `python -m cifarlab.conf > params.yaml`). `dvc exp run -S key=value`
-# rewrites this file from conf/ with your changes, so it always holds every value that ran;
-# `dvc repro` runs it as it is.
+# conf/recipe/; then run `python -m cifarlab.conf --out params.yaml`). Every `dvc exp run`, with
+# or without -S, rewrites this file from conf/ (and its -S changes), so a hand edit here is lost
+# by the next `dvc exp run`; only `dvc repro` runs this file as it is.
 """
 
 
@@ -40,7 +42,13 @@ def params_text(overrides: list[str] = ()) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cifarlab.conf", description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as `dvc exp run -S` takes them")
-    print(params_text(parser.parse_args(argv).overrides), end="")
+    parser.add_argument("--out", type=Path, help="write this file, whole or not at all (default: print)")
+    args = parser.parse_args(argv)
+    text = params_text(args.overrides)  # composed first: a failure leaves --out as it was
+    if args.out is None:
+        print(text, end="")
+    else:
+        write_text(args.out, text)
 
 
 if __name__ == "__main__":
