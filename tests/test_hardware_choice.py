@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from cifarlab import bench
-from cifarlab.conf import compose
+from cifarlab.conf import compose, params_text
 from cifarlab.config import ParamsError, parse_params
 from cifarlab.feed import device as device_module
 from cifarlab.feed.device import make_scaler
@@ -184,3 +184,15 @@ def test_low_res_epochs_train_on_smaller_images_and_the_rest_at_full_size():
 def test_low_res_is_refused_where_it_cannot_work(changes, message):
     with pytest.raises(ParamsError, match=message):
         parse_params(compose(changes))
+
+
+@pytest.mark.slow
+def test_the_estimate_command_of_the_speed_docs_runs_verbatim_on_the_default_params(tmp_path):
+    """docs/speed.md's command, as written, in a folder holding the project's default params.yaml:
+    both of auto's choices priced, with a whole `dvc repro` each."""
+    from test_pipeline import readme_commands, sh
+    (command,) = readme_commands("python -m cifarlab.bench --estimate")
+    (tmp_path / "params.yaml").write_text(params_text())
+    printed = sh(*shlex.split(command), cwd=tmp_path)
+    rows = [line for line in printed.splitlines() if line.startswith("| airbench")]
+    assert len(rows) == 2 and sum("what `dvc repro` trains here" in row for row in rows) == 1, printed

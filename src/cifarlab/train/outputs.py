@@ -38,9 +38,9 @@ class EpochOutputs:
         save_figure(paths.CURVES_PNG, curves_figure(frame, lrs))
 
 
-def write_results(params, result: TrainResult, data: Prepared, stats: Stats, chosen_by: str | None = None) -> dict:
+def write_results(params, result: TrainResult, data: Prepared, stats: Stats, model_rule: str | None = None) -> dict:
     """The LR range test's curve and figure, the checkpoint, the metrics and the training facts
-    (returned, with `chosen_by`: what chose the model). A run stopped by a NaN loss keeps the
+    (returned, with `model_rule`: what chose the model). A run stopped by a NaN loss keeps the
     checkpoint of its last good epoch and ends in one
     error line."""
     curve = {"lr": result.sweep.lrs, "loss": result.sweep.losses} if result.sweep else {"lr": [], "loss": []}
@@ -51,7 +51,7 @@ def write_results(params, result: TrainResult, data: Prepared, stats: Stats, cho
         remove(paths.LR_FINDER_PNG)
     if result.history:
         metrics = train_metrics(params, result, len(data.y_train), len(data.y_val))
-        facts = {**training_facts(params, result, len(data.y_val), chosen_by),
+        facts = {**training_facts(params, result, len(data.y_val), model_rule),
                  "source_images": dict(zip(("train", "test"), data.source_sizes))}
         with immediately() if result.failure else nullcontext():  # kept although the stage fails
             save_checkpoint(paths.MODEL, params.model, result.model.state_dict(), data.classes, stats,

@@ -213,7 +213,7 @@ def train_metrics(params: Params, result: TrainResult, train_images: int, val_im
     }
 
 
-def training_facts(params: Params, result: TrainResult, val_images: int, chosen_by: str | None = None) -> dict:
+def training_facts(params: Params, result: TrainResult, val_images: int, model_rule: str | None = None) -> dict:
     """models/training.json: how the model was trained, in words (where, in what precision, why
     this epoch): what the report shows and `dvc exp show` need not."""
     if params.train.checkpoint == "best_val":
@@ -221,7 +221,7 @@ def training_facts(params: Params, result: TrainResult, val_images: int, chosen_
     else:
         chosen_by = "last epoch" + ("" if val_images else "; no validation split (data.val = 0)")
     return {
-        "model": params.model, "model_chosen_by": chosen_by or "named in params.yaml",
+        "model": params.model, "model_chosen_by": model_rule or "named in params.yaml",
         "device": result.device, "precision": result.precision, "layout": result.layout,
         "processes": result.processes, "threads": torch.get_num_threads(),
         "estimated_train_seconds": None if result.estimated_seconds is None else round(result.estimated_seconds, 1),
