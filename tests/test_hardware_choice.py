@@ -20,7 +20,7 @@ from cifarlab.train import clock as clock_module
 from cifarlab.train.clock import RunClock
 from cifarlab.train.loop import scaled, train_epoch
 from cifarlab.train.run import for_this_machine
-from cifarlab.train.step import training_step
+from cifarlab.training_step import training_step
 from conftest import default_params, default_params_dict, make_arrays, write_image_tree
 
 CPU = torch.device("cpu")

@@ -1,7 +1,7 @@
 """`python -m cifarlab.bench --estimate`: what a whole `dvc repro` of params.yaml will take on this
 machine, measured in well under a minute, before it is run; and, for `model: auto`, both of its
 choices, with which of them fits a 20-minute budget here. Training's time comes from a few
-training steps of each choice as the train stage takes them (train/step.py); the other stages'
+training steps of each choice as the train stage takes them (training_step.py); the other stages'
 from the model's inference speed and a fixed part for what no model does (decoding the images,
 ROAD's imputation, the report)."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from cifarlab.config import AUTO, Params
 from cifarlab.feed.batches import steps_per_pass
 from cifarlab.feed.device import autocast, fp32_on_cpu
 from cifarlab.train.clock import duration
-from cifarlab.train.step import training_step
+from cifarlab.training_step import training_step
 
 BUDGET_SECONDS = 20 * 60  # the whole `dvc repro` a user should wait on a laptop
 CIFAR_IMAGES = {"train": 50_000, "test": 10_000}  # a subset of 0 means all of them

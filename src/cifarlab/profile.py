@@ -19,7 +19,7 @@ from torch.autograd.profiler import record_function
 from cifarlab.config import Params, load_params
 from cifarlab.feed.device import select_device
 from cifarlab.train.run import for_this_machine
-from cifarlab.train.step import training_step
+from cifarlab.training_step import training_step
 
 OUTSIDE = "outside any operator (Python, waiting)"  # the step's wall time that no profiled event covers
 BATCH_RANGE = "batch"  # our label around fetching each batch: augmentation and batching
