@@ -61,7 +61,7 @@ def test_misspelled_key_suggests_the_right_one(params):
 
 def test_unknown_top_level_key_lists_allowed_keys(params):
     params["optimiser"] = {}
-    with pytest.raises(ParamsError, match="allowed at the top level: recipe, model, data, augment"):
+    with pytest.raises(ParamsError, match="allowed at the top level: recipe, model, fp32_cpu, data, augment"):
         parse_params(params)
 
 
