@@ -68,8 +68,8 @@ def test_whitening_filters_are_the_record_s_eigen_decomposition_of_the_patch_cov
 def test_whitening_bias_trains_for_the_first_epochs_only_and_always_requires_a_gradient():
     """The bias moves in epochs 1-3 and not after; it keeps requires_grad throughout, so that DDP,
     which fixes the set of parameters that receive gradients when it wraps the model, still works."""
-    params = default_params(**{"train.epochs": 5, "train.batch_size": 8, "evaluate.batch_size": 8,
-                               "train.lookahead.every": 0})
+    params = default_params(**{"model": "airbench94", "train.epochs": 5, "train.batch_size": 8,
+                               "evaluate.batch_size": 8, "train.lookahead.every": 0})
     biases, wanted = [], []
 
     def after_epoch(progress):
@@ -224,8 +224,8 @@ def test_resume_with_every_recipe_part_on_equals_an_uninterrupted_run(tmp_path):
     """airbench94 with whitening, bias freezing after epoch 3, lookahead, alternating flips,
     reflect translation, Muon with decoupled SGD, micro-batches and the linear schedule, cut after
     epoch 2 of 4."""
-    params = default_params(**{"train.epochs": 4, "train.batch_size": 8, "train.micro_batch": 3,
-                                 "evaluate.batch_size": 8, "train.lookahead.every": 5})
+    params = default_params(**{"model": "airbench94", "train.epochs": 4, "train.batch_size": 8,
+                                 "train.micro_batch": 3, "evaluate.batch_size": 8, "train.lookahead.every": 5})
 
     def train(**kwargs):
         return run(params, _data(), STATS, device=CPU, **kwargs)

@@ -141,7 +141,7 @@ def test_dvc_repro_trains_what_auto_chooses_here_and_the_docs_commands_name_a_mo
     commands = readme_commands("dvc exp run", section="The default: `model: auto`")
     assert commands == ["dvc exp run -S model=airbench94", "dvc exp run -S model=airbench93"]
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
-    project = make_project(tmp_path / "project", str(tree), model="auto", fp32_cpu__epochs=1)
+    project = make_project(tmp_path / "project", str(tree), model="auto", fp32_cpu__epochs=1, train__batch_size=4)
     log = dvc("repro", cwd=project)
     chosen, line = for_this_machine(parse_params(yaml.safe_load((project / "params.yaml").read_text())), CPU)
     facts = json.loads((project / "models" / "training.json").read_text())
