@@ -1,8 +1,7 @@
-"""Stage 3 — train: fit params.model (auto: chosen for this kind of hardware) on the training split,
-keep the checkpoint train.checkpoint names (the test split decides nothing), the per-epoch log
-(dvclive), the LR range test and metrics. An interrupted run resumes from its last finished epoch.
-With train.processes > 1 it starts that many copies of itself as data-parallel processes (see
-cifarlab.train.distributed)."""
+"""Stage 3 — train: fit params.model (auto: chosen for this hardware) on the training split, keep the
+checkpoint train.checkpoint names (the test split decides nothing), the per-epoch log, the LR range
+test and metrics. An interrupted run resumes from its last epoch. With train.processes > 1 it starts
+that many copies of itself as data-parallel processes (see cifarlab.train.distributed)."""
 import sys
 
 import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
@@ -25,15 +24,15 @@ def main() -> None:
         distributed.check_devices(params.train.processes, device, params.train.sync_bn)
         distributed.launch(params.train.processes, sys.executable, *sys.argv)
         return
-    params, chosen_by = for_this_machine(params, device)
-    if chosen_by and group.is_main:
-        print(chosen_by, flush=True)
+    params, model_rule = for_this_machine(params, device)
+    if model_rule:
+        group.say(model_rule)
     data, stats = load_prepared(paths.PREPARED), load_stats(paths.STATS)
     with distributed.joined(group, device):
         result = run(params, data, stats, paths.RESUME_STATE, on_epoch_end=EpochOutputs(), device=device,
                      group=group)
     if group.is_main:
-        facts = write_results(params, result, data, stats, chosen_by)
+        facts = write_results(params, result, data, stats, model_rule)
         print(f"kept epoch {result.kept_epoch} ({facts['checkpoint']['chosen_by']}) -> {paths.MODEL}")
 
 

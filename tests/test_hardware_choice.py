@@ -147,7 +147,7 @@ def test_dvc_repro_trains_what_auto_chooses_here_and_the_docs_commands_name_a_mo
     facts = json.loads((project / "models" / "training.json").read_text())
     assert line in log and facts["model"] == chosen.model and facts["model_chosen_by"] == line
     assert facts["estimated_train_seconds"] > 0
-    assert json.loads((project / "metrics" / "train.json").read_text())["model"] == chosen.model
+    assert json.loads((project / "metrics" / "train.json").read_text())["network"] == chosen.model
     assert f"{chosen.model} ({line})" in (project / "reports" / "report.md").read_text()
     for command in commands:
         sh(*shlex.split(command), cwd=project)

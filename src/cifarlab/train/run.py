@@ -200,7 +200,7 @@ def train_metrics(params: Params, result: TrainResult, train_images: int, val_im
     test accuracy: the evaluate stage alone reports that, as the result."""
     last = result.history[-1]
     return {
-        "model": params.model, **result.facts, "epochs": params.train.epochs, "checkpoint_epoch": result.kept_epoch,
+        "network": params.model, **result.facts, "epochs": params.train.epochs, "checkpoint_epoch": result.kept_epoch,
         "train_images": train_images, "val_images": val_images,
         "best_val_acc": None if result.best_val_acc is None else round(result.best_val_acc, 4),
         "best_val_epoch": result.best_val_epoch if val_images else None,
