@@ -65,8 +65,8 @@ def resolve_precision(requested: str, device: torch.device, prefers_bf16_on_cpu:
 
 
 def fp32_on_cpu(requested: str, device: torch.device) -> bool:
-    """Whether training in the `requested` precision runs in fp32 on a CPU here: four times the
-    time of bf16 hardware, the case `model: auto` trains a smaller network for (Params.for_hardware)."""
+    """Whether training in the `requested` precision runs in fp32 on a CPU here: the slow case
+    (docs/results.md has the times) that `model: auto` trains a smaller network for (Params.for_hardware)."""
     return device.type == "cpu" and resolve_precision(requested, device) == "fp32"
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cifarlab.config import AUTO
+from cifarlab.config import AUTO, AUTO_MODEL
 from cifarlab.core.io import immediately
 from cifarlab.facts import macs_per_image, parameter_count, receptive_field
 from cifarlab.feed.batches import eval_batches, resolve_workers, train_batches
@@ -46,7 +46,7 @@ def for_this_machine(params: Params, device: torch.device) -> tuple[Params, str 
     chosen = params.for_hardware(fp32)
     where = ("a CPU that trains in fp32 (no native bf16)" if fp32
              else "a GPU" if device.type == "cuda" else f"{describe(device)} with native bf16")
-    other = "airbench94" if fp32 else params.fp32_cpu.model
+    other = AUTO_MODEL if fp32 else params.fp32_cpu.model
     low_res = chosen.train.low_res
     first = f" (the first {low_res.epochs} at {low_res.size} px)" if low_res.epochs else ""
     return chosen, (f"model auto: {chosen.model} for {chosen.train.epochs} epochs{first}, the choice for {where}; "

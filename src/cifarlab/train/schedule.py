@@ -40,8 +40,9 @@ def cosine_factor(epoch: int, epochs: int, floor: float) -> float:
 
 class Schedule:
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, epochs: int, steps_per_epoch: int,
-                 max_lr: float | None = None, lr: float = 1.0) -> None:
-        """`lr` is train.optimizer.lr, in the units cosine.min_lr is given in (those of train.optimizer)."""
+                 max_lr: float | None = None, lr: float | None = None) -> None:
+        """`lr` is train.optimizer.lr, in the units cosine.min_lr is given in (those of train.optimizer):
+        cosine needs it to turn its floor into a fraction of each group's own LR."""
         self.name = cfg.name
         lr_sched = torch.optim.lr_scheduler
         if self.name == "onecycle":
@@ -64,6 +65,8 @@ class Schedule:
         elif self.name == "step":
             self.scheduler = lr_sched.StepLR(optimizer, step_size=cfg.step.step_size, gamma=cfg.step.gamma)
         elif self.name == "cosine":  # a factor of each group's own LR, so every group keeps its ratio to the rest
+            if lr is None:
+                raise ValueError("a cosine schedule needs train.optimizer.lr (Schedule's lr)")
             floor = cfg.cosine.min_lr / lr
             self.scheduler = lr_sched.LambdaLR(optimizer, lambda epoch: cosine_factor(epoch, epochs, floor))
         else:
