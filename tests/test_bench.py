@@ -1,6 +1,7 @@
 """The benchmark runs on CPU with tiny counts and writes every figure it prints (no speed asserted)."""
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
@@ -45,3 +46,35 @@ def test_unknown_model_is_refused_with_the_known_ones(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--models", "vgg"])
     assert "unknown models vgg; known: airbench93, airbench94, custom_resnet" in capsys.readouterr().err
+
+
+def test_the_benchmark_times_the_step_training_takes(monkeypatch):
+    """Every step it times goes through training's builder: micro-batches of train.micro_batch
+    images per forward pass and train.label_smoothing in the loss, as the train stage runs them."""
+    from cifarlab import training_step as step_module
+    from cifarlab.config import Params
+    from cifarlab.stats import channel_stats
+    from conftest import make_arrays
+
+    settings = default_params_dict()
+    settings["train"].update(batch_size=32, micro_batch=8, label_smoothing=0.3)
+    params = Params.model_validate(settings)
+    calls, passes = [], []
+    real_epoch, real_step = step_module.train_epoch, bench.training_step
+
+    def recorded_epoch(*args, **kwargs):
+        given = inspect.signature(real_epoch).bind(*args, **kwargs).arguments
+        calls.append((given["label_smoothing"], given["micro_batch"]))
+        return real_epoch(*args, **kwargs)
+
+    def recorded_step(*args, **kwargs):
+        step = real_step(*args, **kwargs)
+        step.model.register_forward_pre_hook(lambda _module, inputs: passes.append(len(inputs[0])))
+        return step
+
+    monkeypatch.setattr(step_module, "train_epoch", recorded_epoch)
+    monkeypatch.setattr(bench, "training_step", recorded_step)
+    images, labels = make_arrays(per_class_train=22)["train"]
+    bench.bench_model("tiny", images[:64], labels[:64], params, channel_stats(images), bench.select_device(), 1, 1)
+    assert len(calls) == 6 and set(calls) == {(0.3, 8)}  # 2 loaders + step alone, each warmed up and timed once
+    assert passes and set(passes) == {8}

@@ -9,14 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from cifarlab.conf import HEADER, compose
+from cifarlab.conf import HEADER, compose, params_text
 from cifarlab.config import GRADCAM_LAYERS, parse_params
 from cifarlab.models import MODELS
-from conftest import ROOT, default_params_dict, param_parent
+from conftest import ROOT, default_params_dict, make_arrays, param_parent, write_image_tree
 
 RECIPES = sorted(path.stem for path in (ROOT / "conf" / "recipe").glob("*.yaml"))
 OLD_COMMANDS = ROOT / "tests" / "data" / "recipe_commands.txt"
@@ -167,3 +168,53 @@ def test_the_tests_pass_after_the_readme_baseline_commit_of_a_first_run(tmp_path
                            *PARAMS_DEPENDENT], cwd=clone, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout[-3000:]
     assert " passed" in done.stdout and "skipped" in done.stdout  # the generated-params check steps aside
+
+
+def _edited(text: str, **changes) -> str:
+    """params.yaml's text with dotted-key values changed by hand, its comments kept."""
+    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+    values = yaml.safe_load(text)
+    for dotted, value in changes.items():
+        node, last = param_parent(values, dotted)
+        node[last] = value
+    return header + yaml.safe_dump(values, sort_keys=False)
+
+
+def test_a_hand_edit_of_composed_params_is_named_in_one_line(tmp_path, capsys):
+    """A params.yaml from `python -m cifarlab.conf`, edited by hand: the run uses the edit and one
+    line names the keys the next `dvc exp run` would drop; unedited, or only reordered, nothing."""
+    from cifarlab.config import load_params
+
+    path = tmp_path / "params.yaml"
+    composed = params_text(["recipe=quick", "train.seed=3"])
+    path.write_text(composed)
+    assert load_params(path).train.seed == 3 and capsys.readouterr().err == ""
+    values = yaml.safe_load(composed)
+    path.write_text(composed.split("\n\n")[0] + "\n\n" + yaml.safe_dump(values, sort_keys=True))  # reordered
+    load_params(path)
+    assert capsys.readouterr().err == ""
+    path.write_text(_edited(composed, **{"train.epochs": 7, "evaluate.tta": "none"}))
+    assert load_params(path).train.epochs == 7
+    note = capsys.readouterr().err
+    assert note.count("\n") == 1 and note.startswith(f"note: {path}: evaluate.tta, train.epochs edited by hand")
+    assert "`dvc exp run --no-hydra`" in note
+
+
+def test_a_bare_dvc_exp_run_recomposes_params_and_no_hydra_keeps_a_hand_edit(tmp_path):
+    """What docs/recipes.md says, run: after a hand edit, a plain `dvc exp run` trains conf/'s
+    values (the edit gone), and `dvc exp run --no-hydra` trains the edited file."""
+    from test_pipeline import dvc, git_commit, make_project
+
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=2, per_class_test=4))
+    project = make_project(tmp_path / "project", str(tree), data__val=0)
+    composed = yaml.safe_load((project / "params.yaml").read_text())
+    edited = _edited((project / "params.yaml").read_text(), **{"data.subset.test": 6})
+    (project / "params.yaml").write_text(edited)
+    git_commit(project, "a hand edit")
+    dvc("exp", "run", "download", cwd=project)
+    assert yaml.safe_load((project / "params.yaml").read_text()) == composed
+    (project / "params.yaml").write_text(edited)
+    dvc("exp", "run", "--no-hydra", "download", cwd=project)
+    assert yaml.safe_load((project / "params.yaml").read_text())["data"]["subset"]["test"] == 6
+    with np.load(project / "data" / "prepared.npz") as prepared:
+        assert len(prepared["y_test"]) == 6

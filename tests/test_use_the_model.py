@@ -18,10 +18,15 @@ import pytest
 import torch
 from PIL import Image
 
+from cifarlab.download.filetree import open_tree
+from cifarlab.download.imagefolder import load_image_tree
 from cifarlab.export.onnx import describe, onnx_bytes
+from cifarlab.feed.batches import eval_batches
+from cifarlab.feed.inference import predict
+from cifarlab.model_input import PREPROCESSING
 from cifarlab.models import MODELS, build_model
-from cifarlab.models.checkpoint import save_checkpoint
-from cifarlab.predict import read_inputs
+from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint, save_checkpoint
+from cifarlab.predict import probabilities, read_inputs
 from cifarlab.stats import Stats, normalised
 from conftest import CLASSES, ROOT, make_arrays
 
@@ -41,7 +46,7 @@ def _checkpoint(path: Path, name: str = "tiny", classes=CLASSES) -> dict:
     with torch.no_grad():
         model.train()(normalised(list(images), STATS))
     save_checkpoint(path, name, model.state_dict(), classes, STATS, 0, {}, "fp32", 32)
-    return {"model": name, "classes": list(classes), "mean": STATS.mean, "std": STATS.std, "image_size": 32}
+    return torch.load(path, weights_only=True)
 
 
 def _user_images(folder: Path) -> None:
@@ -114,6 +119,35 @@ def test_the_model_sees_each_image_upright_at_full_range_and_centre_cropped(tmp_
     assert (alpha == 200).all()  # transparent pixels keep their colour: alpha is dropped, not blended
 
 
+def test_predict_gives_evaluates_plain_prediction_for_every_test_image_of_a_tree_of_photos(tmp_path):
+    """A tree of photos in other sizes and shapes: predict, on the test/ files, sees the very
+    pixels the download stage prepared for evaluate, and gives its plain probabilities (so its
+    top-1) image for image."""
+    rng = np.random.default_rng(3)
+    shapes = [(48, 64), (64, 40), (33, 33), (32, 32), (90, 30), (31, 200)]
+    for split, count in (("train", 1), ("test", 6)):
+        for name in CLASSES:
+            (tmp_path / "tree" / split / name).mkdir(parents=True)
+            for number in range(count):
+                height, width = shapes[rng.integers(len(shapes))]
+                Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(
+                    tmp_path / "tree" / split / name / f"{number}.png")
+    with open_tree(tmp_path / "tree") as tree:
+        data = load_image_tree(tree, "", 32, {"train": 0, "test": 0}, 0, seed=0)
+    _checkpoint(tmp_path / "model.pt")
+    model, ckpt = load_checkpoint(tmp_path / "model.pt")
+    batches = eval_batches(data.x_test, data.y_test, checkpoint_stats(ckpt), 7, torch.device("cpu"), "device")
+    evaluated = torch.softmax(predict(model, batches, torch.device("cpu"))[0], dim=1)
+    row_of = {image.tobytes(): row for row, image in enumerate(data.x_test)}
+    files, images, errors = read_inputs(sorted((tmp_path / "tree" / "test").rglob("*.png")), ckpt["image_size"])
+    assert not errors and len(files) == len(row_of) == 6 * len(CLASSES)
+    rows = [row_of.get(image.tobytes()) for image in images]  # the prepared test image with the same pixels
+    assert None not in rows, "predict prepared some image otherwise than the download stage"
+    predicted = probabilities(model, images, checkpoint_stats(ckpt))
+    assert torch.allclose(predicted, evaluated[rows], atol=1e-5)
+    assert predicted.argmax(1).tolist() == evaluated[rows].argmax(1).tolist()
+
+
 def test_predict_without_a_checkpoint_or_with_a_foreign_one_says_what_to_run(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     done = _predict("a.png", cwd=tmp_path)
@@ -152,10 +186,25 @@ def test_onnxruntime_runs_the_exported_model_to_pytorchs_logits(tmp_path, name):
     assert json.loads(metadata["classes"]) == CLASSES and metadata["model"] == name
 
 
-def test_the_onnx_card_says_what_goes_in_and_comes_out():
-    card = describe({"model": "tiny", "classes": CLASSES, "mean": STATS.mean, "std": STATS.std, "image_size": 32})
-    assert card["input"]["shape"] == ["batch", 3, 32, 32] and "0..1" in card["input"]["values"]
-    assert card["output"]["shape"] == ["batch", 3] and card["classes"] == CLASSES and card["opset"] >= 17
+def test_following_the_onnx_card_gives_predicts_probabilities(tmp_path):
+    """A user with only model.onnx and its card: preparing a photo as the card says (its stated
+    preprocessing, then its input values and shape) and applying softmax to the output gives the
+    probabilities predict prints for the same file."""
+    ckpt = _checkpoint(tmp_path / "model.pt", "tiny")
+    model = build_model("tiny", len(CLASSES))
+    model.load_state_dict(ckpt["state_dict"])
+    card = describe(ckpt)
+    assert card["input"]["preprocessing"] == PREPROCESSING and card["classes"] == CLASSES
+    photo = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 255, (40, 90, 3), dtype=np.uint8)).save(photo)
+    centre = Image.open(photo).convert("RGB").crop((25, 0, 65, 40)).resize((32, 32), Image.BILINEAR)  # as stated
+    pixels = np.asarray(centre, dtype=np.float32).transpose(2, 0, 1)[None] / 255
+    assert list(pixels.shape[1:]) == card["input"]["shape"][1:]
+    session = ort.InferenceSession(onnx_bytes(model.eval(), ckpt), providers=["CPUExecutionProvider"])
+    logits = torch.from_numpy(session.run([card["output"]["name"]], {card["input"]["name"]: pixels})[0])
+    _, images, _ = read_inputs([photo], 32)
+    theirs = probabilities(model, images, Stats(ckpt["mean"], ckpt["std"]))
+    assert torch.allclose(torch.softmax(logits, dim=1), theirs, atol=1e-5)
 
 
 def test_readme_onnxruntime_snippet_runs_verbatim(tmp_path):

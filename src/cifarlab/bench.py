@@ -26,25 +26,16 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from cifarlab.config import AugmentConfig, Params, TrainConfig, load_params
+from cifarlab.config import AugmentConfig, Params, load_params
 from cifarlab.estimate import estimate_table
 from cifarlab.facts import macs_per_image
 from cifarlab.feed.batches import resolve_workers, train_batches
-from cifarlab.feed.device import (
-    autocast,
-    describe,
-    make_scaler,
-    memory_format,
-    resolve_precision,
-    select_device,
-    to_device,
-)
+from cifarlab.feed.device import describe, select_device
 from cifarlab.models import MODELS, build_model
 from cifarlab.stats import Stats, channel_stats
 from cifarlab.train import distributed
-from cifarlab.train.loop import train_epoch
 from cifarlab.train.optim import make_optimizer
-from cifarlab.train.schedule import Schedule
+from cifarlab.training_step import TrainingStep, training_step
 
 
 def _sync(device: torch.device) -> None:
@@ -77,18 +68,11 @@ def _drain(batches) -> None:
         pass
 
 
-def _step_rate(model, optimizer, device, batch_size: int, steps: int, repeats: int, precision: str) -> float:
-    images = torch.randn(batch_size, 3, 32, 32, device=device)
-    labels = torch.randint(0, 10, (batch_size,), device=device)
-
-    def run():
-        for _ in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, precision):
-                loss = F.cross_entropy(model(to_device(images, device)), labels)
-            loss.backward()
-            optimizer.step()
-    return _rate(batch_size * steps, run, device, repeats)
+def _step_rate(step: TrainingStep, steps: int, repeats: int) -> float:
+    """Images/s of training steps alone: the same synthetic tensors every step, no data path."""
+    size = step.params.train.batch_size
+    batch = (torch.randn(size, 3, 32, 32, device=step.device), torch.randint(0, 10, (size,), device=step.device))
+    return _rate(size * steps, partial(step.run, [batch] * steps), step.device, repeats)
 
 
 def _reference_epoch(model, optimizer, batches, device) -> None:
@@ -101,22 +85,6 @@ def _reference_epoch(model, optimizer, batches, device) -> None:
         loss.backward()
         optimizer.step()
         loss.item()
-
-
-def _training_setup(name: str, cfg: TrainConfig, device: torch.device):
-    """A model in training's layout and precision, with a fixed-LR optimiser and no schedule."""
-    model = build_model(name, 10).to(device, memory_format=memory_format(device))
-    precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
-    optimizer = make_optimizer(model, cfg.optimizer.model_copy(update={"lr": 1e-3, "decoupled": False}), cfg.batch_size)
-    schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
-    return model, precision, optimizer, schedule
-
-
-def _epoch(trainer, batches, optimizer, schedule, device: torch.device, precision: str, name: str,
-           group: distributed.Group = distributed.SINGLE):
-    """One training epoch over `batches`, as the train stage runs it, as a call to time."""
-    return lambda: train_epoch(trainer, batches, optimizer, schedule, make_scaler(device, precision), device, 1,
-                               precision=precision, group=group)
 
 
 def every_augmentation(augment: AugmentConfig) -> AugmentConfig:
@@ -148,27 +116,22 @@ EPOCH_RATE_KEYS = {"albumentations": "epoch_albumentations_img_s", "device": "ep
 def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Params, stats: Stats,
                 device: torch.device, steps: int, repeats: int) -> dict:
     cfg = params.train
+    step = training_step(params.model_copy(update={"model": name}), device)
     torch.manual_seed(0)
     reference = build_model(name, 10)
     macs = macs_per_image(reference)
-    model, precision, optimizer, schedule = _training_setup(name, cfg, device)
     reference = reference.to(device)
     reference_optimizer = make_optimizer(reference, cfg.optimizer.model_copy(update={"lr": 1e-3, "decoupled": False}),
                                          cfg.batch_size)
     reference_batches = train_batches("albumentations", images, labels, params.augment, stats, cfg.batch_size, 0,
                                       device)
-
-    def epoch(loader: str):
-        batches = train_batches(loader, images, labels, params.augment, stats, cfg.batch_size, 0, device,
-                                resolve_workers(cfg.workers))
-        return _epoch(model, batches, optimizer, schedule, device, precision, name)
     epochs = _rates(len(labels), {
-        **{key: epoch(loader) for loader, key in EPOCH_RATE_KEYS.items()},
+        **{key: partial(step.run, step.batches_of(images, labels, stats, loader))
+           for loader, key in EPOCH_RATE_KEYS.items()},
         "epoch_reference_img_s": partial(_reference_epoch, reference, reference_optimizer, reference_batches, device),
     }, device, repeats)
-    result = {"model": name, "macs_per_image": macs, "precision": precision,
-              "train_step_img_s": _step_rate(model, optimizer, device, cfg.batch_size, steps, repeats, precision),
-              **epochs}
+    result = {"model": name, "macs_per_image": macs, "precision": step.precision,
+              "train_step_img_s": _step_rate(step, steps, repeats), **epochs}
     default = EPOCH_RATE_KEYS[cfg.loader]
     result["epoch_speedup"] = result[default] / result["epoch_reference_img_s"]
     result["achieved_tflops"] = 6 * macs * result[default] / 1e12  # fwd + bwd ~ 3x fwd
@@ -179,17 +142,13 @@ def parallel_epoch_rate(name: str, images: np.ndarray, labels: np.ndarray, param
                         repeats: int) -> float:
     """Images/s of a default-path training epoch in this process: one rank of a data-parallel
     run when a launcher started it (each rank trains its part of every global batch), else alone."""
-    cfg = params.train
     group = distributed.from_env()
     device = select_device(group.local_rank)
     with distributed.joined(group, device):
-        torch.manual_seed(0)
-        model, precision, optimizer, schedule = _training_setup(name, cfg, device)
-        trainer = distributed.data_parallel(model, device) if group.active else model
-        batches = train_batches(cfg.loader, images, labels, params.augment, stats, cfg.batch_size, 0, device,
-                                resolve_workers(cfg.workers), group.rank, group.world)
-        return _rate(len(labels), _epoch(trainer, batches, optimizer, schedule, device, precision, name, group),
-                     device, repeats)
+        step = training_step(params.model_copy(update={"model": name}), device)
+        trainer = distributed.data_parallel(step.model, device) if group.active else step.model
+        batches = step.batches_of(images, labels, stats, group=group)
+        return _rate(len(labels), partial(step.run, batches, trainer=trainer, group=group), device, repeats)
 
 
 def processes_rates(name: str, images: np.ndarray, labels: np.ndarray, params: Params, stats: Stats,

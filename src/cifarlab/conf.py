@@ -6,6 +6,9 @@ tests (which start from the project's defaults, whatever params.yaml a user comm
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import shlex
 from pathlib import Path
 
 import yaml
@@ -18,8 +21,14 @@ HEADER = """\
 # Generated from conf/ (edit conf/config.yaml, where every key is explained, or conf/model/ and
 # conf/recipe/; then run `python -m cifarlab.conf --out params.yaml`). Every `dvc exp run`, with
 # or without -S, rewrites this file from conf/ (and its -S changes), so a hand edit here is lost
-# by the next `dvc exp run`; only `dvc repro` runs this file as it is.
+# by the next `dvc exp run`; `dvc repro` and `dvc exp run --no-hydra` run this file as it is.
 """
+COMPOSED = "# composed with overrides: "  # then the overrides as one shell-quoted line, and the values' digest
+
+
+def values_digest(values: dict) -> str:
+    """A short digest of the values (not of their layout: reordering or a comment is no edit)."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def compose(overrides: list[str] = (), conf: Path = CONF) -> dict:
@@ -35,8 +44,32 @@ def compose(overrides: list[str] = (), conf: Path = CONF) -> dict:
 
 
 def params_text(overrides: list[str] = ()) -> str:
-    """params.yaml's text for the overrides: the header, then the composed values."""
-    return HEADER + "\n" + yaml.safe_dump(compose(overrides), sort_keys=False, width=100)
+    """params.yaml's text for the overrides: the header, the overrides and the digest of what they
+    compose (so a later hand edit can be told apart), then the composed values."""
+    values = compose(overrides)
+    stamp = f"{COMPOSED}{shlex.join(overrides) or '(none)'}; values {values_digest(values)}\n"
+    return HEADER + stamp + "\n" + yaml.safe_dump(values, sort_keys=False, width=100)
+
+
+def hand_edits(text: str, values: dict) -> list[str]:
+    """The dotted keys of `values` (params.yaml's text, loaded) that differ from what its own
+    COMPOSED line composes: the edits made by hand since, which the next `dvc exp run` drops.
+    None can be told for a file without that line (one DVC composed, or written by hand)."""
+    line = next((line for line in text.splitlines()[:8] if line.startswith(COMPOSED)), None)
+    if line is None:
+        return []
+    overrides, _, digest = line[len(COMPOSED):].rpartition("; values ")
+    if digest == values_digest(values):
+        return []
+    composed = compose([] if overrides == "(none)" else shlex.split(overrides))
+    return sorted(_differences(composed, values))
+
+
+def _differences(before: object, after: object, prefix: str = "") -> set[str]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        return set().union(*(_differences(before.get(key), after.get(key), f"{prefix}{key}.")
+                             for key in before.keys() | after.keys()))
+    return set() if before == after else {prefix.rstrip(".")}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,7 @@ stage checks all of params.yaml first, and most never need those libraries."""
 from __future__ import annotations
 
 import difflib
+import sys
 import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
@@ -421,4 +422,19 @@ def load_params(path: str | Path = "params.yaml") -> Params:
                           "save it as UTF-8") from None
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML ({str(err)[:300]})") from None
-    return parse_params(raw)
+    params = parse_params(raw)
+    _note_hand_edits(path, raw)
+    return params
+
+
+def _note_hand_edits(path: Path, raw: dict) -> None:
+    """One line on stderr when params.yaml was edited by hand after it was composed: this run
+    uses the edit, but the next `dvc exp run` recomposes the file from conf/ and drops it."""
+    from cifarlab.conf import hand_edits
+
+    edited = hand_edits(path.read_text(encoding="utf-8"), raw)
+    if edited:
+        shown = ", ".join(edited[:5]) + (f" and {len(edited) - 5} more" if len(edited) > 5 else "")
+        print(f"note: {path}: {shown} edited by hand; used by this run, but a plain `dvc exp run` recomposes "
+              f"{path} from conf/ and drops the edit: make it in conf/, pass it as -S, or run "
+              "`dvc exp run --no-hydra`", file=sys.stderr)

@@ -1,8 +1,7 @@
 """`python -m cifarlab.predict PATH...`: the trained model (models/model.pt) on your own images.
 Each file and every image in each folder is read with the data sources' own reader (any format
-Pillow opens, EXIF orientation, 16-bit, alpha) and brought to the model's input size by resizing
-its short side and cropping the centre: CIFAR-10's images are square crops that the object fills,
-so a photo keeps its proportions rather than being squashed. One row per image: the top classes
+Pillow opens, EXIF orientation, 16-bit, alpha) and brought to the model's input size exactly as
+the training images were (cifarlab.model_input: the centre square, resized). One row per image: the top classes
 with their probabilities; a file that cannot be read is one line on stderr, and the exit status
 is 1 if any could not."""
 from __future__ import annotations
@@ -14,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from cifarlab.config import GRADCAM_LAYERS
@@ -22,7 +20,7 @@ from cifarlab.core import paths
 from cifarlab.core.errors import UserError
 from cifarlab.core.io import save_figure, write_csv
 from cifarlab.download.filetree import OS_JUNK
-from cifarlab.download.imagefolder import read_rgb
+from cifarlab.download.imagefolder import decode_image
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
 from cifarlab.stats import Stats, normalised
 
@@ -45,15 +43,6 @@ def _hidden(path: Path, top: Path) -> bool:
     return any(part.startswith(".") or part.lower() in OS_JUNK for part in parts)
 
 
-def model_input(img: Image.Image, size: int) -> np.ndarray:
-    """The image as the model sees it: short side resized to `size`, then the centre size x size."""
-    scale = size / min(img.size)
-    width, height = max(size, round(img.width * scale)), max(size, round(img.height * scale))
-    img = img.resize((width, height), Image.BILINEAR)
-    left, top = (width - size) // 2, (height - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
-
-
 def read_inputs(files: list[Path], size: int) -> tuple[list[Path], list[np.ndarray], list[str]]:
     """The images that could be read, as model inputs, and one error line per file that could not."""
     kept, images, errors = [], [], []
@@ -63,7 +52,7 @@ def read_inputs(files: list[Path], size: int) -> tuple[list[Path], list[np.ndarr
                 data = path.read_bytes()
             except OSError as err:
                 raise UserError(f"{path}: cannot be read ({err.strerror or err})") from None
-            images.append(model_input(read_rgb(data, str(path)), size))
+            images.append(decode_image(data, str(path), size))
             kept.append(path)
         except UserError as err:
             errors.append(str(err))

@@ -1,8 +1,8 @@
-"""The training step of a params.yaml, built once for the tools that time it (the benchmark's
+"""The training step of a params.yaml, built once for the tools that time it (the benchmark, its
 estimate, the profiler): the model in training's memory layout and precision, as it trains in a
 given epoch, the optimiser of train.optimizer, training's batch path with its augmentations,
-micro-batches and label smoothing, and torch.compile when train.compile asks for it. Only the
-images are synthetic, and the LR stays fixed (a schedule changes no step's cost)."""
+micro-batches and label smoothing, and torch.compile when train.compile asks for it. The images
+are the caller's (synthetic), and the LR stays fixed (a schedule changes no step's cost)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -16,7 +16,8 @@ from cifarlab.config import Params
 from cifarlab.feed.batches import Batches, resolve_workers, train_batches
 from cifarlab.feed.device import make_scaler, memory_format, resolve_precision
 from cifarlab.models import build_model
-from cifarlab.stats import channel_stats
+from cifarlab.stats import Stats, channel_stats
+from cifarlab.train.distributed import SINGLE, Group
 from cifarlab.train.loop import train_epoch
 from cifarlab.train.optim import make_optimizer
 from cifarlab.train.schedule import Schedule
@@ -35,20 +36,29 @@ class TrainingStep:
     def batches(self, steps: int, batch_size: int | None = None,
                 wrap: Callable[[Batches], Batches] = lambda batches: batches) -> Batches:
         """`steps` batches of synthetic images on training's batch path."""
-        cfg = self.params.train
-        batch_size = batch_size or cfg.batch_size
+        batch_size = batch_size or self.params.train.batch_size
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, (steps * batch_size, 32, 32, 3), dtype=np.uint8)
         labels = rng.integers(0, 10, len(images)).astype(np.int64)
-        return wrap(train_batches(cfg.loader, images, labels, self.params.augment, channel_stats(images), batch_size,
-                                  0, self.device, resolve_workers(cfg.workers)))
+        return wrap(self.batches_of(images, labels, channel_stats(images), batch_size=batch_size))
 
-    def run(self, batches: Batches, size: int | None = None) -> None:
-        """Train on `batches` as the train stage does (scaled to `size` px, as in a train.low_res epoch)."""
+    def batches_of(self, images: np.ndarray, labels: np.ndarray, stats: Stats, loader: str | None = None,
+                   batch_size: int | None = None, group: Group = SINGLE) -> Batches:
+        """Training's batches of `images` (train.loader's path unless `loader` names the other), this
+        process's share of them in a data-parallel `group`."""
         cfg = self.params.train
-        train_epoch(self.model, batches, self.optimizer, self.schedule, make_scaler(self.device, self.precision),
-                    self.device, self.epoch, None, cfg.label_smoothing, self.precision, micro_batch=cfg.micro_batch,
-                    size=size)
+        return train_batches(loader or cfg.loader, images, labels, self.params.augment, stats,
+                             batch_size or cfg.batch_size, 0, self.device, resolve_workers(cfg.workers), group.rank,
+                             group.world)
+
+    def run(self, batches: Batches, size: int | None = None, trainer: nn.Module | None = None,
+            group: Group = SINGLE) -> None:
+        """Train on `batches` as the train stage does (scaled to `size` px, as in a train.low_res
+        epoch); `trainer` is the model wrapped for data-parallel training in `group`, if it is."""
+        cfg = self.params.train
+        train_epoch(trainer or self.model, batches, self.optimizer, self.schedule,
+                    make_scaler(self.device, self.precision), self.device, self.epoch, None, cfg.label_smoothing,
+                    self.precision, group, micro_batch=cfg.micro_batch, size=size)
 
 
 def training_step(params: Params, device: torch.device, epoch: int = 1) -> TrainingStep:

@@ -1,5 +1,5 @@
 """Image-folder trees, train/<class>/* and test/<class>/*, in a folder or an archive: any
-PIL-readable format, converted to RGB and resized to the configured size; class names come from
+PIL-readable format, brought to the configured size by model_input's rule; class names come from
 the train folder names. Only the images the splits keep are read, and they are decoded in
 parallel, one process per core."""
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from cifarlab.core.errors import UserError
 from cifarlab.download.filetree import FileTree
+from cifarlab.model_input import square_input
 from cifarlab.prepared import Prepared, split_indices
 
 SPLITS = ("train", "test")
@@ -143,12 +144,9 @@ def read_rgb(data: bytes, where: str) -> Image.Image:
 
 
 def decode_image(data: bytes, where: str, size: int) -> np.ndarray:
-    """Decode one image as RGB uint8 (size, size, 3), the whole image resized to the square (what
-    a dataset of other-sized images is turned into); an unreadable one is a UserError naming `where`."""
-    img = read_rgb(data, where)
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
-    return np.asarray(img, dtype=np.uint8)
+    """Decode one image as the model sees it (square_input's rule), uint8 (size, size, 3); an
+    unreadable one is a UserError naming `where`."""
+    return square_input(read_rgb(data, where), size)
 
 
 def _decode_chunk(blobs: list[tuple[str, bytes]], size: int, max_pixels: int | None) -> np.ndarray:

@@ -11,6 +11,7 @@ from cifarlab.core.paths import user_path
 from cifarlab.download import cifar
 from cifarlab.download.filetree import ARCHIVE_SUFFIXES, FileTree, is_archive, open_tree
 from cifarlab.download.imagefolder import is_image_tree, load_image_tree
+from cifarlab.model_input import square_input
 from cifarlab.prepared import Prepared, split_indices
 
 OFFICIAL = "cifar10"
@@ -33,14 +34,14 @@ def _find_root(tree: FileTree) -> str:
 
 
 def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
+    """The batches' square images at `size` by the one rule (model_input) every source uses."""
     from PIL import Image
 
     if images.shape[1:3] == (size, size):
         return images
     if not len(images):
         return np.zeros((0, size, size, images.shape[-1]), dtype=np.uint8)
-    return np.stack([np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
-                     for img in images])
+    return np.stack([square_input(Image.fromarray(img), size) for img in images])
 
 
 def _load_batches(tree: FileTree, root: str, image_size: int, subset: dict[str, int], val: int,

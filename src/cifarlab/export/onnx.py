@@ -59,7 +59,8 @@ def describe(ckpt: dict) -> dict:
     size = ckpt["image_size"]
     return {"model": ckpt["model"], "classes": list(ckpt["classes"]), "opset": OPSET,
             "input": {"name": INPUT, "shape": ["batch", 3, size, size], "type": "float32",
-                      "values": "RGB in 0..1 (uint8 pixels / 255); normalisation is inside the graph"},
+                      "values": "RGB in 0..1 (uint8 pixels / 255); normalisation is inside the graph",
+                      "preprocessing": ckpt["preprocessing"]},
             "output": {"name": OUTPUT, "shape": ["batch", len(ckpt["classes"])], "type": "float32",
                        "values": "logits, in the order of classes; softmax gives probabilities"}}
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from cifarlab.core.errors import UserError
 from cifarlab.core.io import save_torch
+from cifarlab.model_input import PREPROCESSING
 from cifarlab.models import build_model
 from cifarlab.stats import Stats
 
@@ -25,15 +26,16 @@ def weights_digest(weights: dict) -> str:
     return digest.hexdigest()
 
 
-CHECKPOINT_KEYS = {"model", "classes", "mean", "std", "epoch", "chosen_by", "precision", "image_size", "state_dict",
-                   "digest"}
+CHECKPOINT_KEYS = {"model", "classes", "mean", "std", "epoch", "chosen_by", "precision", "image_size", "preprocessing",
+                   "state_dict", "digest"}
 
 
 def save_checkpoint(path: Path, model_name: str, weights: dict, classes: list[str], stats: Stats,
                     epoch: int, chosen_by: dict, precision: str = "fp32", image_size: int = 32) -> None:
     save_torch(path, {"model": model_name, "classes": list(classes), "mean": list(stats.mean),
                       "std": list(stats.std), "epoch": epoch, "chosen_by": chosen_by, "precision": precision,
-                      "image_size": image_size, "state_dict": weights, "digest": weights_digest(weights)})
+                      "image_size": image_size, "preprocessing": PREPROCESSING, "state_dict": weights,
+                      "digest": weights_digest(weights)})
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu", models: tuple[str, ...] | None = None,
@@ -63,6 +65,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", models: tupl
 
 
 def _check_fits(path: Path, ckpt: dict, models: tuple[str, ...] | None, classes: list[str] | None) -> None:
+    if ckpt["preprocessing"] != PREPROCESSING:
+        raise UserError(f"{path} was trained on images prepared another way ({ckpt['preprocessing']!r}) than this "
+                        "version prepares them; rerun `dvc repro`")
     if models is not None and ckpt["model"] not in models:
         raise UserError(f"{path} holds a {ckpt['model']} model, but params.yaml's model is {' or '.join(models)}; "
                         "rerun `dvc repro train`")
