@@ -47,12 +47,6 @@ PLAIN_RECIPE = {"train.optimizer.name": "sgd", "train.scheduler.name": "onecycle
                 "train.optimizer.momentum": 0.9, "train.optimizer.weight_decay": 5e-4, "train.lookahead.every": 0,
                 "train.label_smoothing": 0.0, "train.test_curve": True}
 
-# airbench94 as the paper trains it: SGD with lookahead and a warmup, batch 512 (docs/recipes.md)
-AIRBENCH_SGD = {"train.optimizer.name": "sgd", "train.optimizer.lr": 11.5, "train.optimizer.weight_decay": 0.0153,
-                "train.batch_size": 512, "train.micro_batch": 0, "train.lookahead.every": 5,
-                "train.scheduler.linear": {"warmup": 0.23, "start": 0.2, "end": 0.07}}
-
-
 def param_parent(params: dict, dotted: str) -> tuple[dict, str]:
     """The mapping in params that holds a dotted key such as 'train.optimizer.lr', and its last part."""
     *parents, last = dotted.split(".")

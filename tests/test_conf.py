@@ -33,10 +33,16 @@ def test_generated_params_yaml_is_what_conf_composes_and_says_where_to_edit():
     assert (ROOT / "conf" / "config.yaml").read_text().count("#") > 60  # the explanations live there
 
 
-def test_the_tests_start_from_conf_defaults_whatever_params_yaml_holds():
-    """Every test's params come from conftest.default_params: conf/ composed with no overrides, not
-    the workspace's params.yaml (`dvc exp run` rewrites it) nor a user's committed one."""
-    assert default_params_dict() == compose()
+def test_the_tests_start_from_conf_defaults_whatever_params_yaml_holds(tmp_path):
+    """The tests' defaults (conftest) come from conf/, not from a params.yaml of a user's own run:
+    with one in the working directory that sets other values, they are still conf/config.yaml's."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params_dict(**{"train.epochs": 999, "train.seed": 7})))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import conftest; "
+            "train = conftest.default_params_dict()['train']; print(train['epochs'], train['seed'])")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "tests")], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout.split()
+    written = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())["train"]
+    assert [int(value) for value in out] == [written["epochs"], written["seed"]]
 
 
 def test_conf_out_writes_params_whole_or_leaves_them_as_they_were(tmp_path):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cifarlab.conf import compose
 from cifarlab.config import AugmentConfig, ParamsError, TrainConfig, parse_params
 from cifarlab.feed.batches import DeviceBatches
 from cifarlab.feed.device_augment import augment_batch
@@ -23,7 +24,7 @@ from cifarlab.train.optim import make_optimizer, norm_biases
 from cifarlab.train.resume import load_resume_state
 from cifarlab.train.run import run
 from cifarlab.train.schedule import Schedule
-from conftest import AIRBENCH_SGD, CLASSES, default_params, default_params_dict, make_arrays
+from conftest import CLASSES, default_params, default_params_dict, make_arrays
 
 CPU = torch.device("cpu")
 STATS = Stats([0.5] * 3, [0.25] * 3)
@@ -124,9 +125,9 @@ def test_decoupled_units_are_for_sgd_only():
         default_params(**{"train.optimizer.name": "adam"})
 
 
-@pytest.mark.parametrize("recipe", [{}, AIRBENCH_SGD], ids=["committed", "paper"])
-def test_linear_schedule_is_airbench_warmup_then_decay_step_by_step(recipe):
-    cfg = parse_params(default_params_dict(**recipe)).train
+@pytest.mark.parametrize("overrides", [[], ["recipe=airbench94_sgd"]], ids=["committed", "paper"])
+def test_linear_schedule_is_airbench_warmup_then_decay_step_by_step(overrides):
+    cfg = parse_params(compose(overrides)).train
     optimizer = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))], "lr": 2.0, "lr_scale": 1.0}])
     epochs, steps = 3, 17
     schedule = Schedule(optimizer, cfg.scheduler, epochs, steps)
@@ -148,7 +149,7 @@ def test_linear_schedule_is_airbench_warmup_then_decay_step_by_step(recipe):
 
 def test_lookahead_averages_every_few_steps_and_ends_on_the_average():
     model = nn.Linear(2, 1)
-    cfg = parse_params(default_params_dict(**AIRBENCH_SGD)).train.lookahead
+    cfg = parse_params(compose(["recipe=airbench94_sgd"])).train.lookahead
     total = 12
     lookahead = Lookahead(model, cfg, total)
     average = {k: v.clone() for k, v in model.state_dict().items()}

@@ -1,5 +1,9 @@
-"""`dvc exp run -S model=X` swaps in X with its own training defaults (conf/model/X.yaml), and
-those defaults learn: each model, swapped in alone, trains on real images to well above chance."""
+"""`dvc exp run -S model=X` swaps in X with its own training recipe (conf/model/X.yaml: optimiser,
+schedule, augmentations, precision), and that recipe learns: each model, swapped in alone, trains
+on real images to well above chance. The run is shortened (2 epochs of 5,000 images, batch 64 for
+every model, so the test fits a CPU), so a model's own epochs and batch size are not what is run
+here; that each model has valid defaults of its own is test_conf's, and what they reach in full,
+docs/results.md's."""
 from __future__ import annotations
 
 import json
@@ -15,7 +19,8 @@ from conftest import SHARED_JPEG, copy_project
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")]
 
-# what the swap test may set besides the model: a short run on part of the real images
+# what the swap test sets besides the model: a short run on part of the real images; everything else
+# is the model's own recipe
 SHORT_RUN = [f"data.source={SHARED_JPEG}", "data.subset.train=5000", "data.subset.test=1000", "train.epochs=2",
              "train.batch_size=64"]
 
