@@ -39,9 +39,9 @@ def test_without_native_bf16_auto_trains_the_smaller_network_for_its_own_epochs(
     params = default_params()
     chosen, line = for_this_machine(params, CPU)
     assert params.model == "auto" and chosen.model == "airbench93"
-    assert chosen.train.epochs == params.fp32_cpu.epochs == 8 and params.train.epochs == 10
+    assert chosen.train.epochs == params.fp32_cpu.epochs == 9 and params.train.epochs == 10
     assert chosen.train.low_res.epochs == params.fp32_cpu.low_res_epochs == 4 and params.train.low_res.epochs == 0
-    assert line == ("model auto: airbench93 for 8 epochs (the first 4 at 24 px), the choice for a CPU that trains in "
+    assert line == ("model auto: airbench93 for 9 epochs (the first 4 at 24 px), the choice for a CPU that trains in "
                     "fp32 (no native bf16); name a model to choose yourself (-S model=airbench94)")
 
 

@@ -20,7 +20,7 @@ ALLOWED = ("'cifar10' (official download) or a local path to cifar-10-python.tar
            "or a .tar.gz/.zip of such a tree")
 
 
-def _find_root(tree: FileTree) -> str:
+def find_root(tree: FileTree) -> str:
     """The tree's top, or the one folder an archive wrapped the data in."""
     if cifar.is_batch_dir(tree, "") or is_image_tree(tree, ""):
         return ""
@@ -69,7 +69,7 @@ def prepare(source: str, image_size: int, subset: dict[str, int], seed: int, raw
         raise UserError(f"data.source = {source!r} is a file but not a {'/'.join(ARCHIVE_SUFFIXES)} "
                         f"archive; expected {ALLOWED}")
     with open_tree(path) as tree:
-        root = _find_root(tree)
+        root = find_root(tree)
         if cifar.is_batch_dir(tree, root):
             return _load_batches(tree, root, image_size, subset, val, seed)
         return load_image_tree(tree, root, image_size, subset, val, seed)

@@ -1,0 +1,145 @@
+"""`python -m cifarlab.score DATA`: a trained model scored on labelled images of your own, without
+training. DATA is any source the download stage reads (its test split is scored) or a folder or
+archive of class folders, <class>/<images>, every image of which is scored (a file that cannot be
+read is one line, as in predict, and the rest are scored). Images are prepared
+as the model's training images were (model_input); a class the model does not know is refused by
+name. Writes, into --out: metrics.json (accuracy with its 95% Wilson interval, per class),
+confusion.csv and misclassified.png; all computed before anything is written."""
+from __future__ import annotations
+
+import argparse
+import math
+import posixpath
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from cifarlab.core import paths
+from cifarlab.core.errors import UserError
+from cifarlab.core.io import remove, save_figure, together, write_csv, write_json
+from cifarlab.download.filetree import FileTree, open_tree
+from cifarlab.download.imagefolder import decode_image
+from cifarlab.download.sources import find_root, prepare
+from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
+from cifarlab.predict import probabilities
+
+Z95 = 1.959964  # the standard normal quantile of a two-sided 95% interval
+GALLERY = 20  # misclassified images shown, most confident first
+
+
+def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (E. B. Wilson, 1927), in percent: unlike the normal
+    approximation it stays inside 0..100 and is sound for small samples and accuracies near 100%."""
+    if total == 0:
+        return 0.0, 100.0
+    p, zz = correct / total, z * z
+    centre = (p + zz / (2 * total)) / (1 + zz / total)
+    half = z / (1 + zz / total) * math.sqrt(p * (1 - p) / total + zz / (4 * total * total))
+    return 100 * max(centre - half, 0.0), 100 * min(centre + half, 1.0)
+
+
+def _class_folder_tree(tree: FileTree, size: int) -> tuple[list[np.ndarray], list[int], list[str], list[str]]:
+    """Every image of a <class>/<images> tree (or one wrapped in a single folder), with its class;
+    a file that cannot be read is one error line, as predict treats it, and the rest are scored."""
+    root = ""
+    if not tree.files_in("") and len(tree.subdirs("")) == 1 and tree.subdirs(tree.subdirs("")[0]):
+        root = tree.subdirs("")[0]
+    classes = tree.subdirs(root)
+    label_of = {name: label for label, folder in enumerate(classes)
+                for name in tree.files_in(posixpath.join(root, folder))}
+    if not label_of:
+        raise UserError(f"{tree.label}: no images; expected <class>/<image files>, or a data source with a test split")
+    images, labels, errors = [], [], []
+    for name, data in tqdm(tree.read(sorted(label_of)), total=len(label_of), desc="reading", unit="img",
+                           leave=False, disable=None):
+        try:
+            images.append(decode_image(data, tree.where(name), size))
+            labels.append(label_of[name])
+        except UserError as err:
+            errors.append(str(err))
+    return images, labels, classes, errors
+
+
+def labelled_images(source: Path, size: int) -> tuple[list[np.ndarray], list[int], list[str], list[str]]:
+    """(images, labels, class names, error lines) of DATA: a data source's test split, else a
+    class-folder tree."""
+    if not source.exists():
+        raise UserError(f"{source}: no such file or folder")
+    with open_tree(source) as tree:
+        try:
+            find_root(tree)
+        except UserError:  # no train/ and test/ split: class folders
+            return _class_folder_tree(tree, size)
+    data = prepare(str(source), size, {"train": 0, "test": 0}, 0, paths.RAW_DIR)
+    return list(data.x_test), data.y_test.tolist(), data.classes, []
+
+
+def scores(predicted: np.ndarray, actual: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy with its interval, overall and per class, in percent."""
+    correct = predicted == actual
+    low, high = wilson_interval(int(correct.sum()), len(actual))
+    per_class = {}
+    for label, name in enumerate(classes):
+        mine = actual == label
+        if mine.any():
+            class_low, class_high = wilson_interval(int(correct[mine].sum()), int(mine.sum()))
+            per_class[name] = {"images": int(mine.sum()), "accuracy": round(100 * correct[mine].mean(), 2),
+                               "interval_95": [round(class_low, 2), round(class_high, 2)]}
+    return {"images": len(actual), "accuracy": round(100 * correct.mean(), 2),
+            "interval_95": [round(low, 2), round(high, 2)], "per_class": per_class}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cifarlab.score", description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path, help="labelled images: a data source, or <class>/<images>")
+    parser.add_argument("--model", type=Path, default=paths.MODEL, help=f"the checkpoint (default {paths.MODEL})")
+    parser.add_argument("--out", type=Path, default=Path("scores"), help="folder for the results (default scores/)")
+    args = parser.parse_args(argv)
+    try:
+        if args.out.exists() and not args.out.is_dir():
+            raise UserError(f"--out {args.out}: exists and is not a folder")
+        model, ckpt = load_checkpoint(args.model)
+        images, labels, classes, errors = labelled_images(args.data, ckpt["image_size"])
+        known = list(ckpt["classes"])
+        unknown = [name for name in classes if name not in known]
+        if unknown:
+            raise UserError(f"{args.data}: classes {', '.join(unknown)} are not among the model's "
+                            f"{len(known)} ({', '.join(known)}); remove or rename those folders")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    if not images:
+        print(f"error: {args.data}: none of its images could be read; nothing scored", file=sys.stderr)
+        return 2
+    actual = np.array([known.index(classes[label]) for label in labels], dtype=np.int64)
+    probs = probabilities(model, images, checkpoint_stats(ckpt)).numpy()
+    predicted = probs.argmax(1)
+    metrics = scores(predicted, actual, known)
+    wrong = np.flatnonzero(predicted != actual)
+    wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:GALLERY]
+    confusion = pd.crosstab(pd.Categorical([known[i] for i in actual], known),
+                            pd.Categorical([known[i] for i in predicted], known), dropna=False)
+    confusion.index.name, confusion.columns.name = "actual", "predicted"
+    from cifarlab.gallery import gallery_figure  # matplotlib loads only when there is something to draw
+
+    with together():  # all three files or none
+        write_json(args.out / "metrics.json", metrics)
+        write_csv(args.out / "confusion.csv", confusion.reset_index())
+        remove(args.out / "misclassified.png")  # a gallery of an earlier scoring is not this one's
+        if len(wrong):
+            captions = [f"{known[actual[i]]} -> {known[predicted[i]]} {probs[i, predicted[i]]:.2f}" for i in wrong]
+            save_figure(args.out / "misclassified.png", gallery_figure([images[i] for i in wrong], captions,
+                                                                      title="misclassified, most confident first"))
+    low, high = metrics["interval_95"]
+    print(f"{metrics['accuracy']:.2f}% of {metrics['images']} images right (95% interval {low:.2f}-{high:.2f}%) "
+          f"-> {args.out}/")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""`python -m cifarlab.score`: a checkpoint scored on a user's own labelled folder, without
+training: accuracy with its Wilson interval, per class, the confusion matrix and the gallery."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cifarlab.score import wilson_interval
+from conftest import CLASSES, make_arrays, write_image_tree
+from test_use_the_model import _checkpoint
+
+
+@pytest.mark.parametrize(("correct", "total", "published"), [(81, 263, (25.53, 36.62)), (90, 100, (82.56, 94.48)),
+                                                             (0, 10, (0.0, 27.75)), (10, 10, (72.25, 100.0))])
+def test_the_interval_is_wilsons(correct, total, published):
+    """Published Wilson intervals: 81/263 from R. G. Newcombe, Statistics in Medicine 17 (1998),
+    857-872, table I; the others are the textbook formula's, worked by hand."""
+    low, high = wilson_interval(correct, total)
+    assert (round(low, 2), round(high, 2)) == pytest.approx(published, abs=0.011)
+
+
+def _score(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cifarlab.score", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_a_folder_of_own_photos_is_scored_by_class_with_bad_files_named(tmp_path):
+    """Two of the model's three classes, in photos of other sizes, and a broken file: scored as
+    predict sees them (the same top-1), the broken file one line, exit 1."""
+    _checkpoint(tmp_path / "models" / "model.pt")
+    photos = tmp_path / "photos"
+    images, labels = make_arrays(per_class_train=6, seed=4)["train"]
+    for index, (image, label) in enumerate(zip(images, labels)):
+        if CLASSES[label] != "ship":
+            (photos / CLASSES[label]).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).resize((48, 40)).save(photos / CLASSES[label] / f"{index}.jpg", quality=95)
+    (photos / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    done = _score("photos", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and "photos/cat/broken.jpg" in done.stderr
+    metrics = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert metrics["images"] == 12 and sorted(metrics["per_class"]) == ["bird", "cat"]
+    predicted = subprocess.run([sys.executable, "-m", "cifarlab.predict", "photos", "--top", "1", "--csv", "top.csv"],
+                               cwd=tmp_path, capture_output=True, text=True)
+    table = pd.read_csv(tmp_path / "top.csv")
+    right = (table["class_1"] == table["file"].str.split("/").str[1]).sum()
+    assert predicted.returncode == 1 and metrics["accuracy"] == pytest.approx(100 * right / 12, abs=0.01)
+    low, high = metrics["interval_95"]
+    assert low <= metrics["accuracy"] <= high
+    confusion = pd.read_csv(tmp_path / "scores" / "confusion.csv", index_col="actual")
+    assert list(confusion.columns) == CLASSES and confusion.loc[["bird", "cat"]].to_numpy().sum() == 12
+    assert np.trace(confusion.to_numpy()) == right
+    assert f"{metrics['accuracy']:.2f}% of 12 images right" in done.stdout
+
+
+def test_a_class_the_model_does_not_know_is_refused_by_name_before_anything_is_written(tmp_path):
+    _checkpoint(tmp_path / "models" / "model.pt")
+    (tmp_path / "mine" / "hamster").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(tmp_path / "mine" / "hamster" / "1.png")
+    (tmp_path / "mine" / "cat").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "mine" / "cat" / "1.png")
+    done = _score("mine", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "classes hamster are not among the model's 3 (bird, cat, ship)" in done.stderr
+    assert not (tmp_path / "scores").exists()
+
+
+def test_a_data_source_with_a_test_split_has_its_test_images_scored(tmp_path):
+    """The forms the download stage reads (here an image tree, train/ and test/): its test split."""
+    _checkpoint(tmp_path / "models" / "model.pt")
+    write_image_tree(tmp_path / "tree", make_arrays(per_class_train=2, per_class_test=3))
+    done = _score("tree", "--out", "tree-scores", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "tree-scores" / "metrics.json").read_text())
+    assert metrics["images"] == 9 and all(row["images"] == 3 for row in metrics["per_class"].values())
