@@ -78,3 +78,17 @@ def test_a_data_source_with_a_test_split_has_its_test_images_scored(tmp_path):
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "tree-scores" / "metrics.json").read_text())
     assert metrics["images"] == 9 and all(row["images"] == 3 for row in metrics["per_class"].values())
+
+
+def test_the_docs_score_command_runs_verbatim(tmp_path):
+    from test_pipeline import readme_commands
+
+    (command,) = readme_commands("python -m cifarlab.score")
+    _checkpoint(tmp_path / "models" / "model.pt")
+    images, labels = make_arrays(per_class_train=2)["train"]
+    for index, (image, label) in enumerate(zip(images, labels)):
+        (tmp_path / "my-photos" / CLASSES[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "my-photos" / CLASSES[label] / f"{index}.png")
+    done = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "scores" / "metrics.json").read_text())["images"] == 6
