@@ -315,7 +315,8 @@ counts = {}
 with distributed.joined(group, device):
     for micro_batch in (0, 4):  # one pass of 16 images, then four of 4
         torch.manual_seed(0)
-        model = distributed.data_parallel(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(288, 3)), device)
+        model = distributed.DataParallel(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(288, 3)),
+                                         device).for_epoch(1)
         calls = []
         model.register_comm_hook(None, lambda state, bucket: calls.append(1) or allreduce_hook(None, bucket))
         images, labels = torch.randn(16, 3, 8, 8), torch.randint(0, 3, (16,))
@@ -337,3 +338,42 @@ def test_a_data_parallel_step_all_reduces_its_gradients_once_however_many_micro_
     for rank in (0, 1):
         counts = json.loads((tmp_path / f"{rank}.json").read_text())
         assert counts["4"] == counts["0"] >= 1, counts
+
+
+IDLE_SCRIPT = """
+import json, sys
+import torch
+from cifarlab.models import build_model
+from cifarlab.train import distributed
+from cifarlab.train.loop import _forward_backward
+
+group, device = distributed.from_env(), torch.device("cpu")
+seen = []
+with distributed.joined(group, device):
+    torch.manual_seed(0)
+    model = build_model("airbench94", 10)
+    parallel = distributed.DataParallel(model, device)
+    for epoch in (1, 3, 4, 5):
+        model.start_epoch(epoch)
+        wrapper = parallel.for_epoch(epoch)
+        for _ in range(2):  # a second step is where DDP notices gradients it waited for in vain
+            images, labels = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+            _forward_backward(wrapper, images, labels, torch.amp.GradScaler("cpu", enabled=False), device, "fp32",
+                              0.0, 0)
+        seen.append([epoch, wrapper.find_unused_parameters, id(wrapper)])
+(open(sys.argv[1] + f"/{group.rank}.json", "w")).write(json.dumps(seen))
+"""
+
+
+def test_ddp_looks_for_unused_parameters_only_in_the_epochs_after_the_bias_freezes(tmp_path):
+    """airbench's whitening bias trains for 3 epochs: until then DDP skips its search of the autograd
+    graph; from epoch 4 a wrapper that searches (rebuilt once) lets steps without that gradient run."""
+    from cifarlab.train.distributed import launch
+    script = tmp_path / "idle.py"
+    script.write_text(IDLE_SCRIPT)
+    launch(2, sys.executable, str(script), str(tmp_path))
+    for rank in (0, 1):
+        seen = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert [(epoch, searches) for epoch, searches, _ in seen] == [(1, False), (3, False), (4, True), (5, True)]
+        wrappers = [wrapper for _, _, wrapper in seen]
+        assert wrappers[0] == wrappers[1] and wrappers[2] == wrappers[3]

@@ -146,7 +146,7 @@ def parallel_epoch_rate(name: str, images: np.ndarray, labels: np.ndarray, param
     device = select_device(group.local_rank)
     with distributed.joined(group, device):
         step = training_step(params.model_copy(update={"model": name}), device)
-        trainer = distributed.data_parallel(step.model, device) if group.active else step.model
+        trainer = distributed.DataParallel(step.model, device).for_epoch(1) if group.active else step.model
         batches = step.batches_of(images, labels, stats, group=group)
         return _rate(len(labels), partial(step.run, batches, trainer=trainer, group=group), device, repeats)
 

@@ -6,8 +6,8 @@ stage checks all of params.yaml first, and most never need those libraries."""
 from __future__ import annotations
 
 import difflib
-import sys
 import reprlib
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 

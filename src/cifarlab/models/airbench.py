@@ -98,8 +98,12 @@ class AirBench(nn.Module):
         detached: backward stops at the first convolution instead of computing a gradient for the
         whole first group's input (5-6% of a step on a CPU), and the bias gets no gradient, so the
         optimiser leaves it alone. It keeps requires_grad, so the model's parameters never change
-        under DDP, which is told that some may go unused (see distributed.data_parallel)."""
+        under DDP, which is told when some go unused (idle_parameters, distributed.DataParallel)."""
         self.whiten.bias_trains = epoch <= WHITEN_BIAS_EPOCHS
+
+    def idle_parameters(self, epoch: int) -> bool:
+        """Whether some trainable parameters get no gradient in `epoch` (the frozen whitening bias)."""
+        return epoch > WHITEN_BIAS_EPOCHS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block3(self.block2(self.block1(self.activation(self.whiten(x)))))

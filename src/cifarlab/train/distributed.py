@@ -6,6 +6,7 @@ gloo on CPU, NCCL on CUDA (one process per GPU). Rank 0 alone writes files."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import re
@@ -115,16 +116,29 @@ def total(group: Group, values: torch.Tensor) -> torch.Tensor:
     return values
 
 
-def data_parallel(model: nn.Module, device: torch.device, sync_bn: bool = False) -> nn.Module:
-    """`model` wrapped for DDP: gradients averaged over processes at each step. With sync_bn its
-    BatchNorm layers (the same parameters) normalise over the global batch. A model that changes
-    what trains between epochs (start_epoch: airbench94's whitening bias) leaves some parameters
-    without a gradient in some steps; DDP then has to look for them after each forward, or it
-    waits for their gradients forever."""
-    if sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                               find_unused_parameters=hasattr(model, "start_epoch"))
+class DataParallel:
+    """A model's DDP wrapper for each epoch: gradients averaged over processes at each step. With
+    sync_bn its BatchNorm layers (the same parameters) normalise over the global batch. A model
+    that stops training some parameters partway (airbench's whitening bias, see its start_epoch)
+    leaves them without a gradient from then on; DDP must then look for such parameters after
+    every forward (a walk of the autograd graph), or it waits for their gradients forever. So the
+    wrapper looks only in the epochs where the model says some are idle, and is rebuilt, old hooks
+    dropped first, when that changes."""
+
+    def __init__(self, model: nn.Module, device: torch.device, sync_bn: bool = False) -> None:
+        self.module = nn.SyncBatchNorm.convert_sync_batchnorm(model) if sync_bn else model
+        self.device = device
+        self.wrapper: nn.parallel.DistributedDataParallel | None = None
+
+    def for_epoch(self, epoch: int) -> nn.parallel.DistributedDataParallel:
+        idle = bool(getattr(self.module, "idle_parameters", lambda _epoch: False)(epoch))
+        if self.wrapper is None or self.wrapper.find_unused_parameters != idle:
+            self.wrapper = None  # its reducer's gradient hooks go with it, before the new one adds its own
+            gc.collect()
+            self.wrapper = nn.parallel.DistributedDataParallel(
+                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=idle)
+        return self.wrapper
 
 
 def share(group: Group, value: Any) -> Any:

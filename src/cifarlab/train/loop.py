@@ -23,7 +23,7 @@ from cifarlab.feed.batches import Batches
 from cifarlab.feed.device import autocast, to_device
 from cifarlab.feed.inference import score
 from cifarlab.train.clock import RunClock
-from cifarlab.train.distributed import SINGLE, Group, total
+from cifarlab.train.distributed import SINGLE, DataParallel, Group, total
 from cifarlab.train.schedule import Schedule
 
 NO_SCORE = (math.nan, math.nan)
@@ -162,11 +162,11 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, 
         train: Batches, val: Batches | None, test: Batches | None, epochs: int, device: torch.device,
         progress: Progress, on_epoch_end: Callable[[Progress], None], checkpoint: str = "last",
         label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
-        trainer: nn.Module | None = None, after_step: Callable[[], None] | None = None,
+        trainer: DataParallel | None = None, after_step: Callable[[], None] | None = None,
         micro_batch: int = 0, low_res: tuple[int, int, int] = (1, 0, 1)) -> Progress:
     """Train from the epoch after `progress`'s last up to `epochs`, scoring validation (and, for
     display, test) after each and calling on_epoch_end (which saves state and writes history).
-    `trainer` is what the optimiser steps through (the DDP wrapper of `model`, if any). A model
+    `trainer` gives what the optimiser steps through in each epoch (`model`'s DDP wrapper), if any. A model
     that changes what trains partway has a start_epoch(epoch) method, called before each epoch.
     `low_res` (size, epochs, full size): the first `epochs` epochs train at size x size pixels. One
     bar covers the whole run, and its first steps give the expected time of all of it (RunClock)."""
@@ -190,7 +190,8 @@ def _epochs(model, optimizer, schedule, scaler, train, val, test, epochs, device
             model.start_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         try:
-            train_loss, train_acc = train_epoch(trainer or model, train, optimizer, schedule, scaler, device, epoch,
+            stepped = model if trainer is None else trainer.for_epoch(epoch)
+            train_loss, train_acc = train_epoch(stepped, train, optimizer, schedule, scaler, device, epoch,
                                                 clock, label_smoothing, precision, group,
                                                 progress.step_lrs, after_step, micro_batch,
                                                 low_res_size if epoch <= low_res_epochs else None)

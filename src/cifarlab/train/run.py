@@ -23,7 +23,7 @@ from cifarlab.feed.device import describe, fp32_on_cpu, make_scaler, memory_form
 from cifarlab.models import build_model
 from cifarlab.prepared import Prepared
 from cifarlab.stats import Stats
-from cifarlab.train.distributed import SINGLE, Group, check_batch_split, data_parallel
+from cifarlab.train.distributed import SINGLE, DataParallel, Group, check_batch_split
 from cifarlab.train.lookahead import Lookahead
 from cifarlab.train.loop import EpochResult, Progress, fit
 from cifarlab.train.lr_finder import RangeTest, choose_max_lr
@@ -128,7 +128,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     lookahead = Lookahead(model, cfg.lookahead, cfg.epochs * len(train)) if cfg.lookahead.every else None
     if lookahead is not None and state is not None:
         lookahead.load_state_dict(state["extras"]["lookahead"])
-    trainer = data_parallel(model, device, cfg.sync_bn) if group.active else None
+    trainer = DataParallel(model, device, cfg.sync_bn) if group.active else None
 
     def epoch_done(progress: Progress) -> None:
         with immediately():  # what an interrupted run resumes from, and what a running one shows
