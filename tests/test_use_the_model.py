@@ -241,3 +241,19 @@ def test_readme_predict_commands_run_verbatim(tmp_path):
         assert done.returncode == 0, (command, done.stderr)
     assert len(pd.read_csv(tmp_path / "predictions.csv")) == 3
     assert len(list((tmp_path / "gradcam").glob("*.png"))) == 3
+
+
+def test_nothing_to_predict_or_an_output_in_the_wrong_place_is_one_line_before_any_work(tmp_path):
+    """An empty folder is not an empty success; --csv onto a folder and --explain onto a file are
+    refused before the model is even loaded, and nothing is written."""
+    _checkpoint(tmp_path / "models" / "model.pt")
+    (tmp_path / "empty").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "one.png")
+    (tmp_path / "taken.txt").write_text("mine")
+    for args, message in ((["empty"], "no files in empty; nothing to predict"),
+                          (["one.png", "--csv", "empty"], "--csv empty: is a folder"),
+                          (["one.png", "--explain", "taken.txt"], "--explain taken.txt: is a file")):
+        done = _predict(*args, cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, (args, done.stderr)
+        assert done.stdout == ""
+    assert (tmp_path / "taken.txt").read_text() == "mine" and not any((tmp_path / "empty").iterdir())

@@ -101,6 +101,15 @@ def explain(model: torch.nn.Module, ckpt: dict, files: list[Path], images: list[
         save_figure(folder / f"{number:04d}-{path.stem}.png", figure)
 
 
+def _check_outputs(csv: Path | None, explain: Path | None) -> None:
+    """Where the results go, checked before any prediction work: a run never ends by failing to
+    write what it computed."""
+    if csv is not None and csv.is_dir():
+        raise UserError(f"--csv {csv}: is a folder; name a file")
+    if explain is not None and explain.exists() and not explain.is_dir():
+        raise UserError(f"--explain {explain}: is a file; name a folder (made if missing)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cifarlab.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="image files and folders of images")
@@ -112,11 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.top < 1:
         parser.error("--top must be at least 1")
     try:
+        _check_outputs(args.csv, args.explain)
         model, ckpt = load_checkpoint(args.model)
+        found = image_files(args.paths)
+        if not found:
+            raise UserError(f"no files in {', '.join(map(str, args.paths))}; nothing to predict")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    files, images, errors = read_inputs(image_files(args.paths), ckpt["image_size"])
+    files, images, errors = read_inputs(found, ckpt["image_size"])
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
     probs = probabilities(model, images, checkpoint_stats(ckpt))
