@@ -44,15 +44,17 @@ def test_a_pushed_run_and_experiment_arrive_whole_in_another_clone(tmp_path):
     git_commit(mine, "first run")
     _run(push, mine)
     sh("git", "push", "-q", "origin", "HEAD", cwd=mine)
-    _run(run_exp, mine)
+    pushed = {path: (mine / path).read_bytes()
+              for path in ("models/model.pt", "models/model.onnx", "data/prepared.npz")}
+    _run(run_exp, mine)  # the experiment's outputs now fill mine's workspace
     _run(exp_push, mine)
 
     theirs = tmp_path / "theirs"
     sh("git", "clone", "-q", str(tmp_path / "team.git"), str(theirs), cwd=tmp_path)
     assert not (theirs / "models" / "model.pt").exists()
     _run(pull, theirs)
-    for path in ("models/model.pt", "models/model.onnx", "data/prepared.npz"):
-        assert (theirs / path).read_bytes() == (mine / path).read_bytes(), path
+    for path, content in pushed.items():
+        assert (theirs / path).read_bytes() == content, path
     assert ran(_run(repro, theirs)) == []  # up to date: nothing retrains
     write_image_tree(theirs / "photos", make_arrays(per_class_train=1, per_class_test=0))
     assert len([line for line in _run(predict, theirs).splitlines() if line.startswith("photos/")]) == 3
@@ -70,8 +72,8 @@ def test_a_pushed_run_and_experiment_arrive_whole_in_another_clone(tmp_path):
 
     fetched = tmp_path / "registry"
     fetched.mkdir()
-    _run(artifact.replace("../cifarlab", str(mine)), fetched)
-    assert (fetched / "model.pt").read_bytes() == (mine / "models" / "model.pt").read_bytes()
+    _run(artifact.replace("../cifarlab", str(mine)), fetched)  # the model of mine's last commit
+    assert (fetched / "model.pt").read_bytes() == pushed["models/model.pt"]
 
 
 def _exp_ref(project, name: str) -> str:
