@@ -20,6 +20,7 @@ from cifarlab.models import MODELS
 from conftest import ROOT, default_params_dict, make_arrays, param_parent, write_image_tree
 
 RECIPES = sorted(path.stem for path in (ROOT / "conf" / "recipe").glob("*.yaml"))
+ASSIGNMENTS = sorted(set(RECIPES) - {"quick", "default"})  # the course assignments' recipes
 OLD_COMMANDS = ROOT / "tests" / "data" / "recipe_commands.txt"
 
 
@@ -91,7 +92,7 @@ def old_commands() -> dict[str, list[tuple[str, object]]]:
 
 def test_every_assignment_recipe_sets_exactly_what_its_old_command_set():
     commands = old_commands()
-    assert sorted(commands) == sorted(set(RECIPES) - {"quick"})
+    assert sorted(commands) == ASSIGNMENTS
     for name, pairs in commands.items():
         composed = compose([f"recipe={name}"])
         parse_params(composed)
@@ -113,10 +114,16 @@ def test_command_line_values_win_over_a_recipe_and_a_failed_compose_writes_nothi
 def test_every_recipe_command_is_one_short_line():
     text = (ROOT / "docs" / "recipes.md").read_text()
     commands = [line for line in text.splitlines() if line.startswith("dvc exp run")]
-    assert len(commands) >= len(RECIPES) - 1
+    assert len(commands) >= len(ASSIGNMENTS)
     assert all(len(line.split("  #")[0].rstrip()) <= 100 and not line.endswith("\\") for line in commands), commands
     named = [re.search(r"-S recipe=(\w+)$", line.split("  #")[0].rstrip()) for line in commands if " -n " in line]
-    assert sorted(match.group(1) for match in named if match) == sorted(set(RECIPES) - {"quick"})
+    assert sorted(match.group(1) for match in named if match) == ASSIGNMENTS
+
+
+def test_the_default_recipe_can_be_named_and_means_no_recipe():
+    """params.yaml says `recipe: default`; `-S recipe=default` selects exactly that, for any model."""
+    assert compose(["recipe=default"]) == compose()
+    assert compose(["model=s9net", "recipe=default"]) == compose(["model=s9net"])
 
 
 def test_every_model_default_gradcam_layer_is_declared():
