@@ -19,8 +19,9 @@ from test_use_the_model import _checkpoint
 @pytest.mark.parametrize(("correct", "total", "published"), [(81, 263, (25.53, 36.62)), (90, 100, (82.56, 94.48)),
                                                              (0, 10, (0.0, 27.75)), (10, 10, (72.25, 100.0))])
 def test_the_interval_is_wilsons(correct, total, published):
-    """Published Wilson intervals: 81/263 from R. G. Newcombe, Statistics in Medicine 17 (1998),
-    857-872, table I; the others are the textbook formula's, worked by hand."""
+    """81/263: R. G. Newcombe's worked example (Statistics in Medicine 17 (1998), 857-872), as
+    quoted from memory; 90/100 worked by hand from the formula; 0/n and n/n from its closed forms,
+    upper z^2 / (n + z^2) and lower n / (n + z^2)."""
     low, high = wilson_interval(correct, total)
     assert (round(low, 2), round(high, 2)) == pytest.approx(published, abs=0.011)
 

@@ -23,6 +23,7 @@ from cifarlab.core.io import remove, save_figure, together, write_csv, write_jso
 from cifarlab.download.filetree import FileTree, open_tree
 from cifarlab.download.imagefolder import decode_image
 from cifarlab.download.sources import find_root, prepare
+from cifarlab.evaluate.scoring import confusion_matrix
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
 from cifarlab.predict import probabilities
 
@@ -77,19 +78,16 @@ def labelled_images(source: Path, size: int) -> tuple[list[np.ndarray], list[int
     return list(data.x_test), data.y_test.tolist(), data.classes, []
 
 
-def scores(predicted: np.ndarray, actual: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy with its interval, overall and per class, in percent."""
-    correct = predicted == actual
-    low, high = wilson_interval(int(correct.sum()), len(actual))
-    per_class = {}
-    for label, name in enumerate(classes):
-        mine = actual == label
-        if mine.any():
-            class_low, class_high = wilson_interval(int(correct[mine].sum()), int(mine.sum()))
-            per_class[name] = {"images": int(mine.sum()), "accuracy": round(100 * correct[mine].mean(), 2),
-                               "interval_95": [round(class_low, 2), round(class_high, 2)]}
-    return {"images": len(actual), "accuracy": round(100 * correct.mean(), 2),
-            "interval_95": [round(low, 2), round(high, 2)], "per_class": per_class}
+def scores(matrix: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy with its interval, overall and per class (a row of the confusion matrix), in percent."""
+    def scored(correct: int, total: int) -> dict:
+        low, high = wilson_interval(correct, total)
+        return {"images": total, "accuracy": round(100 * correct / total, 2),
+                "interval_95": [round(low, 2), round(high, 2)]}
+
+    per_class = {name: scored(int(matrix[label, label]), int(matrix[label].sum()))
+                 for label, name in enumerate(classes) if matrix[label].sum()}
+    return {**scored(int(np.trace(matrix)), int(matrix.sum())), "per_class": per_class}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,12 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     actual = np.array([known.index(classes[label]) for label in labels], dtype=np.int64)
     probs = probabilities(model, images, checkpoint_stats(ckpt)).numpy()
     predicted = probs.argmax(1)
-    metrics = scores(predicted, actual, known)
+    matrix = confusion_matrix(actual, predicted, len(known))
+    metrics = scores(matrix, known)
     wrong = np.flatnonzero(predicted != actual)
     wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:GALLERY]
-    confusion = pd.crosstab(pd.Categorical([known[i] for i in actual], known),
-                            pd.Categorical([known[i] for i in predicted], known), dropna=False)
-    confusion.index.name, confusion.columns.name = "actual", "predicted"
+    confusion = pd.DataFrame(matrix, index=pd.Index(known, name="actual"), columns=known)
     from cifarlab.gallery import gallery_figure  # matplotlib loads only when there is something to draw
 
     with together():  # all three files or none
