@@ -9,6 +9,7 @@ from cifarlab.config import GRADCAM_LAYERS
 from cifarlab.core.errors import UserError
 from cifarlab.facts import gradcam_layer_sizes
 from cifarlab.models import MODELS, build_model
+from cifarlab.models.blocks import SubgridDilatedConv2d
 
 EXPECTED_PARAMS = {"resnet18": 11_173_962, "resnet18_ln": 11_173_962, "custom_resnet": 6_573_130}
 
@@ -72,3 +73,31 @@ def test_unknown_model_lists_the_known_ones():
     known = "airbench93, airbench94, custom_resnet, resnet18, resnet18_ln, s9net, tiny"
     with pytest.raises(UserError, match=f"known models: {known}"):
         build_model("vgg16", 10)
+
+
+@pytest.mark.parametrize("groups, size", [(8, (8, 8)), (1, (9, 8)), (8, (7, 10))])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_a_dilated_conv_on_sub_grids_equals_pytorchs_dilated_conv(groups, size, layout):
+    """Same outputs, input gradients and weight gradients as nn.Conv2d, for odd sizes too (the
+    sub-grids then differ in size), and the layout the input came in."""
+    torch.manual_seed(0)
+    reference = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=groups, bias=False)
+    subgrid = SubgridDilatedConv2d(8, 8, 3, padding=2, dilation=2, groups=groups, bias=False)
+    subgrid.load_state_dict(reference.state_dict())
+    x = torch.randn(3, 8, *size).to(memory_format=layout)
+    inputs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    outputs = [reference(inputs[0]), subgrid(inputs[1])]
+    torch.testing.assert_close(outputs[1], outputs[0])
+    assert outputs[1].is_contiguous(memory_format=layout)
+    weights = torch.randn_like(outputs[0])
+    for out in outputs:
+        (out * weights).sum().backward()
+    torch.testing.assert_close(inputs[1].grad, inputs[0].grad)
+    torch.testing.assert_close(subgrid.weight.grad, reference.weight.grad)
+
+
+def test_the_compact_models_run_their_stride_1_dilated_convs_on_sub_grids():
+    dilated = [m for name in ("s9net", "tiny") for m in build_model(name, 10).modules()
+               if isinstance(m, nn.Conv2d) and m.dilation[0] > 1]
+    assert dilated and all(isinstance(m, SubgridDilatedConv2d) == (m.stride[0] == 1) for m in dilated)
+    assert any(isinstance(m, SubgridDilatedConv2d) for m in dilated)
