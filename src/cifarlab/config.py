@@ -199,6 +199,7 @@ class TrainConfig(Section):
     batch_size: int = Field(ge=1)
     micro_batch: int = Field(ge=0)  # images per forward/backward pass; gradients add up to the batch's
     seed: int = Field(ge=0)
+    init_from: str  # a checkpoint to start from ('' = random weights): see cifarlab.train.init_from
     label_smoothing: float = Field(ge=0, le=1)
     loader: _choice(LOADERS)
     workers: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = Field(

@@ -24,6 +24,7 @@ from cifarlab.models import build_model
 from cifarlab.prepared import Prepared
 from cifarlab.stats import Stats
 from cifarlab.train.distributed import SINGLE, DataParallel, Group, check_batch_split
+from cifarlab.train.init_from import start_from
 from cifarlab.train.lookahead import Lookahead
 from cifarlab.train.loop import EpochResult, Progress, fit
 from cifarlab.train.lr_finder import RangeTest, choose_max_lr
@@ -72,6 +73,7 @@ class TrainResult:
     epoch_seconds: float  # whole epochs, with validation and test scoring
     failure: str | None  # set when a NaN/inf loss stopped training early
     estimated_seconds: float | None = None  # what its first steps said the whole training would take
+    started_from: dict | None = None  # train.init_from's checkpoint and its weights digest; None: from scratch
 
 
 def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = None,
@@ -85,6 +87,11 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     device = device or select_device(group.local_rank)
     state_path = group.main_only(lambda: state_path)
     model, facts = _built_model(params.model, data, stats, cfg.seed)
+    started_from = None
+    if cfg.init_from:
+        line, digest = start_from(model, cfg.init_from, params.model, data.classes, data.x_train.shape[1])
+        group.say(line)
+        started_from = {"checkpoint": cfg.init_from, "weights_sha256": digest}
     model = model.to(device, memory_format=memory_format(device))
     precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
     layout = "channels_last" if memory_format(device) == torch.channels_last else "contiguous"
@@ -149,7 +156,8 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     return TrainResult(model, progress.history, progress.step_lrs, progress.kept_epoch,
                        progress.best_val_acc if val is not None else None, progress.best_val_epoch,
                        max_lr, sweep, facts, describe(device), precision, layout, group.world,
-                       progress.train_seconds, progress.epoch_seconds, progress.failure, progress.estimated_seconds)
+                       progress.train_seconds, progress.epoch_seconds, progress.failure, progress.estimated_seconds,
+                       started_from)
 
 
 def _built_model(name: str, data: Prepared, stats: Stats, seed: int) -> tuple[nn.Module, dict]:
@@ -223,7 +231,7 @@ def training_facts(params: Params, result: TrainResult, val_images: int, model_r
     return {
         "model": params.model, "model_chosen_by": model_rule or "named in params.yaml",
         "device": result.device, "precision": result.precision, "layout": result.layout,
-        "processes": result.processes, "threads": torch.get_num_threads(),
+        "processes": result.processes, "threads": torch.get_num_threads(), "started_from": result.started_from,
         "estimated_train_seconds": None if result.estimated_seconds is None else round(result.estimated_seconds, 1),
         "checkpoint": {"rule": params.train.checkpoint, "epoch": result.kept_epoch, "chosen_by": chosen_by},
     }
