@@ -1,16 +1,20 @@
 """Stage 4b — export: the trained model as ONNX (models/model.onnx, normalisation inside, input RGB
-in 0..1) with a short card beside it (models/model.onnx.json), for use outside PyTorch."""
+in 0..1) with a short card beside it (models/model.onnx.json, with evaluate's calibrating
+temperature), for use outside PyTorch."""
 import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
 from cifarlab.core import paths
 from cifarlab.core.errors import run_stage
 from cifarlab.export.onnx import describe, write_onnx
-from cifarlab.models.checkpoint import load_checkpoint
+from cifarlab.models.checkpoint import load_checkpoint, load_temperature
 
 
 def main() -> None:
     model, ckpt = load_checkpoint(paths.MODEL)
-    write_onnx(paths.ONNX, paths.ONNX_CARD, model, ckpt)
-    card = describe(ckpt)
+    temperature, uncalibrated = load_temperature(paths.MODEL, ckpt)
+    if uncalibrated:
+        print(f"note: {uncalibrated}")
+    write_onnx(paths.ONNX, paths.ONNX_CARD, model, ckpt, temperature)
+    card = describe(ckpt, temperature)
     print(f"exported {ckpt['model']} (opset {card['opset']}, input {card['input']['name']} "
           f"{'x'.join(map(str, card['input']['shape']))}, {len(card['classes'])} classes) -> {paths.ONNX}")
 

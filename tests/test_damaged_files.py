@@ -15,7 +15,7 @@ from cifarlab.core.errors import UserError
 from conftest import project_on_tree
 
 pytestmark = pytest.mark.slow
-STAGES = ["download", "stats", "train", "export", "evaluate", "misclassify", "gradcam", "report"]
+STAGES = ["download", "stats", "train", "evaluate", "export", "misclassify", "gradcam", "report"]
 # each file an earlier stage writes: the stage that writes it and the stages that read it
 READERS = {
     "data/prepared.npz": ("download", ["stats", "train", "evaluate", "misclassify", "gradcam"]),

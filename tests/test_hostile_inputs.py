@@ -410,7 +410,7 @@ def json_text(path) -> str:
     return path.read_text().strip()
 
 
-STAGES = ["download", "stats", "train", "export", "evaluate", "misclassify", "gradcam", "report"]
+STAGES = ["download", "stats", "train", "evaluate", "export", "misclassify", "gradcam", "report"]
 
 
 def test_a_one_class_dataset_runs_every_stage_and_says_there_are_no_mistakes(tmp_path, run_python):

@@ -23,7 +23,7 @@ from conftest import ROOT, SHARED_JPEG, copy_project, make_arrays, set_project_d
 from stage_imports import project_files
 
 pytestmark = pytest.mark.slow
-STAGES = ["download", "stats", "train", "export", "evaluate", "misclassify", "gradcam", "report"]
+STAGES = ["download", "stats", "train", "evaluate", "export", "misclassify", "gradcam", "report"]
 
 
 def _env() -> dict:
@@ -133,7 +133,7 @@ def test_changing_the_model_reruns_train_and_after_only(first_run):
     status = dvc("status", "--json", cwd=project)
     assert status.strip() == "{}"
     log = dvc("exp", "run", "-S", "model=s9net", cwd=project)
-    assert ran(log) == ["train", "export", "evaluate", "misclassify", "gradcam", "report"]
+    assert ran(log) == ["train", "evaluate", "export", "misclassify", "gradcam", "report"]
     report = (project / "reports" / "report.html").read_text()
     assert "cifarlab report: s9net" in report and report.count("data:image/png;base64,") == 5
     assert "s9net" in dvc("exp", "show", "--md", cwd=project)

@@ -76,8 +76,9 @@ def test_predict_reads_every_kind_of_user_image_names_each_bad_file_and_explains
     _user_images(tmp_path / "mine")
     done = _predict("mine", "--csv", "top.csv", "--explain", "gradcam", cwd=tmp_path)
     assert done.returncode == 1, done.stderr  # some files could not be read
-    errors = done.stderr.strip().splitlines()
+    errors = [line for line in done.stderr.strip().splitlines() if not line.startswith("note: ")]
     assert len(errors) == 2 and all(line.startswith("error: mine/") for line in errors), errors
+    assert "probabilities are not calibrated" in done.stderr  # no calibration.json beside this model
     assert any("broken.jpg" in line for line in errors) and any("notes.txt" in line for line in errors)
     table = pd.read_csv(tmp_path / "top.csv")
     assert sorted(Path(f).name for f in table["file"]) == ["alpha.png", "deep16.png", "large.jpg", "phone.jpg",
@@ -257,3 +258,24 @@ def test_nothing_to_predict_or_an_output_in_the_wrong_place_is_one_line_before_a
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, (args, done.stderr)
         assert done.stdout == ""
     assert (tmp_path / "taken.txt").read_text() == "mine" and not any((tmp_path / "empty").iterdir())
+
+
+def test_predict_shows_probabilities_calibrated_by_the_temperature_of_these_weights(tmp_path):
+    """calibration.json beside the checkpoint, naming its weights: predict's probabilities are
+    softmax(logits / temperature), not the model's own."""
+    ckpt = _checkpoint(tmp_path / "models" / "model.pt")
+    (tmp_path / "models" / "calibration.json").write_text(json.dumps({"temperature": 2.5,
+                                                                       "weights_sha256": ckpt["digest"]}))
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    done = _predict("a.png", "--csv", "top.csv", cwd=tmp_path)
+    assert done.returncode == 0 and "not calibrated" not in done.stderr, done.stderr
+    model = build_model("tiny", len(CLASSES))
+    model.load_state_dict(ckpt["state_dict"])
+    _, images, _ = read_inputs([tmp_path / "a.png"], 32)
+    with torch.no_grad():
+        logits = model.eval()(normalised(images, STATS))
+    expected = torch.softmax(logits / 2.5, dim=1).sort(descending=True).values[0]
+    shown = pd.read_csv(tmp_path / "top.csv")[["probability_1", "probability_2", "probability_3"]].iloc[0]
+    assert np.allclose(shown.to_numpy(), expected.numpy(), atol=1e-4)
+    assert not np.allclose(shown.to_numpy(), torch.softmax(logits, 1).sort(descending=True).values[0].numpy(),
+                           atol=1e-3)

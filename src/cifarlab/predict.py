@@ -1,9 +1,9 @@
 """`python -m cifarlab.predict PATH...`: the trained model (models/model.pt) on your own images.
 Each file and every image in each folder is read with the data sources' own reader (any format
 Pillow opens, EXIF orientation, 16-bit, alpha) and brought to the model's input size exactly as
-the training images were (cifarlab.model_input: the centre square, resized). One row per image: the top classes
-with their probabilities; a file that cannot be read is one line on stderr, and the exit status
-is 1 if any could not."""
+the training images were (cifarlab.model_input: the centre square, resized). One row per image:
+the top classes with their probabilities, calibrated by the temperature of models/calibration.json;
+a file that cannot be read is one line on stderr, and the exit status is 1 if any could not."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +21,7 @@ from cifarlab.core.errors import UserError
 from cifarlab.core.io import save_figure, write_csv
 from cifarlab.download.filetree import OS_JUNK
 from cifarlab.download.imagefolder import decode_image
-from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
+from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint, load_temperature
 from cifarlab.stats import Stats, normalised
 
 BATCH = 256  # images per forward pass
@@ -60,10 +60,12 @@ def read_inputs(files: list[Path], size: int) -> tuple[list[Path], list[np.ndarr
 
 
 @torch.no_grad()
-def probabilities(model: torch.nn.Module, images: list[np.ndarray], stats: Stats) -> torch.Tensor:
-    """Softmax over the classes for every image, in batches, with a progress bar for many."""
+def probabilities(model: torch.nn.Module, images: list[np.ndarray], stats: Stats,
+                  temperature: float = 1.0) -> torch.Tensor:
+    """Softmax over the classes for every image, the logits divided by the calibrating
+    temperature, in batches, with a progress bar for many."""
     batches = [images[start:start + BATCH] for start in range(0, len(images), BATCH)]
-    out = [torch.softmax(model(normalised(batch, stats)).float(), dim=1)
+    out = [torch.softmax(model(normalised(batch, stats)).float() / temperature, dim=1)
            for batch in tqdm(batches, desc="predicting", unit="batch", disable=len(batches) < 2)]
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -129,10 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    temperature, uncalibrated = load_temperature(args.model, ckpt)
+    if uncalibrated:
+        print(f"note: {uncalibrated}", file=sys.stderr)
     files, images, errors = read_inputs(found, ckpt["image_size"])
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
-    probs = probabilities(model, images, checkpoint_stats(ckpt))
+    probs = probabilities(model, images, checkpoint_stats(ckpt), temperature)
     table = top_table(files, probs, ckpt["classes"], args.top)
     for row in table.itertuples(index=False):
         guesses = ", ".join(f"{row[i]} {row[i + 1]:.2f}" for i in range(1, len(row), 2))

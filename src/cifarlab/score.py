@@ -8,7 +8,6 @@ confusion.csv and misclassified.png; all computed before anything is written."""
 from __future__ import annotations
 
 import argparse
-import math
 import posixpath
 import sys
 from pathlib import Path
@@ -23,23 +22,11 @@ from cifarlab.core.io import remove, save_figure, together, write_csv, write_jso
 from cifarlab.download.filetree import FileTree, open_tree
 from cifarlab.download.imagefolder import decode_image
 from cifarlab.download.sources import find_root, prepare
-from cifarlab.evaluate.scoring import confusion_matrix
+from cifarlab.evaluate.scoring import confusion_matrix, wilson_interval
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
 from cifarlab.predict import probabilities
 
-Z95 = 1.959964  # the standard normal quantile of a two-sided 95% interval
 GALLERY = 20  # misclassified images shown, most confident first
-
-
-def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (E. B. Wilson, 1927), in percent: unlike the normal
-    approximation it stays inside 0..100 and is sound for small samples and accuracies near 100%."""
-    if total == 0:
-        return 0.0, 100.0
-    p, zz = correct / total, z * z
-    centre = (p + zz / (2 * total)) / (1 + zz / total)
-    half = z / (1 + zz / total) * math.sqrt(p * (1 - p) / total + zz / (4 * total * total))
-    return 100 * max(centre - half, 0.0), 100 * min(centre + half, 1.0)
 
 
 def _class_folder_tree(tree: FileTree, size: int) -> tuple[list[np.ndarray], list[int], list[str], list[str]]:

@@ -1,4 +1,4 @@
-"""The evaluate stage's figure: the confusion matrix as a heatmap."""
+"""The evaluate stage's figures: the confusion matrix as a heatmap, and the reliability diagram."""
 from __future__ import annotations
 
 import numpy as np
@@ -29,5 +29,24 @@ def confusion_figure(matrix: np.ndarray, classes: list[str]):
     else:
         title += f"\n{len(classes)} classes, in eval/classes.json order; counts in plots/confusion.csv"
     ax.set(xlabel="predicted", ylabel="actual", title=title)
+    fig.tight_layout()
+    return fig
+
+
+KIND_LABELS = {"without_tta": "plain (what predict shows)", "tta": "with TTA", "calibrated": "plain, calibrated"}
+
+
+def reliability_figure(diagram: dict[str, list[dict]], metrics: dict):
+    """Accuracy against confidence per confidence bin, one line per kind of prediction, with the
+    diagonal a calibrated model follows: below it over-confident, above it under-confident."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 100], [0, 100], "--", color="grey", label="calibrated: accuracy = confidence")
+    for kind, points in diagram.items():
+        error = metrics["calibration_error" + ("" if kind == "tta" else f"_{kind}")]
+        ax.plot([p["confidence"] for p in points], [p["accuracy"] for p in points], "o-",
+                label=f"{KIND_LABELS[kind]}: ECE {error:.1f} points")
+    ax.set(xlabel="confidence (%)", ylabel="accuracy (%)", xlim=(0, 100), ylim=(0, 100),
+           title=f"reliability (test split; temperature {metrics['temperature']:g})")
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig

@@ -2,13 +2,15 @@
 the most-confused class pairs, and test-time augmentation."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifarlab.feed.batches import Batches
+from cifarlab.feed.batches import Batches, eval_batches
 from cifarlab.feed.inference import accuracy, predict
 from cifarlab.predictions import chance_words
 
@@ -34,6 +36,14 @@ def tta_logits(model: nn.Module, batches: Batches, device: torch.device, plain: 
     if mode == "flip":
         return logits
     return logits / 2 + (mirrored_average(-1) + mirrored_average(1)) / 4
+
+
+def validation_logits(model: nn.Module, data, stats, batch_size: int, device: torch.device,
+                      precision: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Plain logits and labels of the validation split (None without one): what calibration fits to."""
+    if not len(data.y_val):
+        return None
+    return predict(model, eval_batches(data.x_val, data.y_val, stats, batch_size, device, "device"), device, precision)
 
 
 def _shifted(images: torch.Tensor, shift: int) -> torch.Tensor:
@@ -96,14 +106,46 @@ def most_confused(matrix: np.ndarray, classes: list[str], top: int = 5) -> list[
             for a, p in pairs if off[a, p] > 0]
 
 
+Z95 = 1.959964  # the standard normal quantile of a two-sided 95% interval
+
+
+def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (E. B. Wilson, 1927), in percent: unlike the normal
+    approximation it stays inside 0..100 and is sound for small samples and accuracies near 100%."""
+    if total == 0:
+        return 0.0, 100.0
+    p, zz = correct / total, z * z
+    centre = (p + zz / (2 * total)) / (1 + zz / total)
+    half = z / (1 + zz / total) * math.sqrt(p * (1 - p) / total + zz / (4 * total * total))
+    return 100 * max(centre - half, 0.0), 100 * min(centre + half, 1.0)
+
+
+def interval_95(correct: int, total: int) -> dict:
+    """The accuracy's 95% Wilson interval, in percent, as metrics files hold it."""
+    low, high = wilson_interval(correct, total)
+    return {"low": round(low, 2), "high": round(high, 2)}
+
+
+def accuracy_interval(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    return interval_95(int((logits.argmax(dim=1) == labels).sum()), len(labels))
+
+
 def summary_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
-    """The few numbers runs are compared by (dvc exp show): test accuracy (%), mean
-    cross-entropy and how many images they were measured on."""
+    """The few numbers runs are compared by (dvc exp show): test accuracy (%) with its 95%
+    interval (whether two runs differ beyond the test split's sampling noise), mean cross-entropy
+    and how many images they were measured on."""
     return {
         "accuracy": round(accuracy(logits, labels), 4),
+        "accuracy_95": accuracy_interval(logits, labels),
         "loss": round(F.cross_entropy(logits.float(), labels).item(), 6),
         "num_test_images": int(len(labels)),
     }
+
+
+def test_metrics(tta: torch.Tensor, plain: torch.Tensor, labels: torch.Tensor, mode: str) -> dict:
+    """metrics/evaluate.json's accuracy part: with TTA (`mode`; the result) and without."""
+    return {**summary_metrics(tta, labels), "tta": mode, "accuracy_without_tta": round(accuracy(plain, labels), 4),
+            "accuracy_without_tta_95": accuracy_interval(plain, labels)}
 
 
 def scored_line(metrics: dict, num_classes: int, written_to) -> str:
@@ -118,5 +160,7 @@ def class_details(matrix: np.ndarray, classes: list[str]) -> dict:
     """Per-class accuracy and precision and the most-confused pairs: for the report, kept out of
     the metrics so `dvc exp show` stays a table a terminal can hold."""
     recall, precision = per_class_rates(matrix)
-    return {"per_class_accuracy": dict(zip(classes, recall)), "per_class_precision": dict(zip(classes, precision)),
+    intervals = [interval_95(int(matrix[k, k]), int(matrix[k].sum())) for k in range(len(classes))]
+    return {"per_class_accuracy": dict(zip(classes, recall)), "per_class_accuracy_95": dict(zip(classes, intervals)),
+            "per_class_precision": dict(zip(classes, precision)),
             "most_confused": most_confused(matrix, classes)}

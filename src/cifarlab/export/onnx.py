@@ -32,7 +32,7 @@ class Normalised(nn.Module):
         return self.model((images - self.mean) / self.std)
 
 
-def onnx_bytes(model: nn.Module, ckpt: dict) -> bytes:
+def onnx_bytes(model: nn.Module, ckpt: dict, temperature: float = 1.0) -> bytes:
     """The checkpoint's model as an ONNX graph (fp32, eval mode) with the class names and how the
     input is meant in its metadata."""
     import onnx
@@ -48,25 +48,27 @@ def onnx_bytes(model: nn.Module, ckpt: dict) -> bytes:
                           input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
     graph = onnx.load_from_string(buffer.getvalue())
-    for key, value in describe(ckpt).items():
+    for key, value in describe(ckpt, temperature).items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
     return graph.SerializeToString()
 
 
-def describe(ckpt: dict) -> dict:
-    """What a user of the ONNX file needs to know, also written beside it as JSON."""
+def describe(ckpt: dict, temperature: float = 1.0) -> dict:
+    """What a user of the ONNX file needs to know, also written beside it as JSON; `temperature`
+    is the evaluate stage's, which makes softmax(logits / temperature) calibrated."""
     size = ckpt["image_size"]
     return {"model": ckpt["model"], "classes": list(ckpt["classes"]), "opset": OPSET,
             "input": {"name": INPUT, "shape": ["batch", 3, size, size], "type": "float32",
                       "values": "RGB in 0..1 (uint8 pixels / 255); normalisation is inside the graph",
                       "preprocessing": ckpt["preprocessing"]},
             "output": {"name": OUTPUT, "shape": ["batch", len(ckpt["classes"])], "type": "float32",
-                       "values": "logits, in the order of classes; softmax gives probabilities"}}
+                       "values": "logits, in the order of classes; softmax(logits / temperature) gives "
+                                 "calibrated probabilities", "temperature": temperature}}
 
 
-def write_onnx(path: Path, card: Path, model: nn.Module, ckpt: dict) -> None:
+def write_onnx(path: Path, card: Path, model: nn.Module, ckpt: dict, temperature: float = 1.0) -> None:
     """The ONNX file and its card (describe() as JSON)."""
     with atomic_open(path) as file:
-        file.write(onnx_bytes(model, ckpt))
-    write_json(card, describe(ckpt))
+        file.write(onnx_bytes(model, ckpt, temperature))
+    write_json(card, describe(ckpt, temperature))

@@ -4,11 +4,14 @@ code while being read."""
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from cifarlab.core import paths
 from cifarlab.core.errors import UserError
 from cifarlab.core.io import save_torch
 from cifarlab.model_input import PREPROCESSING
@@ -83,3 +86,22 @@ def _names(classes: list[str], shown: int = 5) -> str:
 
 def checkpoint_stats(ckpt: dict) -> Stats:
     return Stats(ckpt["mean"], ckpt["std"])
+
+
+def load_temperature(path: Path, ckpt: dict) -> tuple[float, str | None]:
+    """The temperature the evaluate stage fitted to these weights (calibration.json beside the
+    checkpoint, naming their digest), by which logits are divided so that probabilities match
+    accuracy; without one for these weights, 1 (the model's own probabilities) and a note saying so."""
+    file = Path(path).parent / paths.CALIBRATION.name
+    try:
+        facts = json.loads(file.read_text())
+        temperature = float(facts["temperature"])
+        if facts["weights_sha256"] != ckpt["digest"]:
+            return 1.0, f"{file} belongs to other weights than {path}; probabilities are not calibrated"
+        if not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature {temperature}")
+    except FileNotFoundError:
+        return 1.0, f"no {file} beside {path}; probabilities are not calibrated (the evaluate stage writes it)"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return 1.0, f"{file}: unreadable ({str(err)[:100]}); probabilities are not calibrated"
+    return temperature, None

@@ -1,0 +1,124 @@
+"""Calibration: the expected calibration error (ECE) is what Guo et al. define and torchmetrics
+computes, the reliability diagram's points add up to it, temperature scaling finds the temperature
+that miscalibrated logits were made with, and predict and the ONNX card use the temperature of
+the weights they run, never one fitted to other weights."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cifarlab.evaluate.calibration import assess, calibration_error, cross_fitted, fit_temperature, reliability
+from cifarlab.evaluate.scoring import accuracy_interval, interval_95
+from cifarlab.export.onnx import describe
+from cifarlab.models import build_model
+from cifarlab.models.checkpoint import load_temperature, save_checkpoint
+from cifarlab.stats import Stats
+
+CLASSES = 10
+
+
+def _logits_with(confidence: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """Logits whose softmax gives `predicted` the probability `confidence`, the rest equal shares."""
+    rest = ((1 - confidence) / (CLASSES - 1)).log()
+    logits = rest[:, None].repeat(1, CLASSES)
+    logits[torch.arange(len(predicted)), predicted] = confidence.log()
+    return logits
+
+
+def _other_class(predicted: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return (predicted + torch.randint(1, CLASSES, predicted.shape, generator=generator)) % CLASSES
+
+
+def test_a_calibrated_predictor_has_an_ece_near_zero():
+    """Right with exactly the probability it states: ECE is only sampling noise."""
+    generator = torch.Generator().manual_seed(0)
+    count = 100_000
+    confidence = 0.15 + 0.84 * torch.rand(count, generator=generator)
+    predicted = torch.randint(0, CLASSES, (count,), generator=generator)
+    right = torch.rand(count, generator=generator) < confidence
+    labels = torch.where(right, predicted, _other_class(predicted, generator))
+    assert calibration_error(_logits_with(confidence, predicted), labels) < 0.5
+
+
+def test_a_known_miscalibration_gives_the_hand_computed_ece():
+    """Half the images at confidence 0.95, all right (|1 - 0.95| = 5 points), half at 0.55, all
+    wrong (|0 - 0.55| = 55 points): ECE = (5 + 55) / 2 = 30 points; the diagram shows both bins."""
+    generator = torch.Generator().manual_seed(1)
+    confidence = torch.tensor([0.95] * 50 + [0.55] * 50)
+    predicted = torch.randint(0, CLASSES, (100,), generator=generator)
+    labels = torch.cat([predicted[:50], _other_class(predicted[50:], generator)])
+    logits = _logits_with(confidence, predicted)
+    assert calibration_error(logits, labels) == pytest.approx(30.0, abs=1e-3)
+    points = reliability(logits, labels)
+    assert [(p["bin"], p["confidence"], p["accuracy"], p["images"]) for p in points] == [
+        (9, 55.0, 0.0, 50), (15, 95.0, 100.0, 50)]
+
+
+def test_the_reliability_points_average_to_the_ece():
+    generator = torch.Generator().manual_seed(2)
+    logits = 3 * torch.randn(5000, CLASSES, generator=generator)
+    labels = torch.randint(0, CLASSES, (5000,), generator=generator)
+    points = reliability(logits, labels)
+    weighted = sum(p["images"] * abs(p["accuracy"] - p["confidence"]) for p in points) / 5000
+    assert weighted == pytest.approx(calibration_error(logits, labels), abs=0.01)
+
+
+def _sharpened(temperature: float, count: int = 20_000, seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels drawn from softmax(true logits), and the true logits times `temperature`."""
+    generator = torch.Generator().manual_seed(seed)
+    truth = 2 * torch.randn(count, CLASSES, generator=generator)
+    labels = torch.multinomial(torch.softmax(truth, dim=1), 1, generator=generator).squeeze(1)
+    return truth * temperature, labels
+
+
+@pytest.mark.parametrize("made_with", [0.4, 3.0])
+def test_temperature_scaling_finds_the_temperature_and_calibrates(made_with):
+    logits, labels = _sharpened(made_with)
+    found = fit_temperature(logits, labels)
+    assert found == pytest.approx(made_with, rel=0.05)
+    assert calibration_error(logits / found, labels) < 1.0 < calibration_error(logits, labels)
+
+
+def test_cross_fitting_scales_each_half_by_the_other_halfs_temperature():
+    logits, labels = _sharpened(2.0, count=2000)
+    scaled = cross_fitted(logits, labels)
+    for this, other in ((0, 1), (1, 0)):
+        expected = logits[this::2] / fit_temperature(logits[other::2], labels[other::2])
+        torch.testing.assert_close(scaled[this::2], expected)
+
+
+def test_assess_fits_on_the_validation_split_when_there_is_one():
+    test_logits, test_labels = _sharpened(2.0, seed=4)
+    val_logits, val_labels = _sharpened(0.5, seed=5)  # fitted here, the test logits stay badly calibrated
+    metrics, diagram, facts = assess(test_logits, test_logits, test_labels, (val_logits, val_labels))
+    assert facts["temperature"] == fit_temperature(val_logits, val_labels) == metrics["temperature"]
+    assert "validation" in facts["fitted_on"] and set(diagram) == {"without_tta", "tta", "calibrated"}
+    assert metrics["calibration_error_calibrated"] > metrics["calibration_error_without_tta"]
+    metrics, _, facts = assess(test_logits, test_logits, test_labels, None)
+    assert "test split" in facts["fitted_on"] and metrics["calibration_error_calibrated"] < 1.0
+
+
+def test_wilson_intervals_in_the_metrics():
+    assert interval_95(90, 100) == {"low": 82.56, "high": 94.48}  # Wilson (1927) for 90/100, z = 1.96
+    logits = torch.eye(CLASSES)[[0] * 9 + [1]]
+    assert accuracy_interval(logits, torch.zeros(10, dtype=torch.long)) == interval_95(9, 10)
+
+
+def test_predict_and_the_onnx_card_use_the_temperature_of_these_weights_only(tmp_path):
+    torch.manual_seed(0)
+    weights = build_model("tiny", 3).state_dict()
+    save_checkpoint(tmp_path / "model.pt", "tiny", weights, ["a", "b", "c"], Stats([0.5] * 3, [0.2] * 3), 1, {})
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    temperature, note = load_temperature(tmp_path / "model.pt", ckpt)
+    assert temperature == 1.0 and "not calibrated" in note  # no calibration.json yet
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"temperature": 1.7, "weights_sha256": ckpt["digest"]}))
+    assert load_temperature(tmp_path / "model.pt", ckpt) == (1.7, None)
+    assert describe(ckpt, 1.7)["output"]["temperature"] == 1.7
+    calibration.write_text(json.dumps({"temperature": 1.7, "weights_sha256": "0" * 64}))
+    temperature, note = load_temperature(tmp_path / "model.pt", ckpt)
+    assert temperature == 1.0 and "other weights" in note
+    calibration.write_text('{"temperature": -1')
+    assert load_temperature(tmp_path / "model.pt", ckpt)[0] == 1.0
