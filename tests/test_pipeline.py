@@ -103,8 +103,9 @@ def test_report_renders_in_a_browser_with_every_image_and_section(first_run, tmp
         pytest.skip("chromium not installed (.ci/run installs the Debian package)")
     project, _ = first_run
     rendered = browser.render(project / "reports" / "report.html", tmp_path / "report.png")
-    assert rendered["images"] == 5 and rendered["loaded"] == rendered["images"]
+    assert rendered["images"] == 6 and rendered["loaded"] == rendered["images"]
     for title in ("Run summary", "Loss, accuracy and learning rate", "Confusion matrix", "Per-class results",
+                  "Calibration: is it as sure as it is right?", "Reliability diagram",
                   "Misclassified test images", "GradCAM at c4, on the same images", "Params",
                   "Model summary (torchsummary)"):
         assert title in rendered["sections"], title
@@ -117,7 +118,7 @@ def test_markdown_report_links_existing_images(first_run):
     project, _ = first_run
     markdown = (project / "reports" / "report.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(links) == 5
+    assert len(links) == 6
     assert all((project / "reports" / link).resolve().is_file() for link in links)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from cifarlab.config import parse_params
 from cifarlab.gallery import gallery_figure
-from cifarlab.report.sections import faithfulness_words, run_summary
+from cifarlab.report.sections import calibration_rows, faithfulness_words, run_summary
 from conftest import default_params_dict
 
 
@@ -29,15 +29,17 @@ def test_gallery_captions_sit_between_rows_without_touching_an_image(columns, ca
     assert title.y0 >= top_row and title.y0 - top_row < 0.1 * fig.bbox.height  # just above the images, no gap
 
 
-def _summary(train_images: int = 50_000, source_train: int = 50_000, accuracy: float = 91.0, gap: float = 0.15
-             ) -> dict[str, str]:
+def _summary(train_images: int = 50_000, source_train: int = 50_000, accuracy: float = 91.0, gap: float = 0.15,
+             started_from: dict | None = None) -> dict[str, str]:
     params = parse_params(default_params_dict())
     train = {"train_images": train_images, "val_images": 0, "source_images": {"train": source_train, "test": 1000},
              "model": "airbench94", "params": 1, "macs": 1,
              "receptive_field": 67, "epochs": 5, "device": "cpu", "precision": "bf16", "layout": "channels_last",
              "train_seconds": 90.0, "train_images_per_s": 300.0, "epoch_seconds": 95.0, "max_lr": None,
-             "lr_finder_lr": None, "checkpoint": {"epoch": 5, "chosen_by": "last epoch"}, "best_val_acc": None}
-    evaluation = {"tta": "none", "accuracy": accuracy, "num_test_images": 1000, "loss": 0.8}
+             "lr_finder_lr": None, "checkpoint": {"epoch": 5, "chosen_by": "last epoch"}, "best_val_acc": None,
+             "started_from": started_from}
+    evaluation = {"tta": "none", "accuracy": accuracy, "num_test_images": 1000, "loss": 0.8,
+                  "accuracy_95": {"low": accuracy - 1.5, "high": accuracy + 1.5}}
     gradcam = {"most_faithful_layer": "block2", "road_gap": {"block2": gap}, "faithfulness_images": 100}
     return dict(run_summary(train, evaluation, gradcam, [0.5], params.data, num_classes=10))
 
@@ -63,3 +65,21 @@ def test_faithfulness_verdict_follows_the_gap_and_qualifies_a_weak_model():
     assert "right on only 33% of test images" in weak
     small_gap = faithfulness_words({**gradcam, "road_gap": {"c3": 0.01}}, [0.5], accuracy=91.0)
     assert "do not trust these maps" in small_gap
+
+
+def test_the_summary_gives_the_accuracys_interval_and_the_model_it_started_from():
+    summary = _summary(accuracy=91.0, started_from={"checkpoint": "start.pt", "weights_sha256": "ab"})
+    assert "95% interval 89.5-92.5%" in summary["test accuracy (the result)"]
+    assert summary["started from"] == "start.pt (train.init_from)"
+    assert "started from" not in _summary()
+
+
+@pytest.mark.parametrize("confidence, way", [(71.0, "under-confident"), (97.0, "over-confident")])
+def test_the_calibration_section_says_which_way_the_probabilities_err(confidence, way):
+    rows = dict(calibration_rows({"mean_confidence_without_tta": confidence, "accuracy_without_tta": 90.0,
+                                  "calibration_error_without_tta": 19.2, "calibration_error": 21.0,
+                                  "calibration_error_calibrated": 1.1, "temperature": 0.55}))
+    assert rows["which way it errs"].startswith(f"{way}: without TTA its mean confidence is {confidence:.1f}%")
+    assert rows["calibration error (ECE, 15 bins)"] == ("19.2 points without TTA, 21.0 with TTA, 1.1 after "
+                                                        "temperature scaling")
+    assert rows["temperature"].startswith("0.55: predict and the ONNX card divide the logits by it")

@@ -1,5 +1,5 @@
 """What the report shows, in order: the run summary, curves, LR range test, confusion matrix,
-per-class table, mistakes, GradCAM grids, params and the model summary."""
+per-class table, calibration, mistakes, GradCAM grids, params and the model summary."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -64,6 +64,8 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[fl
         ("model", train["model"] + (f" ({train['model_chosen_by']})" if train.get("model_chosen_by", "").startswith(
             "model auto") else "")), ("parameters", f"{train['params']:,}"),
         ("multiply-adds per image", f"{train['macs']:,}"), ("receptive field", f"{train['receptive_field']} px"),
+        *([("started from", f"{train['started_from']['checkpoint']} (train.init_from)")]
+          if train.get("started_from") else []),
         ("epochs", train["epochs"]), ("device", f"{train['device']}, {train['precision']}, {train['layout']}"),
         ("training time", f"{train['train_seconds']} s in training steps ({train['train_images_per_s']} images/s); "
                           f"{train['epoch_seconds']} s with validation and test scoring"
@@ -76,17 +78,38 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[fl
          f"({train['val_images']} held-out training images)"),
         ("test accuracy (the result)", f"{evaluation['accuracy']:.2f}%{tta} on "
                                        f"{evaluation['num_test_images']:,} images of the test split, which no "
-                                       "training decision saw"),
+                                       f"training decision saw; 95% interval {_interval(evaluation['accuracy_95'])}"),
         ("test loss", f"{evaluation['loss']:.4f}"),
         ("GradCAM faithfulness (ROAD)", faithfulness_words(gradcam, fractions, evaluation["accuracy"])),
     ]
 
 
+def _interval(bounds: dict) -> str:
+    return f"{bounds['low']:.1f}-{bounds['high']:.1f}%"
+
+
 def per_class_rows(details: dict) -> list[tuple[str, str]]:
     def pct(value):
         return "n/a" if value is None else f"{value:.1f}%"
-    return [(name, f"accuracy (recall) {pct(acc)}, precision {pct(details['per_class_precision'][name])}")
+    return [(name, f"accuracy (recall) {pct(acc)} (95% interval {_interval(details['per_class_accuracy_95'][name])}),"
+                   f" precision {pct(details['per_class_precision'][name])}")
             for name, acc in details["per_class_accuracy"].items()]
+
+
+def calibration_rows(evaluation: dict) -> list[tuple[str, str]]:
+    """Which way the model's probabilities err, by how much, and what the temperature makes of them."""
+    confidence, accuracy = evaluation["mean_confidence_without_tta"], evaluation["accuracy_without_tta"]
+    way = "under-confident" if confidence < accuracy else "over-confident"
+    return [
+        ("which way it errs", f"{way}: without TTA its mean confidence is {confidence:.1f}% for {accuracy:.1f}% "
+                              f"accuracy"),
+        ("calibration error (ECE, 15 bins)", f"{evaluation['calibration_error_without_tta']:.1f} points without TTA, "
+                                             f"{evaluation['calibration_error']:.1f} with TTA, "
+                                             f"{evaluation['calibration_error_calibrated']:.1f} after temperature "
+                                             "scaling"),
+        ("temperature", f"{evaluation['temperature']:g}: predict and the ONNX card divide the logits by it "
+                        "(models/calibration.json), so the probabilities they give mean what they say"),
+    ]
 
 
 def report_sections(params: Params, train: dict, evaluation: dict, details: dict, gradcam: dict,
@@ -101,6 +124,8 @@ def report_sections(params: Params, train: dict, evaluation: dict, details: dict
         Section("Confusion matrix", "image", paths.CONFUSION_PNG),
         Section("Per-class results", "table", per_class_rows(details)),
         Section("Most confused classes", "table", confused or [("none", "no mistakes")]),
+        Section("Calibration: is it as sure as it is right?", "table", calibration_rows(evaluation)),
+        Section("Reliability diagram", "image", paths.RELIABILITY_PNG),
         Section("Misclassified test images", "image", paths.GALLERY_PNG),
         *[Section(f"GradCAM at {name}, on the same images", "image", paths.GRADCAM_DIR / figure)
           for name, figure in zip(gradcam["layers"], gradcam["figures"])],
