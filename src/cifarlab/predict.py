@@ -19,28 +19,12 @@ from cifarlab.config import GRADCAM_LAYERS
 from cifarlab.core import paths
 from cifarlab.core.errors import UserError
 from cifarlab.core.io import save_figure, write_csv
-from cifarlab.download.filetree import OS_JUNK
 from cifarlab.download.imagefolder import decode_image
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint, load_temperature
 from cifarlab.stats import Stats, normalised
+from cifarlab.user_files import image_files, read_photo, shown_name
 
 BATCH = 256  # images per forward pass
-
-
-def image_files(targets: list[Path]) -> list[Path]:
-    """The files named, and every visible file under the folders named (sorted, recursively)."""
-    files = []
-    for target in targets:
-        if target.is_dir():
-            files += sorted(path for path in target.rglob("*") if path.is_file() and not _hidden(path, target))
-        else:
-            files.append(target)
-    return files
-
-
-def _hidden(path: Path, top: Path) -> bool:
-    parts = path.relative_to(top).parts
-    return any(part.startswith(".") or part.lower() in OS_JUNK for part in parts)
 
 
 def read_inputs(files: list[Path], size: int) -> tuple[list[Path], list[np.ndarray], list[str]]:
@@ -48,11 +32,7 @@ def read_inputs(files: list[Path], size: int) -> tuple[list[Path], list[np.ndarr
     kept, images, errors = [], [], []
     for path in files:
         try:
-            try:
-                data = path.read_bytes()
-            except OSError as err:
-                raise UserError(f"{path}: cannot be read ({err.strerror or err})") from None
-            images.append(decode_image(data, str(path), size))
+            images.append(decode_image(read_photo(path), shown_name(path), size))
             kept.append(path)
         except UserError as err:
             errors.append(str(err))
@@ -76,7 +56,7 @@ def top_table(files: list[Path], probs: torch.Tensor, classes: list[str], top: i
     values, indices = probs.topk(k, dim=1) if len(files) else (probs, probs)
     rows = []
     for path, vals, idx in zip(files, values.tolist(), indices.tolist()):
-        row = {"file": str(path)}
+        row = {"file": shown_name(path)}
         for rank, (p, i) in enumerate(zip(vals, idx), start=1):
             row[f"class_{rank}"], row[f"probability_{rank}"] = classes[i], round(p, 4)
         rows.append(row)
@@ -98,8 +78,8 @@ def explain(model: torch.nn.Module, ckpt: dict, files: list[Path], images: list[
     for number, (path, image, label) in enumerate(tqdm(list(zip(files, images, predicted)), desc="explaining",
                                                       unit="image", disable=len(files) < 10), start=1):
         cam = gradcam_maps(model, layer, normalised([image], stats), torch.tensor([label]))[0]
-        figure = gallery_figure([image, overlay(image, cam)], [path.name, f"why {ckpt['classes'][label]}?"],
-                                columns=2, title=f"GradCAM at {layer_name}")
+        captions = [shown_name(Path(path.name)), f"why {ckpt['classes'][label]}?"]
+        figure = gallery_figure([image, overlay(image, cam)], captions, columns=2, title=f"GradCAM at {layer_name}")
         save_figure(folder / f"{number:04d}-{path.stem}.png", figure)
 
 

@@ -28,6 +28,8 @@ TEMPERATURES = (0.05, 20.0)  # the range searched: far beyond what a trained cla
 def calibration_error(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """ECE of softmax(logits) against labels, in percentage points."""
     probs = F.softmax(logits.float(), dim=1)
+    if probs.shape[1] == 1:  # one class: always predicted with probability 1, and always right
+        return 0.0
     return 100 * multiclass_calibration_error(probs, labels, probs.shape[1], n_bins=BINS, norm="l1").item()
 
 

@@ -48,6 +48,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", models: tupl
     checkpoint left by another run (another model, another dataset) is refused before it is used."""
     if not Path(path).is_file():
         raise UserError(f"{path}: checkpoint not found; run `dvc repro train` first")
+    if _is_onnx(Path(path)):
+        raise UserError(f"{path}: an ONNX file, not a PyTorch checkpoint (models/model.pt); onnxruntime runs it "
+                        "(README, \"Use your model\")")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
         missing = sorted(CHECKPOINT_KEYS - set(ckpt)) if isinstance(ckpt, dict) else ["everything"]
@@ -65,6 +68,13 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", models: tupl
         raise UserError(f"{path}: refused or unreadable checkpoint ({str(err).splitlines()[0][:200]}); it is "
                         "damaged or incomplete; rerun `dvc repro train`") from None
     return model.to(device).eval(), ckpt
+
+
+def _is_onnx(path: Path) -> bool:
+    """An ONNX model by its name or its first byte (protobuf's ir_version field), where a
+    checkpoint is a zip ('PK') or, from old torch versions, a pickle (0x80)."""
+    with open(path, "rb") as handle:
+        return path.suffix.lower() == ".onnx" or handle.read(1) == b"\x08"
 
 
 def _check_fits(path: Path, ckpt: dict, models: tuple[str, ...] | None, classes: list[str] | None) -> None:
