@@ -1,5 +1,4 @@
-"""Stage 4 — evaluate: score the checkpoint on the test split only (with and without test-time augmentation),
-per-image predictions, the confusion matrix, and the calibration of its probabilities, with a temperature."""
+"""Stage 4 — evaluate: the checkpoint on the test split only (TTA, confusion, calibration, suspect labels)."""
 import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
 from cifarlab.config import load_params
 from cifarlab.core import paths
@@ -25,7 +24,8 @@ def main() -> None:
         plain, logits, labels, scoring.validation_logits(model, data, stats, cfg.batch_size, device, precision))
     table = scoring.predictions_table(logits, labels, data.classes)
     matrix = scoring.confusion_matrix(labels.numpy(), table["predicted_id"].to_numpy(), data.num_classes)
-    metrics = {**scoring.test_metrics(logits, plain, labels, cfg.tta), **calibrated}
+    metrics = {**scoring.test_metrics(logits, plain, labels, cfg.tta), **calibrated,
+               "suspect_labels": int(table["label_suspect"].sum())}
     with together():
         write_csv(paths.PREDICTIONS, table)
         write_csv(paths.CONFUSION_CSV, table[["actual", "predicted"]])

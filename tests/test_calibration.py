@@ -1,16 +1,18 @@
-"""Calibration: the expected calibration error (ECE) is what Guo et al. define and torchmetrics
+"""Beyond accuracy: the expected calibration error (ECE) is what Guo et al. define and torchmetrics
 computes, the reliability diagram's points add up to it, temperature scaling finds the temperature
-that miscalibrated logits were made with, and predict and the ONNX card use the temperature of
-the weights they run, never one fitted to other weights."""
+that miscalibrated logits were made with, predict and the ONNX card use the temperature of the
+weights they run and never one fitted to other weights, Wilson intervals, and suspect labels."""
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cifarlab.evaluate.calibration import assess, calibration_error, cross_fitted, fit_temperature, reliability
 from cifarlab.evaluate.scoring import accuracy_interval, interval_95
+from cifarlab.evaluate.suspects import suspect_labels
 from cifarlab.export.onnx import describe
 from cifarlab.models import build_model
 from cifarlab.models.checkpoint import load_temperature, save_checkpoint
@@ -122,3 +124,18 @@ def test_predict_and_the_onnx_card_use_the_temperature_of_these_weights_only(tmp
     assert temperature == 1.0 and "other weights" in note
     calibration.write_text('{"temperature": -1')
     assert load_temperature(tmp_path / "model.pt", ckpt)[0] == 1.0
+
+
+def test_a_flipped_label_is_suspect_and_the_models_own_mistakes_are_not():
+    """Confident, separable predictions for 300 images; one label flipped (the model is as sure of
+    another class as of any image's) is suspect; a mistake made unsure, the label plausible, is not."""
+    generator = torch.Generator().manual_seed(6)
+    labels = torch.arange(300) % 3
+    logits = 6 * F.one_hot(labels, 3).float() + torch.randn(300, 3, generator=generator) * 0.3
+    given = labels.clone()
+    given[10] = (labels[10] + 1) % 3  # a wrong label: the image is plainly labels[10], as sure as any
+    logits[10] = 9 * F.one_hot(labels[10], 3).float()
+    logits[20] = torch.tensor([0.3, 0.0, 0.0]) if labels[20] != 0 else torch.tensor([0.0, 0.3, 0.0])  # unsure
+    suspect = suspect_labels(logits, given)
+    assert (logits[20].argmax() != given[20]) and not suspect[20]
+    assert suspect[10] and suspect.sum() == 1

@@ -20,7 +20,7 @@ from cifarlab.evaluate.scoring import (
 )
 from cifarlab.feed.inference import predict
 from cifarlab.misclassify.choose import choose_misclassified
-from cifarlab.predictions import caption
+from cifarlab.predictions import PREDICTION_COLUMNS, caption
 
 CLASSES = ["cat", "dog", "ship"]
 
@@ -34,7 +34,8 @@ def _logits_for(predicted, confidence=3.0):
 def test_predictions_and_confusion_csv_layout_for_dvc_confusion_template():
     labels = torch.tensor([0, 1, 2, 2])
     table = predictions_table(_logits_for([0, 2, 2, 1]), labels, CLASSES)
-    assert list(table.columns) == ["index", "actual", "predicted", "actual_id", "predicted_id", "confidence"]
+    assert list(table.columns) == PREDICTION_COLUMNS == ["index", "actual", "predicted", "actual_id", "predicted_id",
+                                                         "confidence", "label_suspect"]
     assert table[["actual", "predicted"]].values.tolist() == [["cat", "cat"], ["dog", "ship"],
                                                               ["ship", "ship"], ["ship", "dog"]]
     assert table["confidence"].between(0, 1).all()
@@ -109,6 +110,7 @@ def predictions():
         "actual_id": [0, 0, 1, 1, 2, 2, 0, 1],
         "predicted_id": [1, 0, 0, 2, 0, 2, 2, 0],
         "confidence": [0.6, 0.99, 0.9, 0.5, 0.7, 0.8, 0.95, 0.9],
+        "label_suspect": [False, False, True, False, False, False, False, False],
     })
 
 
@@ -134,3 +136,4 @@ def test_fewer_mistakes_than_asked_gives_all_of_them(predictions):
 def test_caption_reads_predicted_confidence_slash_actual(predictions):
     row = next(predictions.iloc[[0]].itertuples())
     assert caption(row) == "dog (0.60) / cat"
+    assert caption(next(predictions.iloc[[2]].itertuples())) == "cat (0.90) / dog\nlabel may be wrong"

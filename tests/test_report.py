@@ -39,7 +39,7 @@ def _summary(train_images: int = 50_000, source_train: int = 50_000, accuracy: f
              "lr_finder_lr": None, "checkpoint": {"epoch": 5, "chosen_by": "last epoch"}, "best_val_acc": None,
              "started_from": started_from}
     evaluation = {"tta": "none", "accuracy": accuracy, "num_test_images": 1000, "loss": 0.8,
-                  "accuracy_95": {"low": accuracy - 1.5, "high": accuracy + 1.5}}
+                  "accuracy_95": {"low": accuracy - 1.5, "high": accuracy + 1.5}, "suspect_labels": 12}
     gradcam = {"most_faithful_layer": "block2", "road_gap": {"block2": gap}, "faithfulness_images": 100}
     return dict(run_summary(train, evaluation, gradcam, [0.5], params.data, num_classes=10))
 
@@ -71,6 +71,7 @@ def test_the_summary_gives_the_accuracys_interval_and_the_model_it_started_from(
     summary = _summary(accuracy=91.0, started_from={"checkpoint": "start.pt", "weights_sha256": "ab"})
     assert "95% interval 89.5-92.5%" in summary["test accuracy (the result)"]
     assert summary["started from"] == "start.pt (train.init_from)"
+    assert summary["suspect labels"].startswith("12 of the misclassified test images may be labelled wrongly")
     assert "started from" not in _summary()
 
 

@@ -3,12 +3,14 @@ how a mistake is captioned, and when an accuracy is no better than guessing."""
 from __future__ import annotations
 
 # what the evaluate stage writes per test image, and misclassify and gradcam read back
-PREDICTION_COLUMNS = ["index", "actual", "predicted", "actual_id", "predicted_id", "confidence"]
+PREDICTION_COLUMNS = ["index", "actual", "predicted", "actual_id", "predicted_id", "confidence", "label_suspect"]
 
 
 def caption(row) -> str:
-    """'predicted (confidence) / actual', as course assignments caption their galleries."""
-    return f"{row.predicted} ({row.confidence:.2f}) / {row.actual}"
+    """'predicted (confidence) / actual', as course assignments caption their galleries, and a
+    warning on a mistake whose label confident learning finds suspect."""
+    return f"{row.predicted} ({row.confidence:.2f}) / {row.actual}" + (
+        "\nlabel may be wrong" if row.label_suspect else "")
 
 
 def chance_words(accuracy: float, num_classes: int) -> str:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cifarlab.evaluate.suspects import suspect_labels
 from cifarlab.feed.batches import Batches, eval_batches
 from cifarlab.feed.inference import accuracy, predict
 from cifarlab.predictions import chance_words
@@ -66,7 +67,8 @@ class _Transformed:
 
 
 def predictions_table(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> pd.DataFrame:
-    """One row per test image: index, actual/predicted (names and ids) and confidence."""
+    """One row per test image: index, actual/predicted (names and ids), confidence, and whether
+    the label is suspect (evaluate/suspects.py)."""
     probs = F.softmax(logits.float(), dim=1)
     confidence, predicted = probs.max(dim=1)
     names = np.array(classes)
@@ -77,6 +79,7 @@ def predictions_table(logits: torch.Tensor, labels: torch.Tensor, classes: list[
         "actual_id": labels.numpy(),
         "predicted_id": predicted.numpy(),
         "confidence": confidence.numpy().round(6),
+        "label_suspect": suspect_labels(logits, labels),
     })
 
 

@@ -80,6 +80,9 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[fl
                                        f"{evaluation['num_test_images']:,} images of the test split, which no "
                                        f"training decision saw; 95% interval {_interval(evaluation['accuracy_95'])}"),
         ("test loss", f"{evaluation['loss']:.4f}"),
+        ("suspect labels", f"{evaluation['suspect_labels']:,} of the misclassified test images may be labelled "
+                           "wrongly rather than misjudged: confident learning (cleanlab) finds their given label "
+                           "unlikely; marked \"label may be wrong\" in the gallery"),
         ("GradCAM faithfulness (ROAD)", faithfulness_words(gradcam, fractions, evaluation["accuracy"])),
     ]
 
