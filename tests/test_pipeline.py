@@ -122,6 +122,19 @@ def test_markdown_report_links_existing_images(first_run):
     assert all((project / "reports" / link).resolve().is_file() for link in links)
 
 
+def test_the_model_card_states_the_runs_own_figures_under_a_hub_header(first_run):
+    project, _ = first_run
+    _, header, body = (project / "reports" / "model_card.md").read_text().split("---\n", 2)
+    evaluation = json.loads((project / "metrics" / "evaluate.json").read_text())
+    (result,) = yaml.safe_load(header)["model-index"][0]["results"]
+    assert [metric["value"] for metric in result["metrics"]] == [
+        evaluation["accuracy"], evaluation["accuracy_without_tta"], evaluation["calibration_error_calibrated"]]
+    for section in ("Intended use", "Out of scope", "Training data and procedure", "Evaluation", "Calibration",
+                    "Robustness", "Suspect labels", "Explanations", "Limitations"):
+        assert f"\n## {section}\n" in body, section
+    assert f"Test accuracy {evaluation['accuracy']:.2f}% (95% Wilson interval" in body
+
+
 def test_nothing_changed_means_nothing_reruns(first_run):
     project, _ = first_run
     assert "Data and pipelines are up to date" in dvc("status", cwd=project)

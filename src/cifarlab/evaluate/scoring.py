@@ -79,7 +79,7 @@ def predictions_table(logits: torch.Tensor, labels: torch.Tensor, classes: list[
         "actual_id": labels.numpy(),
         "predicted_id": predicted.numpy(),
         "confidence": confidence.numpy().round(6),
-        "label_suspect": suspect_labels(logits, labels),
+        "label_suspect": suspect_labels(logits, labels).astype(int),  # 0 or 1: the tables hold numbers
     })
 
 
