@@ -3,7 +3,7 @@ in 0..1) with a short card beside it (models/model.onnx.json, with evaluate's ca
 temperature), for use outside PyTorch."""
 import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
 from cifarlab.core import paths
-from cifarlab.core.errors import run_stage
+from cifarlab.core.errors import UserError, run_stage
 from cifarlab.export.onnx import describe, write_onnx
 from cifarlab.models.checkpoint import load_checkpoint, load_temperature
 
@@ -11,8 +11,8 @@ from cifarlab.models.checkpoint import load_checkpoint, load_temperature
 def main() -> None:
     model, ckpt = load_checkpoint(paths.MODEL)
     temperature, uncalibrated = load_temperature(paths.MODEL, ckpt)
-    if uncalibrated:
-        print(f"note: {uncalibrated}")
+    if uncalibrated:  # the pipeline's own file: missing or damaged, it is made again, not done without
+        raise UserError(f"{uncalibrated}; rerun `dvc repro evaluate`")
     write_onnx(paths.ONNX, paths.ONNX_CARD, model, ckpt, temperature)
     card = describe(ckpt, temperature)
     print(f"exported {ckpt['model']} (opset {card['opset']}, input {card['input']['name']} "

@@ -22,6 +22,7 @@ READERS = {
     "data/stats.json": ("stats", ["train"]),
     "models/model.pt": ("train", ["export", "evaluate", "gradcam", "report"]),
     "eval/predictions.csv": ("evaluate", ["misclassify"]),
+    "models/calibration.json": ("evaluate", ["export"]),
     "eval/misclassified.csv": ("misclassify", ["gradcam"]),
     "metrics/train.json": ("train", ["report"]),
     "metrics/evaluate.json": ("evaluate", ["report"]),

@@ -3,11 +3,13 @@ DVC remote: a pushed run and a pushed experiment arrive whole (the model byte fo
 metrics equal), the pulled project is up to date and predicts, and the registry hands out the model."""
 from __future__ import annotations
 
+import json
 import shlex
 
 import pytest
 import yaml
 
+from cifarlab.models.checkpoint import weights_digest
 from conftest import make_arrays, write_image_tree
 from test_pipeline import dvc, git_commit, make_project, ran, readme_commands, sh
 
@@ -84,3 +86,27 @@ def _exp_ref(project, name: str) -> str:
     refs = sh("git", "for-each-ref", "--format=%(refname)", "refs/exps/", cwd=project).split()
     (ref,) = [ref for ref in refs if ref.endswith("/" + name)]
     return ref.removeprefix("refs/exps/")
+
+
+def test_fine_tuning_on_own_classes_starts_from_the_copied_model(tmp_path):
+    """docs/sharing.md's "Start from a trained model", as written: a trained airbench94 copied to
+    start.pt, then an experiment on photos of other classes (cat, and two the model never saw)
+    that starts from it: training.json names the file and its weights, the new model knows the
+    new classes."""
+    import torch
+
+    copy, run = _commands("Start from a trained model")
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
+    project = make_project(tmp_path / "cifarlab", str(tree.resolve()), model="airbench94")
+    dvc("repro", "train", cwd=project)
+    photos = write_image_tree(tmp_path / "my-photos", make_arrays(per_class_train=20, per_class_test=4, seed=1))
+    for split in ("train", "test"):
+        for old, new in (("bird", "hamster"), ("ship", "rabbit")):
+            (photos / split / old).rename(photos / split / new)
+    _run(copy, project)
+    _run(run, project)
+    started = json.loads((project / "models" / "training.json").read_text())["started_from"]
+    start = torch.load(tmp_path / "start.pt", weights_only=True)
+    assert started == {"checkpoint": "../start.pt", "weights_sha256": weights_digest(start["state_dict"])}
+    tuned = torch.load(project / "models" / "model.pt", weights_only=True)
+    assert tuned["classes"] == ["cat", "hamster", "rabbit"] and start["classes"] == ["bird", "cat", "ship"]

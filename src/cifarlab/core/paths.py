@@ -59,5 +59,5 @@ MODEL_CARD = Path("reports/model_card.md")  # the model's uses, data, evaluation
 RESUME_STATE = Path(".cache/train_state.pt")  # outside DVC's outs, so it survives a rerun
 # which stage writes each file that a later stage reads: the rerun a damaged file needs
 WRITTEN_BY = {PREPARED: "download", STATS: "stats", MODEL: "train", METRICS_TRAIN: "train", TRAINING: "train",
-              PREDICTIONS: "evaluate", METRICS_EVAL: "evaluate", CLASS_DETAILS: "evaluate",
+              PREDICTIONS: "evaluate", METRICS_EVAL: "evaluate", CALIBRATION: "evaluate", CLASS_DETAILS: "evaluate",
               MISCLASSIFIED: "misclassify", METRICS_GRADCAM: "gradcam"}
