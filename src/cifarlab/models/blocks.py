@@ -10,8 +10,9 @@ class SubgridDilatedConv2d(nn.Conv2d):
     """A stride-1 dilated convolution computed as an ordinary one on each of the dilation**2
     interleaved sub-grids of its input, which a dilated kernel never mixes (the "space to batch"
     form of atrous convolution, as in TensorFlow's atrous_conv2d): the same outputs and weights,
-    but CPU kernels for ordinary convolutions are far faster, above all in a depthwise layer's
-    backward pass (docs/speed.md: 5x there on 2 AVX2 cores). Its output keeps the input's layout."""
+    but CPU kernels for ordinary convolutions are faster, above all in a depthwise layer's backward
+    pass (5x for that layer alone on 2 AVX2 cores; 6% for a whole s9net step, docs/speed.md). Its
+    output keeps the input's layout."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.dilation[0]
