@@ -20,7 +20,7 @@ from cifarlab.models import MODELS
 from conftest import ROOT, default_params_dict, make_arrays, param_parent, write_image_tree
 
 RECIPES = sorted(path.stem for path in (ROOT / "conf" / "recipe").glob("*.yaml"))
-ASSIGNMENTS = sorted(set(RECIPES) - {"quick", "default"})  # the course assignments' recipes
+ASSIGNMENTS = sorted(set(RECIPES) - {"quick", "default", "fine_tune"})  # the course assignments' recipes
 OLD_COMMANDS = ROOT / "tests" / "data" / "recipe_commands.txt"
 
 
