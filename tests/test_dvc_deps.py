@@ -21,3 +21,14 @@ def test_each_stage_runs_its_own_short_script(name):
     script = ROOT / "stages" / f"{name}.py"
     assert STAGES[name]["cmd"] == f"python stages/{name}.py" and STAGES[name]["deps"][0] == f"stages/{name}.py"
     assert len(script.read_text().splitlines()) <= 40
+
+
+def test_dvc_reads_both_models_into_its_registry_with_type_and_labels():
+    """What DVC's model registry lists (dvc.yaml's artifacts, as DVC itself reads them)."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        artifacts = repo.artifacts.read()["dvc.yaml"]
+    assert {name: (entry.path, entry.type, entry.labels) for name, entry in artifacts.items()} == {
+        "cifar10-model": ("models/model.pt", "model", ["cifar10", "pytorch"]),
+        "cifar10-onnx": ("models/model.onnx", "model", ["cifar10", "onnx"])}
