@@ -40,19 +40,32 @@ def make_arrays(per_class_train: int = 6, per_class_test: int = 3, seed: int = 0
     return out
 
 
-# The assignments' plain recipe over the default params: SGD in PyTorch's units with OneCycle, no
-# lookahead or label smoothing, test scores on the curves; for tests written in those units.
-PLAIN_RECIPE = {"train.optimizer.name": "sgd", "train.scheduler.name": "onecycle", "train.optimizer.decoupled": False,
-                "train.optimizer.norm_bias_lr_scale": 1.0, "train.optimizer.lr": 0.05,
-                "train.optimizer.momentum": 0.9, "train.optimizer.weight_decay": 5e-4, "train.lookahead.every": 0,
-                "train.label_smoothing": 0.0, "train.test_curve": True}
-
 def param_parent(params: dict, dotted: str) -> tuple[dict, str]:
     """The mapping in params that holds a dotted key such as 'train.optimizer.lr', and its last part."""
     *parents, last = dotted.split(".")
     for key in parents:
         params = params[key]
     return params, last
+
+
+# The course assignments' plain training settings, for tests written in their units: SGD in
+# PyTorch's units with OneCycle, no lookahead or label smoothing, test scores on the curves, and
+# OneCycle's peak as the LR of other schedules. Read from conf/ (S7's recipe), their one source.
+PLAIN_KEYS = ("train.optimizer.name", "train.scheduler.name", "train.optimizer.decoupled",
+              "train.optimizer.norm_bias_lr_scale", "train.optimizer.momentum", "train.optimizer.weight_decay",
+              "train.lookahead.every", "train.label_smoothing", "train.test_curve")
+
+
+def _plain_recipe() -> dict:
+    assignment = compose(["recipe=s7_resnet18"])
+    plain = {}
+    for dotted in PLAIN_KEYS:
+        node, last = param_parent(assignment, dotted)
+        plain[dotted] = node[last]
+    return {**plain, "train.optimizer.lr": assignment["train"]["scheduler"]["onecycle"]["max_lr"]}
+
+
+PLAIN_RECIPE = _plain_recipe()
 
 
 @functools.cache
