@@ -149,7 +149,7 @@ def test_changing_the_model_reruns_train_and_after_only(first_run):
     log = dvc("exp", "run", "-S", "model=s9net", cwd=project)
     assert ran(log) == ["train", "evaluate", "export", "misclassify", "gradcam", "report"]
     report = (project / "reports" / "report.html").read_text()
-    assert "cifarlab report: s9net" in report and report.count("data:image/png;base64,") == 5
+    assert "cifarlab report: s9net" in report and report.count("data:image/png;base64,") == 6
     assert "s9net" in dvc("exp", "show", "--md", cwd=project)
 
 
