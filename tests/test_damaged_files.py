@@ -13,9 +13,9 @@ import pytest
 from cifarlab.core import io
 from cifarlab.core.errors import UserError
 from conftest import project_on_tree
+from test_pipeline import STAGES
 
 pytestmark = pytest.mark.slow
-STAGES = ["download", "stats", "train", "evaluate", "export", "misclassify", "gradcam", "report"]
 # each file an earlier stage writes: the stage that writes it and the stages that read it
 READERS = {
     "data/prepared.npz": ("download", ["stats", "train", "evaluate", "misclassify", "gradcam"]),

@@ -20,6 +20,7 @@ from cifarlab.core.io import read_table, write_csv, write_json
 from cifarlab.evaluate.figures import confusion_figure
 from cifarlab.gallery import gallery_figure
 from conftest import default_params_dict
+from test_pipeline import STAGES
 
 ALIAS_BOMB = textwrap.dedent("""
     a: &a [x, x, x, x, x, x, x, x, x, x]
@@ -410,7 +411,6 @@ def json_text(path) -> str:
     return path.read_text().strip()
 
 
-STAGES = ["download", "stats", "train", "evaluate", "export", "misclassify", "gradcam", "report"]
 
 
 def test_a_one_class_dataset_runs_every_stage_and_says_there_are_no_mistakes(tmp_path, run_python):

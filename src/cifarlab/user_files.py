@@ -13,7 +13,7 @@ from cifarlab.download.filetree import OS_JUNK
 
 MAX_PHOTO_BYTES = 1 << 30  # 1 GiB: above any image Pillow agrees to decode (its pixel limit x 3 x 16 bit ~ 0.5 GB)
 SPECIAL_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                 (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+                 (stat.S_ISBLK, "a block device"))  # folders are walked by image_files, never read
 
 
 def image_files(targets: list[Path]) -> list[Path]:
