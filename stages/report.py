@@ -1,6 +1,6 @@
 """Stage 7 — report: one HTML page (self-contained, opens offline) and a Markdown twin with the
 run summary, params, curves, LR range test, confusion matrix, per-class table, calibration,
-mistakes, GradCAM grids and the model summary; and the model card, from the same figures."""
+robustness, mistakes, GradCAM grids and the model summary; and the model card, from the same figures."""
 import cifarlab.core.interrupts  # noqa: F401  first: a Ctrl-C during the imports below ends in one line
 from cifarlab.config import load_params
 from cifarlab.core import paths
@@ -17,13 +17,14 @@ def main() -> None:
     train, evaluation = read_output_json(paths.METRICS_TRAIN), read_output_json(paths.METRICS_EVAL)
     train |= read_output_json(paths.TRAINING)
     details, gradcam = read_output_json(paths.CLASS_DETAILS), read_output_json(paths.METRICS_GRADCAM)
+    robustness = read_output_json(paths.METRICS_ROBUSTNESS)
     model, ckpt = load_checkpoint(paths.MODEL, models=params.model_choices())
-    sections = report_sections(params, train, evaluation, details, gradcam, model)
+    sections = report_sections(params, train, evaluation, robustness, details, gradcam, model)
     title = f"cifarlab report: {ckpt['model']}"
     with together():
         write_text(paths.REPORT_HTML, render_html(title, sections))
         write_text(paths.REPORT_MD, render_markdown(title, sections, paths.REPORT_MD.parent))
-        write_text(paths.MODEL_CARD, model_card(params, train, evaluation, details, gradcam))
+        write_text(paths.MODEL_CARD, model_card(params, train, evaluation, robustness, details, gradcam))
     print(f"report -> {paths.REPORT_HTML} and {paths.REPORT_MD}; model card -> {paths.MODEL_CARD}")
 
 

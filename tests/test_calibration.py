@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from cifarlab.evaluate.calibration import assess, calibration_error, cross_fitted, fit_temperature, reliability
-from cifarlab.evaluate.scoring import accuracy_interval, interval_95
+from cifarlab.evaluate.scoring import accuracy_interval
 from cifarlab.evaluate.suspects import suspect_labels
 from cifarlab.export.onnx import describe
+from cifarlab.intervals import interval_95
 from cifarlab.models import build_model
 from cifarlab.models.checkpoint import load_temperature, save_checkpoint
 from cifarlab.stats import Stats

@@ -1,4 +1,4 @@
-"""End to end: `dvc repro` in a fresh git+dvc copy of the project runs all eight stages, and
+"""End to end: `dvc repro` in a fresh git+dvc copy of the project runs all nine stages, and
 DVC reruns only what a change touches."""
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ import yaml
 
 import browser
 from cifarlab.config import parse_params
-from conftest import ROOT, SHARED_JPEG, copy_project, make_arrays, set_project_defaults, write_image_tree
+from conftest import CLASSES, ROOT, SHARED_JPEG, copy_project, make_arrays, set_project_defaults, write_image_tree
 from stage_imports import project_files
 
 pytestmark = pytest.mark.slow
-STAGES = ["download", "stats", "train", "evaluate", "export", "misclassify", "gradcam", "report"]
+STAGES = ["download", "stats", "train", "evaluate", "robustness", "export", "misclassify", "gradcam", "report"]
 
 
 def _env() -> dict:
@@ -89,7 +89,7 @@ def first_run(tmp_path_factory):
     return project, dvc("repro", cwd=project)
 
 
-def test_repro_runs_all_eight_stages_and_writes_every_output(first_run):
+def test_repro_runs_all_nine_stages_and_writes_every_output(first_run):
     project, log = first_run
     assert ran(log) == STAGES
     for path in declared_outputs(project):
@@ -103,9 +103,11 @@ def test_report_renders_in_a_browser_with_every_image_and_section(first_run, tmp
         pytest.skip("chromium not installed (.ci/run installs the Debian package)")
     project, _ = first_run
     rendered = browser.render(project / "reports" / "report.html", tmp_path / "report.png")
-    assert rendered["images"] == 6 and rendered["loaded"] == rendered["images"]
+    assert rendered["images"] == 8 and rendered["loaded"] == rendered["images"]
     for title in ("Run summary", "Loss, accuracy and learning rate", "Confusion matrix", "Per-class results",
                   "Calibration: is it as sure as it is right?", "Reliability diagram",
+                  "Robustness: accuracy under common corruptions (CIFAR-10-C)", "Accuracy per corruption and severity",
+                  "What the corruptions look like",
                   "Misclassified test images", "GradCAM at c4, on the same images", "Params",
                   "Model summary (torchsummary)"):
         assert title in rendered["sections"], title
@@ -118,7 +120,7 @@ def test_markdown_report_links_existing_images(first_run):
     project, _ = first_run
     markdown = (project / "reports" / "report.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(links) == 6
+    assert len(links) == 8
     assert all((project / "reports" / link).resolve().is_file() for link in links)
 
 
@@ -127,8 +129,10 @@ def test_the_model_card_states_the_runs_own_figures_under_a_hub_header(first_run
     _, header, body = (project / "reports" / "model_card.md").read_text().split("---\n", 2)
     evaluation = json.loads((project / "metrics" / "evaluate.json").read_text())
     (result,) = yaml.safe_load(header)["model-index"][0]["results"]
+    robustness = json.loads((project / "metrics" / "robustness.json").read_text())
     assert [metric["value"] for metric in result["metrics"]] == [
-        evaluation["accuracy"], evaluation["accuracy_without_tta"], evaluation["calibration_error_calibrated"]]
+        evaluation["accuracy"], evaluation["accuracy_without_tta"], evaluation["calibration_error_calibrated"],
+        robustness["mean_corruption_accuracy"]]
     for section in ("Intended use", "Out of scope", "Training data and procedure", "Evaluation", "Calibration",
                     "Robustness", "Suspect labels", "Explanations", "Limitations"):
         assert f"\n## {section}\n" in body, section
@@ -147,9 +151,9 @@ def test_changing_the_model_reruns_train_and_after_only(first_run):
     status = dvc("status", "--json", cwd=project)
     assert status.strip() == "{}"
     log = dvc("exp", "run", "-S", "model=s9net", cwd=project)
-    assert ran(log) == ["train", "evaluate", "export", "misclassify", "gradcam", "report"]
+    assert ran(log) == STAGES[2:]
     report = (project / "reports" / "report.html").read_text()
-    assert "cifarlab report: s9net" in report and report.count("data:image/png;base64,") == 6
+    assert "cifarlab report: s9net" in report and report.count("data:image/png;base64,") == 8
     assert "s9net" in dvc("exp", "show", "--md", cwd=project)
 
 
@@ -159,10 +163,15 @@ def test_evaluation_knobs_never_retrain(first_run):
     # every `-S` run starts from conf/, so the model of the run before is named again
     log = dvc("exp", "run", "-S", "model=s9net", "-S", "evaluate.batch_size=7", "-S", "misclassify.count=3",
               "-S", "gradcam.faithfulness.images=5", cwd=project)
-    assert ran(log) == ["evaluate", "misclassify", "gradcam", "report"]
+    assert ran(log) == ["evaluate", "robustness", "misclassify", "gradcam", "report"]
     log = dvc("exp", "run", "-S", "model=s9net", "-S", "evaluate.batch_size=7", "-S", "misclassify.count=3",
               "-S", "gradcam.faithfulness.images=5", "-S", "gradcam.faithfulness.fractions=[0.2,0.8]", cwd=project)
     assert ran(log) == ["gradcam", "report"]
+    log = dvc("exp", "run", "-S", "model=s9net", "-S", "evaluate.batch_size=7", "-S", "misclassify.count=3",
+              "-S", "gradcam.faithfulness.images=5", "-S", "gradcam.faithfulness.fractions=[0.2,0.8]",
+              "-S", "robustness.images_per_class=2", cwd=project)
+    assert ran(log) == ["robustness", "report"]
+    assert json.loads((project / "metrics" / "robustness.json").read_text())["images"] == 2 * len(CLASSES)
 
 
 def test_an_edit_to_any_library_file_reruns_exactly_the_stages_that_run_it(first_run):

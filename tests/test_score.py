@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cifarlab.evaluate.scoring import wilson_interval
+from cifarlab.intervals import wilson_interval
 from conftest import CLASSES, make_arrays, write_image_tree
 from test_use_the_model import _checkpoint
 

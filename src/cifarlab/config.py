@@ -222,6 +222,11 @@ class EvaluateConfig(Section):
     tta: _choice(TTA_MODES)
 
 
+class RobustnessConfig(Section):
+    images_per_class: int = Field(ge=1)
+    seed: int = Field(ge=0)
+
+
 class MisclassifyConfig(Section):
     count: int = Field(ge=1)
     order: _choice(ORDERS)
@@ -255,6 +260,7 @@ class Params(Section):
     augment: AugmentConfig
     train: TrainConfig
     evaluate: EvaluateConfig
+    robustness: RobustnessConfig
     misclassify: MisclassifyConfig
     gradcam: GradcamConfig
 

@@ -22,7 +22,8 @@ from cifarlab.core.io import remove, save_figure, together, write_csv, write_jso
 from cifarlab.download.filetree import FileTree, open_tree
 from cifarlab.download.imagefolder import decode_image
 from cifarlab.download.sources import find_root, prepare
-from cifarlab.evaluate.scoring import confusion_matrix, wilson_interval
+from cifarlab.evaluate.scoring import confusion_matrix
+from cifarlab.intervals import wilson_interval
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
 from cifarlab.predict import probabilities
 

@@ -43,6 +43,9 @@ CURVES_PNG = TRAIN_FIGURES / "curves.png"
 LR_FINDER_PNG = TRAIN_FIGURES / "lr_finder.png"  # only when the LR range test ran
 CONFUSION_PNG = Path("plots/4-evaluate/confusion.png")
 RELIABILITY_PNG = Path("plots/4-evaluate/reliability.png")
+ROBUSTNESS_FIGURES = Path("plots/4-robustness")
+ROBUSTNESS_PNG = ROBUSTNESS_FIGURES / "corruption_accuracy.png"
+CORRUPTIONS_PNG = ROBUSTNESS_FIGURES / "corruption_examples.png"
 GALLERY_PNG = Path("plots/5-misclassify/misclassified.png")
 GRADCAM_DIR = Path("plots/6-gradcam")  # one gradcam-<n>.png per explained layer (n: its place in gradcam.layers), then:
 FAITHFULNESS_PNG = GRADCAM_DIR / "road_faithfulness.png"
@@ -52,6 +55,8 @@ LR_FINDER_CSV = Path("plots/lr_finder.csv")  # the range test's curve; no rows w
 CONFUSION_CSV = Path("plots/confusion.csv")
 RELIABILITY = Path("plots/reliability")  # the reliability diagram's points: <kind of prediction>.csv
 METRICS_GRADCAM = Path("metrics/gradcam.json")
+METRICS_ROBUSTNESS = Path("metrics/robustness.json")  # accuracy under the CIFAR-10-C corruptions
+ROBUSTNESS_CSV = Path("plots/robustness.csv")  # corruption, severity, accuracy
 FAITHFULNESS_CSV = Path("eval/faithfulness.csv")  # ROAD curves: layer, order, fraction, probability
 REPORT_HTML = Path("reports/report.html")
 REPORT_MD = Path("reports/report.md")
@@ -60,4 +65,4 @@ RESUME_STATE = Path(".cache/train_state.pt")  # outside DVC's outs, so it surviv
 # which stage writes each file that a later stage reads: the rerun a damaged file needs
 WRITTEN_BY = {PREPARED: "download", STATS: "stats", MODEL: "train", METRICS_TRAIN: "train", TRAINING: "train",
               PREDICTIONS: "evaluate", METRICS_EVAL: "evaluate", CALIBRATION: "evaluate", CLASS_DETAILS: "evaluate",
-              MISCLASSIFIED: "misclassify", METRICS_GRADCAM: "gradcam"}
+              MISCLASSIFIED: "misclassify", METRICS_GRADCAM: "gradcam", METRICS_ROBUSTNESS: "robustness"}

@@ -2,8 +2,6 @@
 the most-confused class pairs, and test-time augmentation."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import torch
@@ -13,6 +11,7 @@ from torch import nn
 from cifarlab.evaluate.suspects import suspect_labels
 from cifarlab.feed.batches import Batches, eval_batches
 from cifarlab.feed.inference import accuracy, predict
+from cifarlab.intervals import interval_95
 from cifarlab.predictions import chance_words
 
 
@@ -107,26 +106,6 @@ def most_confused(matrix: np.ndarray, classes: list[str], top: int = 5) -> list[
     pairs = [np.unravel_index(i, off.shape) for i in order]
     return [{"actual": classes[a], "predicted": classes[p], "count": int(off[a, p])}
             for a, p in pairs if off[a, p] > 0]
-
-
-Z95 = 1.959964  # the standard normal quantile of a two-sided 95% interval
-
-
-def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (E. B. Wilson, 1927), in percent: unlike the normal
-    approximation it stays inside 0..100 and is sound for small samples and accuracies near 100%."""
-    if total == 0:
-        return 0.0, 100.0
-    p, zz = correct / total, z * z
-    centre = (p + zz / (2 * total)) / (1 + zz / total)
-    half = z / (1 + zz / total) * math.sqrt(p * (1 - p) / total + zz / (4 * total * total))
-    return 100 * max(centre - half, 0.0), 100 * min(centre + half, 1.0)
-
-
-def interval_95(correct: int, total: int) -> dict:
-    """The accuracy's 95% Wilson interval, in percent, as metrics files hold it."""
-    low, high = wilson_interval(correct, total)
-    return {"low": round(low, 2), "high": round(high, 2)}
 
 
 def accuracy_interval(logits: torch.Tensor, labels: torch.Tensor) -> dict:

@@ -115,7 +115,23 @@ def calibration_rows(evaluation: dict) -> list[tuple[str, str]]:
     ]
 
 
-def report_sections(params: Params, train: dict, evaluation: dict, details: dict, gradcam: dict,
+def robustness_rows(robustness: dict) -> list[tuple[str, str]]:
+    """The corruption grid in a few numbers; the heat map below has every cell."""
+    interval = robustness["mean_corruption_accuracy_95"]
+    best = max(robustness["corruption_accuracy"].items(), key=lambda item: item[1]["mean"])
+    return [
+        ("images", f"{robustness['images']:,} of the test split, class-balanced (robustness.images_per_class)"),
+        ("clean", f"{robustness['clean_accuracy']:.2f}% (95%: {_interval(robustness['clean_accuracy_95'])})"),
+        ("mean over 15 corruptions x 5 severities", f"{robustness['mean_corruption_accuracy']:.2f}% (95%: "
+                                                    f"{_interval(interval)}), {robustness['mean_drop']:.2f} points "
+                                                    "below clean"),
+        ("worst corruption", f"{robustness['worst_corruption'].replace('_', ' ')}: "
+                             f"{robustness['worst_corruption_accuracy']:.2f}% over its 5 severities"),
+        ("least harmful corruption", f"{best[0].replace('_', ' ')}: {best[1]['mean']:.2f}%"),
+    ]
+
+
+def report_sections(params: Params, train: dict, evaluation: dict, robustness: dict, details: dict, gradcam: dict,
                     model: nn.Module) -> list[Section]:
     confused = [(f"{pair['actual']} taken for {pair['predicted']}", f"{pair['count']} images")
                 for pair in details["most_confused"]]
@@ -129,6 +145,9 @@ def report_sections(params: Params, train: dict, evaluation: dict, details: dict
         Section("Most confused classes", "table", confused or [("none", "no mistakes")]),
         Section("Calibration: is it as sure as it is right?", "table", calibration_rows(evaluation)),
         Section("Reliability diagram", "image", paths.RELIABILITY_PNG),
+        Section("Robustness: accuracy under common corruptions (CIFAR-10-C)", "table", robustness_rows(robustness)),
+        Section("Accuracy per corruption and severity", "image", paths.ROBUSTNESS_PNG),
+        Section("What the corruptions look like", "image", paths.CORRUPTIONS_PNG),
         Section("Misclassified test images", "image", paths.GALLERY_PNG),
         *[Section(f"GradCAM at {name}, on the same images", "image", paths.GRADCAM_DIR / figure)
           for name, figure in zip(gradcam["layers"], gradcam["figures"])],
