@@ -1,11 +1,14 @@
 """What users' photo folders and model files hold, round 5: special files, files far too large to
-be photos, work bombs after decoding, names no terminal or CSV shows plainly, and a model file of
-the wrong kind. Each is one line naming the file, the rest of the folder is still predicted, and
-nothing blocks, reads without end or fills the memory."""
+be photos, work bombs after decoding, every mode Pillow reads, files that are not images, names
+no terminal or CSV shows plainly, a model file of the wrong kind, and thousands of photos. Each bad
+file is one line naming it, the rest of the folder is still predicted, and nothing blocks, reads
+without end or fills the memory."""
 from __future__ import annotations
 
+import io
 import os
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -14,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
+from cifarlab.download.imagefolder import decode_image
 from cifarlab.user_files import shown_name
 from test_use_the_model import _checkpoint
 
@@ -117,3 +122,108 @@ def test_an_onnx_file_given_as_the_model_is_one_line_saying_what_runs_it(project
     assert done.returncode == 2
     (line,) = done.stderr.decode().strip().splitlines()
     assert line.startswith("error: model.onnx: an ONNX file") and "onnxruntime" in line
+
+
+def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+RED, BLUE = Image.new("RGB", (40, 30), (250, 10, 10)), Image.new("RGB", (40, 30), (10, 10, 250))
+MODES = {  # what phones and editors write: each predicted, animated and multi-page ones from their first frame
+    "animated.gif": _encoded(RED, "GIF", save_all=True, append_images=[BLUE], duration=100, loop=0),
+    "animated.webp": _encoded(RED, "WEBP", save_all=True, append_images=[BLUE], duration=100, lossless=True),
+    "pages.tif": _encoded(RED, "TIFF", save_all=True, append_images=[BLUE]),
+    "cmyk.jpg": _encoded(RED.convert("CMYK"), "JPEG", quality=95),
+    "palette-transparent.png": _encoded(RED.convert("P"), "PNG", transparency=0),
+    "grey-alpha.png": _encoded(RED.convert("LA"), "PNG"),
+    "deep16.tif": _encoded(Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16)), "TIFF"),
+    "float.tif": _encoded(Image.fromarray(np.full((30, 40), 0.5, dtype=np.float32)), "TIFF"),
+}
+
+
+def test_every_pillow_mode_a_phone_or_editor_writes_is_predicted(project):
+    for name, data in MODES.items():
+        (project / "photos" / name).write_bytes(data)
+    done = _predict_capped(project, "photos", "--csv", "out.csv")
+    assert done.returncode == 0 and not _errors(done), done.stderr
+    assert sorted(pd.read_csv(project / "out.csv")["file"]) == sorted(f"photos/{name}" for name in [*MODES, "good.png"])
+
+
+@pytest.mark.parametrize("name", ["animated.gif", "animated.webp", "pages.tif"])
+def test_an_animated_or_multi_page_image_is_its_first_frame(name):
+    assert decode_image(MODES[name], name, 32)[16, 16].tolist() == [250, 10, 10]  # red first, then blue
+
+
+@pytest.mark.parametrize(("name", "value"), [("cmyk.jpg", [250, 10, 10]), ("grey-alpha.png", [82, 82, 82]),
+                                             ("deep16.tif", [156, 156, 156]), ("float.tif", [128, 128, 128])])
+def test_each_mode_becomes_the_rgb_it_shows(name, value):
+    """CMYK converted back, grey repeated in three channels, 16-bit and float scaled to 8 bits."""
+    assert np.abs(decode_image(MODES[name], name, 32)[16, 16].astype(int) - value).max() <= 2
+
+
+def _damaged_png(good: bytes, chunk: bytes) -> bytes:
+    """`good` with one byte of `chunk`'s checksum flipped: the image data itself intact."""
+    at = 8
+    while good[at + 4:at + 8] != chunk:
+        at += 12 + struct.unpack(">I", good[at:at + 4])[0]
+    damaged = bytearray(good)
+    damaged[at + 8 + struct.unpack(">I", good[at:at + 4])[0]] ^= 0xFF
+    return bytes(damaged)
+
+
+def test_what_is_not_an_image_is_one_line_each_and_the_rest_is_predicted(project):
+    photos = project / "photos"
+    good = (photos / "good.png").read_bytes()
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "drawing.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>')
+    (photos / "scan.pdf").write_bytes(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+    (photos / "bad-header-checksum.png").write_bytes(_damaged_png(good, b"IHDR"))
+    (photos / "bad-data-checksum.png").write_bytes(_damaged_png(good, b"IDAT"))
+    (photos / "holiday.jpg").mkdir()  # an empty folder named like an image
+    _photo(photos / "album.jpg" / "inside.png", seed=1)  # a folder named like an image, with a photo: walked
+    done = _predict_capped(project, "photos")
+    assert done.returncode == 1, done.stderr
+    assert sorted(_errors(done)) == [
+        "error: photos/bad-data-checksum.png: not a readable image (SyntaxError: broken PNG file (bad header "
+        "checksum in b'IDAT'))",
+        "error: photos/bad-header-checksum.png: a damaged PNG file (its header cannot be read)",
+        "error: photos/drawing.svg: not a readable image (not in a format Pillow knows; SVG, PDF and the like: "
+        "export them as PNG or JPEG)",
+        "error: photos/empty.jpg: an empty file (0 bytes), not an image",
+        "error: photos/holiday.jpg: not an image file but an empty folder named like one; skipped",
+        "error: photos/scan.pdf: not a readable image (not in a format Pillow knows; SVG, PDF and the like: "
+        "export them as PNG or JPEG)"]
+    assert [line.split(":")[0] for line in done.stdout.decode().splitlines()] == ["photos/album.jpg/inside.png",
+                                                                                   "photos/good.png"]
+
+
+def test_thousands_of_images_are_read_a_batch_at_a_time(project, monkeypatch):
+    """3,000 photos (hard links to one) for a 128-pixel model: all their inputs at once would take
+    147 MB; read and predicted a batch at a time they stay far below (the model itself is
+    replaced by a uniform guess, since its cost is not what is measured), and every row arrives."""
+    import tracemalloc
+
+    from cifarlab import predict
+    from cifarlab.models import build_model
+    from cifarlab.models.checkpoint import save_checkpoint
+    from test_use_the_model import STATS
+
+    save_checkpoint(project / "big.pt", "tiny", build_model("tiny", 3).state_dict(), ["bird", "cat", "ship"], STATS,
+                    0, {}, "fp32", 128)
+    many = project / "many"
+    many.mkdir()
+    _photo(many / "0000.png", size=(160, 128))
+    for number in range(1, 3000):
+        os.link(many / "0000.png", many / f"{number:04d}.png")
+    monkeypatch.setattr(predict, "probabilities", lambda model, images, *_: torch.full((len(images), 3), 1 / 3))
+    monkeypatch.chdir(project)
+    tracemalloc.start()
+    try:
+        assert predict.main(["many", "--model", "big.pt", "--csv", "out.csv"]) == 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(pd.read_csv(project / "out.csv")) == 3000
+    assert peak < 60 << 20, f"{peak / 2**20:.0f} MB"

@@ -201,7 +201,7 @@ def test_an_edit_to_any_library_file_reruns_exactly_the_stages_that_run_it(first
         assert repo.status() == {}
     assert not wrong, wrong
     assert all(stale == {"report"} for name, stale in reruns.items() if name.startswith("report/"))
-    assert reruns["feed/augment.py"] == {"train", "evaluate"}
+    assert reruns["feed/augment.py"] == {"train", "evaluate", "robustness"}
 
 
 SMOKE = ["-S", "train.epochs=2", "-S", "fp32_cpu.epochs=2", "-S", "train.scheduler.onecycle.peak_epoch=1",

@@ -42,11 +42,10 @@ def read_inputs(files: list[Path], size: int) -> tuple[list[Path], list[np.ndarr
 @torch.no_grad()
 def probabilities(model: torch.nn.Module, images: list[np.ndarray], stats: Stats,
                   temperature: float = 1.0) -> torch.Tensor:
-    """Softmax over the classes for every image, the logits divided by the calibrating
-    temperature, in batches, with a progress bar for many."""
-    batches = [images[start:start + BATCH] for start in range(0, len(images), BATCH)]
-    out = [torch.softmax(model(normalised(batch, stats)).float() / temperature, dim=1)
-           for batch in tqdm(batches, desc="predicting", unit="batch", disable=len(batches) < 2)]
+    """Softmax over the classes for each image, the logits divided by the calibrating
+    temperature, BATCH images per forward pass."""
+    out = [torch.softmax(model(normalised(images[start:start + BATCH], stats)).float() / temperature, dim=1)
+           for start in range(0, len(images), BATCH)]
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -64,9 +63,10 @@ def top_table(files: list[Path], probs: torch.Tensor, classes: list[str], top: i
 
 
 def explain(model: torch.nn.Module, ckpt: dict, files: list[Path], images: list[np.ndarray], predicted: list[int],
-            folder: Path) -> None:
+            folder: Path, first: int = 1) -> None:
     """Per image, GradCAM of the predicted class at the model's default layer (the gradcam
-    stage's code), over the image as the model saw it: folder/<n>-<file stem>.png."""
+    stage's code), over the image as the model saw it: folder/<n>-<file stem>.png, n counting
+    from `first`."""
     # captum and matplotlib load only when explanations are asked for: a plain prediction starts faster
     from cifarlab.gallery import gallery_figure
     from cifarlab.gradcam.figures import overlay
@@ -75,8 +75,7 @@ def explain(model: torch.nn.Module, ckpt: dict, files: list[Path], images: list[
     layer_name = GRADCAM_LAYERS[ckpt["model"]].default
     layer = getattr(model, layer_name)
     stats = checkpoint_stats(ckpt)
-    for number, (path, image, label) in enumerate(tqdm(list(zip(files, images, predicted)), desc="explaining",
-                                                      unit="image", disable=len(files) < 10), start=1):
+    for number, (path, image, label) in enumerate(zip(files, images, predicted), start=first):
         cam = gradcam_maps(model, layer, normalised([image], stats), torch.tensor([label]))[0]
         captions = [shown_name(Path(path.name)), f"why {ckpt['classes'][label]}?"]
         figure = gallery_figure([image, overlay(image, cam)], captions, columns=2, title=f"GradCAM at {layer_name}")
@@ -114,20 +113,27 @@ def main(argv: list[str] | None = None) -> int:
     temperature, uncalibrated = load_temperature(args.model, ckpt)
     if uncalibrated:
         print(f"note: {uncalibrated}", file=sys.stderr)
-    files, images, errors = read_inputs(found, ckpt["image_size"])
-    for line in errors:
-        print(f"error: {line}", file=sys.stderr)
-    probs = probabilities(model, images, checkpoint_stats(ckpt), temperature)
-    table = top_table(files, probs, ckpt["classes"], args.top)
-    for row in table.itertuples(index=False):
-        guesses = ", ".join(f"{row[i]} {row[i + 1]:.2f}" for i in range(1, len(row), 2))
-        print(f"{row.file}: {guesses}")
+    tables, failed, stats = [], 0, checkpoint_stats(ckpt)
+    slow = 10 if args.explain else BATCH  # a progress bar from this many images on
+    # a bar for a terminal only: elsewhere (a log, a pipe) it would be redrawn after every printed row
+    with tqdm(total=len(found), desc="predicting", unit="image", disable=None if len(found) >= slow else True) as bar:
+        for start in range(0, len(found), BATCH):  # a batch at a time: memory does not grow with the folder
+            files, images, errors = read_inputs(found[start:start + BATCH], ckpt["image_size"])
+            for line in errors:
+                tqdm.write(f"error: {line}", file=sys.stderr)
+            probs = probabilities(model, images, stats, temperature)
+            table = top_table(files, probs, ckpt["classes"], args.top)
+            for row in table.itertuples(index=False):
+                tqdm.write(f"{row.file}: " + ", ".join(f"{row[i]} {row[i + 1]:.2f}" for i in range(1, len(row), 2)),
+                           file=sys.stdout)
+            if args.explain and files:
+                explain(model, ckpt, files, images, probs.argmax(1).tolist(), args.explain, first=start + 1)
+            tables.append(table)
+            failed += len(errors)
+            bar.update(len(files) + len(errors))
     if args.csv:
-        write_csv(args.csv, table)
-    if args.explain and files:
-        explain(model, ckpt, files, images, probs.argmax(1).tolist(), args.explain)
-    return 1 if errors else 0
-
+        write_csv(args.csv, pd.concat(tables, ignore_index=True))
+    return 1 if failed else 0
 
 if __name__ == "__main__":
     sys.exit(main())

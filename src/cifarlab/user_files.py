@@ -8,24 +8,32 @@ import os
 import stat
 from pathlib import Path
 
+from PIL import Image
+
 from cifarlab.core.errors import UserError
 from cifarlab.download.filetree import OS_JUNK
 
 MAX_PHOTO_BYTES = 1 << 30  # 1 GiB: above any image Pillow agrees to decode (its pixel limit x 3 x 16 bit ~ 0.5 GB)
 SPECIAL_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                 (stat.S_ISBLK, "a block device"))  # folders are walked by image_files, never read
+                 (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "an empty folder named like one"))
 
 
 def image_files(targets: list[Path]) -> list[Path]:
     """The paths named, and everything under the folders named but folders and what the OS or
-    the user hides (sorted, recursively): special files are listed, so each is refused by name."""
+    the user hides (sorted, recursively): special files are listed, so each is refused by name,
+    and so is an empty folder named like an image (holiday.jpg/), which a user took for one."""
     files = []
     for target in targets:
         if target.is_dir():
-            files += sorted(path for path in target.rglob("*") if not path.is_dir() and not _hidden(path, target))
+            files += sorted(path for path in target.rglob("*")
+                            if not _hidden(path, target) and (not path.is_dir() or _empty_image_folder(path)))
         else:
             files.append(target)
     return files
+
+
+def _empty_image_folder(path: Path) -> bool:
+    return path.suffix.lower() in Image.registered_extensions() and not any(path.iterdir())
 
 
 def _hidden(path: Path, top: Path) -> bool:
@@ -47,8 +55,8 @@ def read_photo(path: Path) -> bytes:
         raise UserError(f"{shown_name(path)}: {info.st_size / 2**30:.1f} GiB, too large to be a photo (at most "
                         f"{MAX_PHOTO_BYTES // 2**30} GiB); skipped unread")
     try:
-        with open(path, "rb") as handle:
-            return handle.read(MAX_PHOTO_BYTES + 1)
+        with open(path, "rb") as handle:  # read(n) reserves n bytes first: the file's size, not the limit
+            return handle.read(info.st_size)
     except OSError as err:
         raise UserError(f"{shown_name(path)}: cannot be read ({err.strerror or err})") from None
 

@@ -115,15 +115,36 @@ def to_rgb8(img: Image.Image, where: str, white: float | None = None) -> Image.I
     return img.convert("RGB")
 
 
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"II*\x00": "TIFF",
+              b"MM\x00*": "TIFF"}  # how these formats' files begin, to name a damaged one as such
+
+
+def _unknown(data: bytes, where: str) -> UserError:
+    """Why Pillow could not tell what `data` is: empty, a damaged file of a known kind, or another kind."""
+    if not data:
+        return UserError(f"{where}: an empty file (0 bytes), not an image")
+    for signature, kind in SIGNATURES.items():
+        if data.startswith(signature):
+            return UserError(f"{where}: a damaged {kind} file (its header cannot be read)")
+    return UserError(f"{where}: not a readable image (not in a format Pillow knows; SVG, PDF and the like: "
+                     "export them as PNG or JPEG)")
+
+
 def read_rgb(data: bytes, where: str) -> Image.Image:
     """One image file's bytes as upright 8-bit RGB (its EXIF orientation applied); anything
     unreadable, damaged metadata included, is a UserError naming `where`: Pillow raises many
-    kinds of exception on damaged files, none of which should end in a traceback."""
+    kinds of exception on damaged files, none of which should end in a traceback. A PNG's
+    checksums are verified first (Pillow's decoder ignores those of the pixel data), and the
+    pixels are decoded before the EXIF is read, so each kind of damage is named as what it is."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a few KB that decode to gigapixels
+            if data.startswith(b"\x89PNG"):
+                with Image.open(io.BytesIO(data)) as probe:
+                    probe.verify()
             with Image.open(io.BytesIO(data)) as img:
                 white = white_level(img, where) if img.mode.startswith("I") else None
+                img.load()  # animated or multi-page: the first frame or page
                 try:
                     upright = ImageOps.exif_transpose(img)
                 except Exception as err:  # a damaged EXIF block: which way is up cannot be known
@@ -136,7 +157,7 @@ def read_rgb(data: bytes, where: str) -> Image.Image:
         raise UserError(f"{where}: refusing an image of more than {Image.MAX_IMAGE_PIXELS:,} pixels "
                         "(a decompression bomb?)") from None
     except UnidentifiedImageError:
-        raise UserError(f"{where}: not a readable image (not in a format Pillow knows)") from None
+        raise _unknown(data, where) from None
     except (OSError, ValueError) as err:
         raise UserError(f"{where}: not a readable image ({err})") from None
     except Exception as err:  # SyntaxError, struct.error, IndexError, ... from a damaged file
