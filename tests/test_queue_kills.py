@@ -1,0 +1,88 @@
+"""A queue worker killed mid-training (a closed lid, the out-of-memory killer): the experiment is
+never shown as finished with its partial metrics, `python -m cifarlab.requeue` puts it back, the
+next `dvc queue start` reruns it to the end, and the other queued experiment runs once, untouched."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from test_pipeline import _env, dvc, make_arrays, make_project, sh, write_image_tree
+
+EPOCHS = 40  # long enough that the kill lands mid-training
+
+
+def _start_queue(project: Path) -> None:
+    """`dvc queue start -j 1`: it returns once it has spawned the worker, which runs on in the
+    background in a process group of its own."""
+    subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", "1"], cwd=project, env=_env(), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _kill_worker(project: Path) -> None:
+    """SIGKILL to the worker and everything it started, as the out-of-memory killer or a reboot
+    would end them: nothing gets to clean up."""
+    pid = int((project / ".dvc" / "tmp" / "exps" / "celery" / "dvc-exp-worker-1.pid").read_text())
+    group = os.getpgid(pid)
+    os.killpg(group, signal.SIGKILL)
+    _wait_for(lambda: not _group_alive(group), "the killed worker to go")
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_for(condition, what: str, seconds: float = 600) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def _states(project: Path) -> dict[str, str]:
+    shown = pd.read_csv(io.StringIO(dvc("exp", "show", "--csv", cwd=project)))
+    runs = shown[shown["typ"] != "baseline"]
+    return dict(zip(runs["Experiment"], runs["State"]))
+
+
+def _queue_idle(project: Path) -> bool:
+    status = dvc("queue", "status", cwd=project)
+    return " Queued" not in status and " Running" not in status
+
+
+def test_a_killed_worker_s_experiment_is_queued_again_and_reruns_cleanly(tmp_path):
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
+    project = make_project(tmp_path / "project", str(tree))
+    dvc("exp", "run", "--queue", "-n", "victim", "-S", f"train.epochs={EPOCHS}", cwd=project)
+    dvc("exp", "run", "--queue", "-n", "bystander", "-S", "train.seed=2", cwd=project)
+    _start_queue(project)
+    copies = project / ".dvc" / "tmp" / "exps"
+    _wait_for(lambda: any(copies.glob("tmp*/.cache/train_state.pt")), "the first epoch of the victim")
+    _kill_worker(project)
+
+    states = _states(project)
+    assert states["victim"] != "Success" and states["bystander"] == "Queued", states  # no half run shown as done
+    printed = sh(sys.executable, "-m", "cifarlab.requeue", cwd=project)
+    assert "queued again: victim" in printed and "dvc queue start" in printed, printed
+    assert _states(project)["victim"] == "Queued"
+    assert not list(copies.glob("tmp*")), list(copies.glob("tmp*"))  # the dead run's copy is gone
+    assert "nothing to queue again" in sh(sys.executable, "-m", "cifarlab.requeue", cwd=project)
+
+    _start_queue(project)
+    _wait_for(lambda: _queue_idle(project), "the queue to finish")
+    shown = pd.read_csv(io.StringIO(dvc("exp", "show", "--csv", cwd=project)))
+    runs = shown[shown["typ"] != "baseline"].set_index("Experiment")
+    assert sorted(runs.index) == ["bystander", "victim"], shown  # each once
+    assert (runs["State"] == "Success").all(), shown
+    assert int(runs.loc["victim", "train.epochs"]) == EPOCHS and int(runs.loc["bystander", "train.seed"]) == 2
+    assert runs["accuracy"].astype(float).notna().all(), shown  # both ran to the end of the pipeline
