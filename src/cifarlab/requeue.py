@@ -7,11 +7,11 @@ metrics of its last finished epoch, and no later `dvc queue start` runs it. This
 (not done, no live worker running them, their process gone), puts the same stashed experiment
 (same code, params and name) back on the queue and forgets the dead task and its temporary copy,
 so the next `dvc queue start` runs it again from the start. Queued, running and finished
-experiments are left as they are."""
+experiments are left as they are. DVC has no public call for this, so it uses DVC's local queue
+(LocalCeleryQueue) from inside; tests/test_queue_kills.py runs it end to end on the installed DVC."""
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -27,18 +27,10 @@ class Orphan:
     kwargs: dict
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def orphans(queue) -> list[Orphan]:
     """The started tasks of DVC's local queue that nothing will ever finish."""
+    import psutil
+
     running = queue._get_running_task_ids()  # asks the live workers, if any
     found = []
     for message, entry in queue._iter_processed():
@@ -46,7 +38,7 @@ def orphans(queue) -> list[Orphan]:
         if task_id in running or queue.celery.AsyncResult(task_id).ready():
             continue
         process = queue.proc.get(entry.stash_rev)
-        if process is not None and process.returncode is None and _alive(process.pid):
+        if process is not None and process.returncode is None and psutil.pid_exists(process.pid):
             continue  # its worker died but the experiment still runs
         _args, kwargs, _embed = message.decode()
         found.append(Orphan(message, entry, kwargs))
