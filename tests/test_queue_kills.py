@@ -1,17 +1,18 @@
 """A queue worker killed mid-training (a closed lid, the out-of-memory killer): the experiment is
-never shown as finished with its partial metrics, `python -m cifarlab.requeue` puts it back, the
+never shown as finished with its partial metrics, `python -m cifarlab.requeue` puts it back and
+stops the stage the kill left training, the
 next `dvc queue start` reruns it to the end, and the other queued experiment runs once, untouched."""
 from __future__ import annotations
 
 import io
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 
 from test_pipeline import _env, dvc, make_arrays, make_project, sh, write_image_tree
 
@@ -25,21 +26,33 @@ def _start_queue(project: Path) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _kill_worker(project: Path) -> None:
-    """SIGKILL to the worker and everything it started, as the out-of-memory killer or a reboot
-    would end them: nothing gets to clean up."""
+def _kill_worker_but_not_its_stage(project: Path) -> psutil.Process:
+    """SIGKILL to the worker and DVC's processes under it, nothing getting to clean up; the stage
+    it was running survives, orphaned, as a process the killer missed would. Returns that stage."""
     pid = int((project / ".dvc" / "tmp" / "exps" / "celery" / "dvc-exp-worker-1.pid").read_text())
-    group = os.getpgid(pid)
-    os.killpg(group, signal.SIGKILL)
-    _wait_for(lambda: not _group_alive(group), "the killed worker to go")
+    group = [process for process in psutil.process_iter() if _in_group(process, os.getpgid(pid))]
+    stages = [process for process in group if any("stages/" in part for part in process.cmdline())]
+    assert len(stages) == 1, stages
+    for process in group:
+        if process not in stages:
+            process.kill()
+    psutil.wait_procs([process for process in group if process not in stages], timeout=30)
+    return stages[0]
 
 
-def _group_alive(group: int) -> bool:
+def _in_group(process: psutil.Process, group: int) -> bool:
     try:
-        os.killpg(group, 0)
+        return os.getpgid(process.pid) == group
     except ProcessLookupError:
         return False
-    return True
+
+
+def _ended(process: psutil.Process) -> bool:
+    """Gone, or a zombie nobody reaps (its parent was killed)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _wait_for(condition, what: str, seconds: float = 600) -> None:
@@ -68,7 +81,7 @@ def test_a_killed_worker_s_experiment_is_queued_again_and_reruns_cleanly(tmp_pat
     _start_queue(project)
     copies = project / ".dvc" / "tmp" / "exps"
     _wait_for(lambda: any(copies.glob("tmp*/.cache/train_state.pt")), "the first epoch of the victim")
-    _kill_worker(project)
+    stage = _kill_worker_but_not_its_stage(project)
 
     states = _states(project)
     assert states["victim"] != "Success" and states["bystander"] == "Queued", states  # no half run shown as done
@@ -76,6 +89,7 @@ def test_a_killed_worker_s_experiment_is_queued_again_and_reruns_cleanly(tmp_pat
     assert "queued again: victim" in printed and "dvc queue start" in printed, printed
     assert _states(project)["victim"] == "Queued"
     assert not list(copies.glob("tmp*")), list(copies.glob("tmp*"))  # the dead run's copy is gone
+    assert _ended(stage)  # the orphaned stage no longer trains in it
     assert "nothing to queue again" in sh(sys.executable, "-m", "cifarlab.requeue", cwd=project)
 
     _start_queue(project)

@@ -83,7 +83,7 @@ def _stop_leftovers(copy: Path) -> None:
     leftovers = []
     for process in psutil.process_iter():
         try:
-            if copy == Path(process.cwd()).resolve() or copy in Path(process.cwd()).resolve().parents:
+            if Path(process.cwd()).resolve().is_relative_to(copy):
                 leftovers.append(process)
         except (psutil.Error, OSError):  # gone meanwhile, or not ours to inspect
             continue
