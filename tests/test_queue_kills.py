@@ -31,8 +31,11 @@ def _kill_worker_but_not_its_stage(project: Path) -> psutil.Process:
     it was running survives, orphaned, as a process the killer missed would. Returns that stage."""
     pid = int((project / ".dvc" / "tmp" / "exps" / "celery" / "dvc-exp-worker-1.pid").read_text())
     group = [process for process in psutil.process_iter() if _in_group(process, os.getpgid(pid))]
-    stages = [process for process in group if any("stages/" in part for part in process.cmdline())]
-    assert len(stages) == 1, stages
+    running_a_stage = [process for process in group if any("stages/" in part for part in process.cmdline())]
+    # DVC runs a stage's cmd through `$SHELL -c` (/bin/sh without SHELL); dash keeps itself as the
+    # python's parent, bash execs: the stage is the process whose children run no stage
+    stages = [process for process in running_a_stage if not set(process.children()) & set(running_a_stage)]
+    assert len(stages) == 1, running_a_stage
     for process in group:
         if process not in stages:
             process.kill()
