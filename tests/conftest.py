@@ -1,6 +1,14 @@
 """Shared fixtures: small generated datasets in every source format the download stage reads."""
 from __future__ import annotations
 
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # before torch is imported here or in a test's subprocess
+    # test workers share the cores as queued experiments do (README): a share each, not all of them
+    # each, which makes the threads of two trainings wait on one another
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 import copy
 import functools
 import json
