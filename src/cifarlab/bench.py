@@ -7,7 +7,8 @@ albumentations, workers 0, fp32, contiguous), taking turns in the same run so th
 the speed-up is params.yaml's loader against the reference; with MACs per image and the compute
 rate. With --processes, also a default-path epoch trained data-parallel by 1, 2, ... processes;
 with --stages, each pipeline stage's start-up (process start to main(): interpreter and imports).
-With --estimate, only what a whole `dvc repro` of the params will take here (cifarlab.estimate)."""
+With --estimate, only what a whole `dvc repro` of the params will take here, for every run the plan
+stage may choose from (cifarlab.plan)."""
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,12 @@ import torch.nn.functional as F
 import yaml
 
 from cifarlab.config import AugmentConfig, Params, load_params
-from cifarlab.estimate import estimate_table
 from cifarlab.facts import macs_per_image
 from cifarlab.feed.batches import resolve_workers, train_batches
 from cifarlab.feed.device import describe, select_device
 from cifarlab.models import MODELS, build_model
+from cifarlab.plan.choose import budget_seconds, candidates, fastest_precision, pick, table
+from cifarlab.plan.run import sizes_here
 from cifarlab.stats import Stats, channel_stats
 from cifarlab.train import distributed
 from cifarlab.train.optim import make_optimizer
@@ -116,7 +118,9 @@ EPOCH_RATE_KEYS = {"albumentations": "epoch_albumentations_img_s", "device": "ep
 def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Params, stats: Stats,
                 device: torch.device, steps: int, repeats: int) -> dict:
     cfg = params.train
-    step = training_step(params.model_copy(update={"model": name}), device)
+    named = params.model_copy(update={"model": name})
+    step = training_step(named.model_copy(update={"train": cfg.model_copy(
+        update={"precision": fastest_precision(named, device)})}), device)
     torch.manual_seed(0)
     reference = build_model(name, 10)
     macs = macs_per_image(reference)
@@ -145,7 +149,9 @@ def parallel_epoch_rate(name: str, images: np.ndarray, labels: np.ndarray, param
     group = distributed.from_env()
     device = select_device(group.local_rank)
     with distributed.joined(group, device):
-        step = training_step(params.model_copy(update={"model": name}), device)
+        named = params.model_copy(update={"model": name})
+        step = training_step(named.model_copy(update={"train": named.train.model_copy(
+            update={"precision": fastest_precision(named, device)})}), device)
         trainer = distributed.DataParallel(step.model, device).for_epoch(1) if group.active else step.model
         batches = step.batches_of(images, labels, stats, group=group)
         return _rate(len(labels), partial(step.run, batches, trainer=trainer, group=group), device, repeats)
@@ -209,10 +215,15 @@ def processes_table(results: list[dict], counts: list[int]) -> str:
 
 
 def print_estimate(params: Params, device: torch.device) -> None:
-    table, _ = estimate_table(params, device)
+    """Every run the plan stage may choose from, priced here, and the one it would choose: on the
+    prepared data if the download stage has run, else on CIFAR-10's sizes (or the subset's)."""
+    sizes, startup, where = sizes_here(params)
+    priced = candidates(params, sizes, device, startup, stop_at_fit=False)
+    _, line = pick(priced, params)
     print(f"what `dvc repro` of these params takes here ({describe(device)}, {torch.get_num_threads()} threads), "
-          f"from a few training steps and the model's inference speed:")
-    print(table)
+          f"from a few training steps of each run the plan may choose, on {where}:")
+    print(table(priced, budget_seconds(params)))
+    print(line.replace("plan: ", "the plan stage would train ", 1))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -232,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="JSON file for the results (default benchmarks/<device>.json)")
     parser.add_argument("--estimate", action="store_true",
                         help="only estimate a whole `dvc repro` of --params here (under a minute), and which of "
-                             "model auto's choices fits 20 minutes")
+                             "the plan stage's choices fits plan.budget_minutes")
     args = parser.parse_args(argv)
     if args.estimate:
         print_estimate(load_params(args.params), select_device())

@@ -46,8 +46,7 @@ GRADCAM_LAYERS = {
 }
 
 
-AUTO = "auto"  # model: auto picks the network (and its epochs) by the kind of hardware: Params.for_hardware
-AUTO_MODEL = "airbench94"  # what auto trains where training runs in bf16 or on a GPU, for train.epochs
+AUTO = "auto"  # model / train.epochs / train.low_res.epochs / train.precision: the plan stage picks (cifarlab.plan)
 
 
 ANY_SIZE_MODELS = ("airbench93", "airbench94")  # global pooling before the head: any image size trains
@@ -189,13 +188,17 @@ class LookaheadConfig(Section):
     power: float = Field(ge=0)  # the weight grows as decay * (progress ** power)
 
 
+Epochs = Union[Literal["auto"], Annotated[int, Field(ge=1)]]
+
+
 class LowResConfig(Section):
     size: int = Field(ge=8)  # pixels a side
-    epochs: int = Field(ge=0)  # the first this many epochs train at `size`; 0 = off
+    epochs: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = Field(
+        description="a number of epochs >= 0 or 'auto'")  # the first this many epochs train at `size`; 0 = off
 
 
 class TrainConfig(Section):
-    epochs: int = Field(ge=1)
+    epochs: Epochs = Field(description="a number of epochs >= 1 or 'auto'")
     batch_size: int = Field(ge=1)
     micro_batch: int = Field(ge=0)  # images per forward/backward pass; gradients add up to the batch's
     seed: int = Field(ge=0)
@@ -245,17 +248,41 @@ class GradcamConfig(Section):
     faithfulness: FaithfulnessConfig
 
 
-class Fp32CpuChoice(Section):
-    """What `model: auto` trains where training runs in fp32 on a CPU (no native bf16)."""
+class Rung(Section):
+    """One candidate of plan.ladder: a network and its epochs, with the accuracy it reached on a
+    validation split (docs/results.md), which ranks the candidates."""
     model: _choice(GRADCAM_LAYERS)
     epochs: int = Field(ge=1)
     low_res_epochs: int = Field(ge=0)  # of them, the first this many at train.low_res.size
+    val_acc: float = Field(gt=0, le=100)  # %, flip + translate TTA, on 5,000 held-out training images
+
+    @model_validator(mode="after")
+    def _fewer_low_res(self) -> Rung:
+        if self.low_res_epochs >= self.epochs:
+            raise ParamsError(f"params.yaml: plan.ladder entry {self.model}: low_res_epochs = {self.low_res_epochs} "
+                              f"must be fewer than its epochs = {self.epochs}")
+        return self
+
+
+class PlanConfig(Section):
+    budget_minutes: float = Field(ge=0)  # the whole `dvc repro`, this stage's measurement included; 0 = no limit
+    ladder: list[Rung] = Field(min_length=1, description="a non-empty list of {model, epochs, low_res_epochs, "
+                                                         "val_acc}, most accurate first")
+
+
+class Choice(Section):
+    """What the plan stage chose for this machine (plan/choice.json): every value of the run that
+    params.yaml may leave to it, concrete; the train stage reads it as a dep."""
+    model: _choice(GRADCAM_LAYERS)
+    epochs: int = Field(ge=1)
+    low_res_epochs: int = Field(ge=0)
+    precision: Literal["fp32", "bf16", "fp16"]
 
 
 class Params(Section):
     recipe: str = Field(min_length=1)  # what set the values: a conf/recipe/ name, or default (the model's own)
     model: _choice((AUTO, *GRADCAM_LAYERS))
-    fp32_cpu: Fp32CpuChoice
+    plan: PlanConfig
     data: DataConfig
     augment: AugmentConfig
     train: TrainConfig
@@ -280,13 +307,21 @@ class Params(Section):
             raise ParamsError(f"params.yaml: train.scheduler.cosine.min_lr = {train.scheduler.cosine.min_lr} is the "
                               f"floor the LR decays to and must be below train.optimizer.lr = {train.optimizer.lr} "
                               "(both in train.optimizer's units)")
-        if train.low_res.epochs and train.low_res.size >= self.data.image_size:
-            raise ParamsError(f"params.yaml: train.low_res.size = {train.low_res.size} must be below data.image_size "
+        low_res = train.low_res
+        if isinstance(low_res.epochs, int) and isinstance(train.epochs, int) and 0 < low_res.epochs >= train.epochs:
+            raise ParamsError(f"params.yaml: train.low_res.epochs = {low_res.epochs} must be fewer than train.epochs "
+                              f"= {train.epochs} (the last epochs train at data.image_size), or 0")
+        low_res_models = [rung.model for rung in self.rungs() if rung.low_res_epochs] if low_res.epochs == AUTO \
+            else list(self.model_choices()) if low_res.epochs else []
+        if low_res_models and low_res.size >= self.data.image_size:
+            raise ParamsError(f"params.yaml: train.low_res.size = {low_res.size} must be below data.image_size "
                               f"= {self.data.image_size}, or set train.low_res.epochs to 0")
-        if (train.low_res.epochs or self.model == AUTO and self.fp32_cpu.low_res_epochs) and not set(
-                self.model_choices()) <= set(ANY_SIZE_MODELS):
+        if not set(low_res_models) <= set(ANY_SIZE_MODELS):
             raise ParamsError(f"params.yaml: train.low_res trains at another image size, which {self.model} does not "
                               f"take; it works with {', '.join(ANY_SIZE_MODELS)}; set train.low_res.epochs to 0")
+        if train.epochs == AUTO and not self.rungs():
+            raise ParamsError(f"params.yaml: train.epochs = auto takes the epochs of a plan.ladder entry, and none is "
+                              f"for model {self.model}; set train.epochs to a number (-S train.epochs=10)")
         if train.lr_finder.start_lr >= train.lr_finder.end_lr:
             raise ParamsError(f"params.yaml: train.lr_finder.start_lr = {train.lr_finder.start_lr} must be "
                               f"below train.lr_finder.end_lr = {train.lr_finder.end_lr}")
@@ -310,23 +345,20 @@ class Params(Section):
                                       f"of {model}; allowed: {', '.join(layers)}")
         return self
 
-    def model_choices(self) -> tuple[str, ...]:
-        """The models a run of these params may train: both of auto's, or the one named."""
-        return (AUTO_MODEL, self.fp32_cpu.model) if self.model == AUTO else (self.model,)
+    def rungs(self) -> list[Rung]:
+        """The ladder entries this run may train: all of them for `model: auto`, else the named model's."""
+        return [rung for rung in self.plan.ladder if self.model in (AUTO, rung.model)]
 
-    def for_hardware(self, fp32_on_cpu: bool) -> Params:
-        """These params with `model: auto` made concrete by the one fixed rule: where training
-        runs in fp32 on a CPU (no native bf16: most laptops), fp32_cpu's model for fp32_cpu's
-        epochs, a network that fits about 20 minutes of `dvc repro` there; anywhere else (a GPU,
-        a CPU with AVX512-BF16 or AMX) AUTO_MODEL for train.epochs. Never by measured speed, so the
-        same params on the same kind of machine train alike. A named model is left as it is."""
-        if self.model != AUTO:
-            return self
-        if not fp32_on_cpu:
-            return self.model_copy(update={"model": AUTO_MODEL})
-        low_res = self.train.low_res.model_copy(update={"epochs": self.fp32_cpu.low_res_epochs})
-        train = self.train.model_copy(update={"epochs": self.fp32_cpu.epochs, "low_res": low_res})
-        return self.model_copy(update={"model": self.fp32_cpu.model, "train": train})
+    def model_choices(self) -> tuple[str, ...]:
+        """The models a run of these params may train: the ladder's for auto, or the one named."""
+        return tuple(dict.fromkeys(rung.model for rung in self.rungs())) if self.model == AUTO else (self.model,)
+
+    def planned(self, choice: Choice) -> Params:
+        """These params with what the plan stage chose made concrete: the values train reads."""
+        low_res = self.train.low_res.model_copy(update={"epochs": choice.low_res_epochs})
+        train = self.train.model_copy(update={"epochs": choice.epochs, "low_res": low_res,
+                                              "precision": choice.precision})
+        return self.model_copy(update={"model": choice.model, "train": train})
 
     def explained_layers(self, model: str | None = None) -> list[str]:
         """gradcam.layers as attribute names of `model` (the trained one; default: params' own),
@@ -432,6 +464,34 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     params = parse_params(raw)
     _note_hand_edits(path, raw)
     return params
+
+
+def load_choice(params: Params, path: str | Path) -> tuple[Params, str]:
+    """`params` with the plan stage's choice (plan/choice.json) made concrete, and what chose the
+    model, in words. A choice that no longer fits params.yaml (the plan did not run since) is one
+    line naming the stage to rerun."""
+    path = Path(path)
+    rerun = "rerun `dvc repro plan` (or `dvc repro`)"
+    try:
+        choice = Choice.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found; {rerun}") from None
+    except (ValueError, ValidationError, yaml.YAMLError):
+        raise ParamsError(f"{path} is damaged or incomplete; {rerun}") from None
+    train = params.train
+    named = {"model": params.model, "train.epochs": train.epochs, "train.low_res.epochs": train.low_res.epochs,
+             "train.precision": train.precision}
+    chosen = {"model": choice.model, "train.epochs": choice.epochs, "train.low_res.epochs": choice.low_res_epochs,
+              "train.precision": choice.precision}
+    for key, value in named.items():
+        if value != AUTO and value != chosen[key]:
+            raise ParamsError(f"{path} says {key} = {chosen[key]}, params.yaml {value}: it was chosen for other "
+                              f"params; {rerun}")
+    if params.model == AUTO and choice.model not in params.model_choices():
+        raise ParamsError(f"{path} chose {choice.model}, which plan.ladder no longer lists; {rerun}")
+    rule = ("plan.ladder's most accurate entry within plan.budget_minutes at this machine's measured speed"
+            if params.model == AUTO else "named in params.yaml")
+    return params.planned(choice), rule
 
 
 def _note_hand_edits(path: Path, raw: dict) -> None:

@@ -18,7 +18,8 @@ from torch.autograd.profiler import record_function
 
 from cifarlab.config import Params, load_params
 from cifarlab.feed.device import select_device
-from cifarlab.train.run import for_this_machine
+from cifarlab.plan.choose import candidates, pick
+from cifarlab.plan.run import sizes_here
 from cifarlab.training_step import training_step
 
 OUTSIDE = "outside any operator (Python, waiting)"  # the step's wall time that no profiled event covers
@@ -110,9 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epoch", type=int, help="profile steps as in this epoch of the run (default: its last)")
     args = parser.parse_args(argv)
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's own log: errors about absent GPUs on a CPU
-    params, chosen_by = for_this_machine(load_params(args.params), select_device())
-    if chosen_by:
-        print(chosen_by)
+    params, device = load_params(args.params), select_device()
+    sizes, startup, _ = sizes_here(params)
+    chosen, line = pick(candidates(params, sizes, device, startup), params)
+    params = chosen.params
+    print(line)
     epoch = args.epoch or params.train.epochs
     seconds, rate = profile_steps(params, args.steps, epoch)
     print(f"{params.model}, epoch {epoch}, batch {params.train.batch_size} in micro-batches of "

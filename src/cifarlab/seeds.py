@@ -1,6 +1,8 @@
 """Seed sweeps as distributions: `python -m cifarlab.seeds` reads `dvc exp show --json`, groups
 the experiments that differ only in train.seed and prints each group's test accuracy (and plain
-accuracy) as mean +/- sample standard deviation over its n runs. One run per recipe cannot rank
+accuracy) as mean +/- sample standard deviation over its n runs. What the plan stage chose
+(plan/choice.json: network, epochs, precision) is part of the recipe, so runs of `model: auto` that
+trained two networks on two machines are two groups, never one mean. One run per recipe cannot rank
 two recipes: another seed alone moves test accuracy by a few tenths of a percent."""
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sys
 from collections.abc import Iterator
 
 METRICS_FILE = "metrics/evaluate.json"
+CHOICE_FILE = "plan/choice.json"  # what trained, where params.yaml left it to the plan stage
 SEED_KEY = "train.seed"
 
 
@@ -39,8 +42,10 @@ def runs(shown) -> Iterator[tuple[str, dict, dict]]:
     if isinstance(data, dict) and "params" in data and shown.get("rev") != "workspace":
         params = data.get("params", {}).get("params.yaml", {}).get("data") or {}
         metrics = (data.get("metrics") or {}).get(METRICS_FILE, {}).get("data")
+        choice = (data.get("metrics") or {}).get(CHOICE_FILE, {}).get("data") or {}
         if params and metrics:
-            yield shown.get("name") or data.get("name") or shown.get("rev", "?"), _flatten(params), metrics
+            yield (shown.get("name") or data.get("name") or shown.get("rev", "?"),
+                   {**_flatten(params), **_flatten(choice, "trained.")}, metrics)
     for value in shown.values():
         if isinstance(value, (list, dict)) and value is not data:
             yield from runs(value)

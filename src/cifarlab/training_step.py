@@ -25,7 +25,7 @@ from cifarlab.train.schedule import Schedule
 
 @dataclass
 class TrainingStep:
-    params: Params  # with a named model (for_hardware already applied)
+    params: Params  # concrete: a named model and precision (the plan's choice, or a candidate of it)
     model: nn.Module
     precision: str
     optimizer: torch.optim.Optimizer
@@ -38,7 +38,8 @@ class TrainingStep:
         """`steps` batches of synthetic images on training's batch path."""
         batch_size = batch_size or self.params.train.batch_size
         rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, (steps * batch_size, 32, 32, 3), dtype=np.uint8)
+        size = self.params.data.image_size
+        images = rng.integers(0, 256, (steps * batch_size, size, size, 3), dtype=np.uint8)
         labels = rng.integers(0, 10, len(images)).astype(np.int64)
         return wrap(self.batches_of(images, labels, channel_stats(images), batch_size=batch_size))
 
@@ -69,7 +70,7 @@ def training_step(params: Params, device: torch.device, epoch: int = 1) -> Train
     model = build_model(params.model, 10).to(device, memory_format=memory_format(device))
     if hasattr(model, "start_epoch"):
         model.start_epoch(epoch)
-    precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
+    precision = resolve_precision(cfg.precision, device)
     optimizer = make_optimizer(model, cfg.optimizer, cfg.batch_size)
     schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
     if cfg.compile:

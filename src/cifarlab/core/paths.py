@@ -25,6 +25,8 @@ def user_path(text: str) -> Path:
 RAW_DIR = Path("data/raw")
 PREPARED = Path("data/prepared.npz")
 STATS = Path("data/stats.json")
+CHOICE = Path("plan/choice.json")  # what the plan stage chose for this machine: the values train reads
+PLAN_ESTIMATE = Path("plan/estimate.json")  # what it expects the run to cost here, against the budget
 MODEL = Path("models/model.pt")
 ONNX = Path("models/model.onnx")  # the model out of PyTorch, normalisation inside
 ONNX_CARD = Path("models/model.onnx.json")  # its input, output, classes and opset, for a reader
@@ -63,6 +65,7 @@ REPORT_MD = Path("reports/report.md")
 MODEL_CARD = Path("reports/model_card.md")  # the model's uses, data, evaluation and limits, with a model-index header
 RESUME_STATE = Path(".cache/train_state.pt")  # outside DVC's outs, so it survives a rerun
 # which stage writes each file that a later stage reads: the rerun a damaged file needs
-WRITTEN_BY = {PREPARED: "download", STATS: "stats", MODEL: "train", METRICS_TRAIN: "train", TRAINING: "train",
-              PREDICTIONS: "evaluate", METRICS_EVAL: "evaluate", CALIBRATION: "evaluate", CLASS_DETAILS: "evaluate",
-              MISCLASSIFIED: "misclassify", METRICS_GRADCAM: "gradcam", METRICS_ROBUSTNESS: "robustness"}
+WRITTEN_BY = {PREPARED: "download", STATS: "stats", CHOICE: "plan", MODEL: "train", METRICS_TRAIN: "train",
+              TRAINING: "train", PREDICTIONS: "evaluate", METRICS_EVAL: "evaluate", CALIBRATION: "evaluate",
+              CLASS_DETAILS: "evaluate", MISCLASSIFIED: "misclassify", METRICS_GRADCAM: "gradcam",
+              METRICS_ROBUSTNESS: "robustness"}

@@ -48,26 +48,18 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
 
 
-def resolve_precision(requested: str, device: torch.device, prefers_bf16_on_cpu: bool = True) -> str:
-    """train.precision made concrete, the same way on every run on one machine (no timing):
-    'auto' is bf16 where the hardware has it natively (on a CPU only for models whose convolutions
-    gain from it: see the models' bf16_on_cpu), fp16 on a CUDA GPU without bf16, else fp32."""
-    if requested == "fp32":
-        return "fp32"
-    if requested == "bf16":
-        if not native_bf16(device):
-            raise UserError(f"params.yaml: train.precision = bf16 needs native bf16, which {device.type} here lacks "
-                            "(CUDA with bf16, or a CPU with AVX512-BF16/AMX); use auto or fp32")
-        return "bf16"
-    if device.type == "cuda":
-        return "bf16" if native_bf16(device) else "fp16"
-    return "bf16" if native_bf16(device) and prefers_bf16_on_cpu else "fp32"
-
-
-def fp32_on_cpu(requested: str, device: torch.device) -> bool:
-    """Whether training in the `requested` precision runs in fp32 on a CPU here: the slow case
-    (docs/results.md has the times) that `model: auto` trains a smaller network for (Params.for_hardware)."""
-    return device.type == "cpu" and resolve_precision(requested, device) == "fp32"
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """A precision params.yaml or the plan (plan/choice.json) names, checked against this device:
+    bf16 needs it natively, fp16 a CUDA GPU. `auto` is the plan stage's to resolve (it measures
+    which is faster here: cifarlab.plan.choose.precisions)."""
+    if requested == "bf16" and not native_bf16(device):
+        raise UserError(f"params.yaml: train.precision = bf16 needs native bf16, which {device.type} here lacks "
+                        "(CUDA with bf16, or a CPU with AVX512-BF16/AMX); use auto or fp32")
+    if requested == "fp16" and device.type != "cuda":
+        raise UserError(f"fp16 training needs a CUDA GPU, which {device.type} is not; rerun `dvc repro plan`")
+    if requested not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision {requested!r} is not resolved yet (the plan stage resolves auto)")
+    return requested
 
 
 def usable_precision(precision: str, device: torch.device) -> str:

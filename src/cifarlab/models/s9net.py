@@ -9,8 +9,6 @@ from cifarlab.models.blocks import GapHead, conv_bn_relu, separable
 
 
 class S9Net(nn.Module):
-    bf16_on_cpu = False  # slower in bf16 than fp32 channels-last on a Zen 4 CPU (see docs/speed.md)
-
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.c1 = nn.Sequential(conv_bn_relu(3, 24), conv_bn_relu(24, 32))

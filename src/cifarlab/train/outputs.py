@@ -38,7 +38,7 @@ class EpochOutputs:
         save_figure(paths.CURVES_PNG, curves_figure(frame, lrs))
 
 
-def write_results(params, result: TrainResult, data: Prepared, stats: Stats, model_rule: str | None = None) -> dict:
+def write_results(params, result: TrainResult, data: Prepared, stats: Stats, model_rule: str) -> dict:
     """The LR range test's curve and figure, the checkpoint, the metrics and the training facts
     (returned, with `model_rule`: what chose the model). A run stopped by a NaN loss keeps the
     checkpoint of its last good epoch and ends in one

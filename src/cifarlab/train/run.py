@@ -6,20 +6,21 @@ resume state and scores, and the others receive what it decides, all through the
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import psutil
 import torch
 from torch import nn
 
-from cifarlab.config import AUTO, AUTO_MODEL
 from cifarlab.core.io import immediately
 from cifarlab.facts import macs_per_image, parameter_count, receptive_field
 from cifarlab.feed.batches import eval_batches, resolve_workers, train_batches
-from cifarlab.feed.device import describe, fp32_on_cpu, make_scaler, memory_format, resolve_precision, select_device
+from cifarlab.feed.device import describe, make_scaler, memory_format, resolve_precision, select_device
 from cifarlab.models import build_model
 from cifarlab.prepared import Prepared
 from cifarlab.stats import Stats
@@ -36,22 +37,6 @@ if TYPE_CHECKING:
     from cifarlab.config import Params, TrainConfig
 
 DATA_INIT_IMAGES = 5000  # a data-initialised layer sees this many training images (as airbench)
-
-
-def for_this_machine(params: Params, device: torch.device) -> tuple[Params, str | None]:
-    """The params this machine trains: `model: auto` made concrete by Params.for_hardware's rule,
-    with the line that says what it chose and why (None for a named model)."""
-    if params.model != AUTO:
-        return params, None
-    fp32 = fp32_on_cpu(params.train.precision, device)
-    chosen = params.for_hardware(fp32)
-    where = ("a CPU that trains in fp32 (no native bf16)" if fp32
-             else "a GPU" if device.type == "cuda" else f"{describe(device)} with native bf16")
-    other = AUTO_MODEL if fp32 else params.fp32_cpu.model
-    low_res = chosen.train.low_res
-    first = f" (the first {low_res.epochs} at {low_res.size} px)" if low_res.epochs else ""
-    return chosen, (f"model auto: {chosen.model} for {chosen.train.epochs} epochs{first}, the choice for {where}; "
-                    f"name a model to choose yourself (-S model={other})")
 
 
 @dataclass
@@ -74,6 +59,7 @@ class TrainResult:
     failure: str | None  # set when a NaN/inf loss stopped training early
     estimated_seconds: float | None = None  # what its first steps said the whole training would take
     started_from: dict | None = None  # train.init_from's checkpoint and its weights digest; None: from scratch
+    startup_seconds: float | None = None  # from the process's start to its first training step
 
 
 def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = None,
@@ -93,7 +79,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
         group.say(line)
         started_from = {"checkpoint": cfg.init_from, "weights_sha256": digest}
     model = model.to(device, memory_format=memory_format(device))
-    precision = resolve_precision(cfg.precision, device, getattr(model, "bf16_on_cpu", True))
+    precision = resolve_precision(cfg.precision, device)
     layout = "channels_last" if memory_format(device) == torch.channels_last else "contiguous"
     group.say(f"model {params.model}: {facts['params']:,} parameters, {facts['macs']:,} MACs/image, receptive "
               f"field {facts['receptive_field']} px; on {describe(device)} in {precision}, {layout}"
@@ -145,6 +131,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
                             "lookahead": None if lookahead is None else lookahead.state_dict()})
             group.main_only(lambda: on_epoch_end(progress))
 
+    startup = time.time() - psutil.Process().create_time()  # what the plan's estimate of the start-up is checked by
     progress = fit(model, optimizer, schedule, make_scaler(device, precision), train, val, test, cfg.epochs, device,
                    progress, epoch_done, cfg.checkpoint, cfg.label_smoothing, precision, group, trainer,
                    None if lookahead is None else lookahead.after_step, cfg.micro_batch,
@@ -157,7 +144,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
                        progress.best_val_acc if val is not None else None, progress.best_val_epoch,
                        max_lr, sweep, facts, describe(device), precision, layout, group.world,
                        progress.train_seconds, progress.epoch_seconds, progress.failure, progress.estimated_seconds,
-                       started_from)
+                       started_from, startup)
 
 
 def _built_model(name: str, data: Prepared, stats: Stats, seed: int) -> tuple[nn.Module, dict]:
@@ -221,7 +208,7 @@ def train_metrics(params: Params, result: TrainResult, train_images: int, val_im
     }
 
 
-def training_facts(params: Params, result: TrainResult, val_images: int, model_rule: str | None = None) -> dict:
+def training_facts(params: Params, result: TrainResult, val_images: int, model_rule: str) -> dict:
     """models/training.json: how the model was trained, in words (where, in what precision, why
     this epoch): what the report shows and `dvc exp show` need not."""
     if params.train.checkpoint == "best_val":
@@ -229,9 +216,10 @@ def training_facts(params: Params, result: TrainResult, val_images: int, model_r
     else:
         chosen_by = "last epoch" + ("" if val_images else "; no validation split (data.val = 0)")
     return {
-        "model": params.model, "model_chosen_by": model_rule or "named in params.yaml",
+        "model": params.model, "model_chosen_by": model_rule,
         "device": result.device, "precision": result.precision, "layout": result.layout,
         "processes": result.processes, "threads": torch.get_num_threads(), "started_from": result.started_from,
         "estimated_train_seconds": None if result.estimated_seconds is None else round(result.estimated_seconds, 1),
+        "startup_seconds": None if result.startup_seconds is None else round(result.startup_seconds, 1),
         "checkpoint": {"rule": params.train.checkpoint, "epoch": result.kept_epoch, "chosen_by": chosen_by},
     }

@@ -1,0 +1,77 @@
+"""The plan stage as one call: price the runs params.yaml allows on this machine, choose one,
+and write the choice (plan/choice.json, the train stage's dep) apart from its expected cost
+(plan/estimate.json), so that only another choice retrains."""
+from __future__ import annotations
+
+import json
+import time
+
+import psutil
+import torch
+from torch import nn
+
+from cifarlab.config import Params
+from cifarlab.core import paths
+from cifarlab.core.io import write_json
+from cifarlab.feed.device import select_device
+from cifarlab.plan.choose import budget_seconds, candidates, pick, table
+from cifarlab.plan.cost import DataSizes
+from cifarlab.plan.speeds import machine, remembered
+from cifarlab.prepared import Prepared, load_prepared
+from cifarlab.train.resume import fingerprint
+
+
+def process_seconds() -> float:
+    """Seconds since this process started: the interpreter and imports included."""
+    return time.time() - psutil.Process().create_time()
+
+
+def train_startup(device: torch.device, data_path=paths.PREPARED) -> tuple[Prepared, float]:
+    """The prepared data, and the train stage's time before its first step as this process
+    measures it the first time it sees this machine and data size: the same interpreter and
+    imports, reading the data and hashing every image for the resume state."""
+    imports = process_seconds()
+    began = time.perf_counter()
+    data = load_prepared(data_path)
+    arrays = [data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test]
+    key = json.dumps({"machine": machine(device), "startup": [array.shape for array in arrays]}, sort_keys=True)
+
+    def measured() -> dict:
+        fingerprint([], arrays, nn.Identity())
+        return {"seconds": imports + time.perf_counter() - began}
+    return data, remembered(key, measured)[0]["seconds"]
+
+
+CIFAR_IMAGES = {"train": 50_000, "test": 10_000}  # before the download: what data.source: cifar10 holds
+
+
+def sizes_here(params: Params) -> tuple[DataSizes, float, str]:
+    """For the tools run outside `dvc repro` (the estimate, the profiler): the data's sizes, the
+    train stage's start-up and where both came from: the prepared data if the download stage has
+    run, else CIFAR-10's sizes (or the subset's) and this process's own start-up."""
+    if paths.PREPARED.is_file():
+        data, startup = train_startup(select_device())
+        return DataSizes(len(data.y_train), len(data.y_val), len(data.y_test), data.num_classes), startup, \
+            str(paths.PREPARED)
+    subset, val = params.data.subset, params.data.val
+    sizes = DataSizes((subset.train or CIFAR_IMAGES["train"]) - val, val, subset.test or CIFAR_IMAGES["test"], 10)
+    return sizes, process_seconds(), "CIFAR-10's sizes (no data/prepared.npz yet)"
+
+
+def plan(params: Params, device: torch.device) -> str:
+    """Choose, write both files and return what to print."""
+    data, startup = train_startup(device)
+    sizes = DataSizes(len(data.y_train), len(data.y_val), len(data.y_test), data.num_classes)
+    priced = candidates(params, sizes, device, startup)
+    elapsed = priced.plan_seconds
+    chosen, line = pick(priced, params)
+    write_json(paths.CHOICE, chosen.choice.model_dump())
+    budget = budget_seconds(params)
+    write_json(paths.PLAN_ESTIMATE, {
+        "budget_minutes": params.plan.budget_minutes, "fits": elapsed + chosen.cost.total <= budget,
+        "expected_minutes": round((elapsed + chosen.cost.total) / 60, 2),
+        "expected_train_seconds": round(chosen.cost.train, 1),
+        "expected_startup_seconds": round(chosen.cost.startup, 1), "plan_seconds": round(elapsed, 1),
+        "machine": machine(device)})
+    measured = "measured now" if any(c.measured for c in priced.candidates) else "this machine's speeds from the cache"
+    return f"{table(priced, budget)}\n({measured}, {torch.get_num_threads()} threads)\n{line}"

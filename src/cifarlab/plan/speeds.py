@@ -1,0 +1,141 @@
+"""This machine's measured speed for one training recipe, and the cache that keeps it. Speed is
+measured once per machine (what decides it: the CPU's model and flags, the GPU, torch, the
+threads) and per recipe (network, precision, batch path), so one machine plans alike run after
+run and a second `dvc repro` measures nothing. The cache lives outside the project
+($CIFARLAB_CACHE, else ~/.cache/cifarlab), so queued experiments in their own copies share it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from cifarlab.config import Params
+from cifarlab.core.io import immediately, write_json
+from cifarlab.feed.device import autocast, describe
+from cifarlab.training_step import training_step
+
+CACHE_ENV = "CIFARLAB_CACHE"
+TIMED_STEPS = 2  # after one warm-up micro-batch, which builds the kernels
+INFERENCE_IMAGES = 500
+
+
+@dataclass(frozen=True)
+class Speed:
+    step_seconds: float  # one optimiser step of train.batch_size images at data.image_size
+    low_res_step_seconds: float | None  # the same at train.low_res.size; None: not measured
+    inference_images_per_s: float  # scoring, in the same precision
+    measure_seconds: float  # what measuring it took: the plan's own cost on a machine it has not seen
+
+
+def cache_file() -> Path:
+    folder = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cifarlab"
+    return Path(folder) / "speeds.json"
+
+
+def _cpu() -> tuple[str, list[str]]:
+    """The CPU's model name and feature flags (Linux); the platform's name elsewhere."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine(), []
+    field = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in lines if ":" in line}
+    return field.get("model name", platform.machine()), sorted(field.get("flags", "").split())
+
+
+def machine(device: torch.device) -> dict:
+    """What decides a training step's speed here, besides the recipe."""
+    name, flags = _cpu()
+    return {"cpu": name, "flags": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16],
+            "device": describe(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def recipe_key(params: Params, precision: str, device: torch.device) -> str:
+    """The cache key of a step's speed: the machine and every setting that changes a step's cost
+    (not the epochs, the LR or the seed, which change how many steps there are or their values)."""
+    train = params.train
+    recipe = {"machine": machine(device), "model": params.model, "precision": precision,
+              "image_size": params.data.image_size, "low_res_size": train.low_res.size,
+              "batch_size": train.batch_size, "micro_batch": train.micro_batch, "loader": train.loader,
+              "workers": train.workers, "optimizer": train.optimizer.name, "lookahead": train.lookahead.every,
+              "compile": train.compile, "augment": params.augment.model_dump()}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def _read_cache() -> dict:
+    try:
+        cached = json.loads(cache_file().read_text())
+    except (OSError, ValueError):  # none yet, or damaged: measured again
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
+def remembered(key: str, compute: Callable[[], dict], usable: Callable[[dict], bool] = lambda value: True
+               ) -> tuple[dict, bool]:
+    """The cached value of `key` if there is a usable one, else compute() kept in the cache; and
+    whether it was computed just now. Every figure the plan prints comes from here, so a machine's
+    second plan writes what its first did."""
+    cached = _read_cache().get(key)
+    if isinstance(cached, dict) and usable(cached):
+        return cached, False
+    value = compute()
+    cache = _read_cache()
+    cache[key] = value
+    try:
+        with immediately():  # kept even if the stage fails later
+            write_json(cache_file(), cache)
+    except OSError as err:  # a read-only home: measured again next time, nothing else changes
+        print(f"note: could not keep the measured speed in {cache_file()} ({err.strerror}); set {CACHE_ENV}")
+    return value, True
+
+
+def speed(params: Params, precision: str, device: torch.device, low_res: bool) -> tuple[Speed, bool]:
+    """The speed of `params`' recipe (a named model) in `precision` here, and whether it was
+    measured just now (False: from the cache). `low_res`: also time a step at train.low_res.size."""
+    fields = set(Speed.__dataclass_fields__)
+
+    def usable(value: dict) -> bool:
+        return set(value) == fields and (value["low_res_step_seconds"] is not None or not low_res)
+
+    value, fresh = remembered(recipe_key(params, precision, device),
+                              lambda: asdict(measure(params, precision, device, low_res)), usable)
+    return Speed(**value), fresh
+
+
+def measure(params: Params, precision: str, device: torch.device, low_res: bool) -> Speed:
+    """Time training's own step (model, layout, optimiser, batch path, micro-batches) on
+    synthetic images, and scoring."""
+    began = time.perf_counter()
+    cfg = params.train
+    step = training_step(params.model_copy(update={"train": cfg.model_copy(update={"precision": precision})}),
+                         device)
+    sizes = [None, cfg.low_res.size] if low_res else [None]
+    seconds = []
+    for size in sizes:
+        step.run(step.batches(1, batch_size=cfg.micro_batch or cfg.batch_size), size)  # builds the kernels
+        batches = step.batches(TIMED_STEPS)
+        timed = time.perf_counter()
+        step.run(batches, size)
+        seconds.append((time.perf_counter() - timed) / TIMED_STEPS)
+    rate = _inference_rate(step)
+    return Speed(seconds[0], seconds[1] if low_res else None, rate, time.perf_counter() - began)
+
+
+def _inference_rate(step) -> float:
+    model = step.model.eval()
+    size = step.params.data.image_size
+    batch = torch.randn(INFERENCE_IMAGES, 3, size, size, device=step.device).contiguous(
+        memory_format=torch.channels_last)
+    with torch.no_grad(), autocast(step.device, step.precision):
+        model(batch)
+        began = time.perf_counter()
+        model(batch)
+        seconds = time.perf_counter() - began
+    model.train()
+    return INFERENCE_IMAGES / seconds
