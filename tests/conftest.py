@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # before torch is imported here or in a test's subprocess
     # test workers share the cores as queued experiments do (README): a share each, not all of them
     # each, which makes the threads of two trainings wait on one another
     os.environ.setdefault("OMP_NUM_THREADS",
                           str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+# the plan stage's measured speeds: one cache per test process, never the user's ~/.cache
+os.environ.setdefault("CIFARLAB_CACHE", tempfile.mkdtemp(prefix="cifarlab-speeds-"))
 
 import copy
 import functools
@@ -85,8 +89,12 @@ def _default_text() -> str:
 
 
 def default_params_dict(**changes) -> dict:
-    """The project's default params as a plain mapping, with dotted-key changes ('train.epochs': 2)."""
+    """The project's default params as a plain mapping, with dotted-key changes ('train.epochs': 2).
+    A named model takes the airbench recipe's 10 epochs at full size (conf/model/airbench94.yaml)
+    where the defaults leave epochs to the plan stage and the changes do not set them."""
     params = copy.deepcopy(yaml.safe_load(_default_text()))
+    if changes.get("model", "auto") != "auto":
+        params["train"]["epochs"], params["train"]["low_res"]["epochs"] = 10, 0
     for dotted, value in changes.items():
         node, last = param_parent(params, dotted)
         node[last] = value

@@ -1,6 +1,6 @@
-"""train.precision and the layout: auto picks the same precision on every run of one machine and
-model, bf16 only where the hardware has it, and a bf16 run is as repeatable as an fp32 one;
-DataLoader workers keep a run repeatable."""
+"""train.precision and the layout: auto lets the plan measure bf16 against fp32 only where the
+hardware has bf16 natively (a GPU: bf16, else fp16), a named precision is checked against the
+device, and a bf16 run is as repeatable as an fp32 one; DataLoader workers keep a run repeatable."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ from cifarlab.core.errors import UserError
 from cifarlab.feed import device as devices
 from cifarlab.feed.batches import resolve_workers, train_batches
 from cifarlab.feed.device import resolve_precision, usable_precision
-from cifarlab.models import build_model
+from cifarlab.plan.choose import precisions
 from cifarlab.prepared import Prepared
 from cifarlab.stats import Stats
 from cifarlab.train.run import run
@@ -33,24 +33,26 @@ def plain_cpu(monkeypatch):
     monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx2"}))
 
 
-def test_auto_is_bf16_on_a_bf16_cpu_for_models_that_gain_and_fp32_for_s9net(bf16_cpu):
-    assert resolve_precision("auto", CPU, getattr(build_model("tiny", 10), "bf16_on_cpu", True)) == "bf16"
-    assert resolve_precision("auto", CPU, build_model("s9net", 10).bf16_on_cpu) == "fp32"
+def test_auto_measures_bf16_against_fp32_on_a_bf16_cpu_and_a_named_precision_is_kept(bf16_cpu):
+    assert precisions("auto", CPU) == ["bf16", "fp32"]
+    assert precisions("fp32", CPU) == ["fp32"] and precisions("bf16", CPU) == ["bf16"]
     assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
 
 
 def test_without_native_bf16_auto_is_fp32_and_bf16_is_refused(plain_cpu):
-    assert resolve_precision("auto", CPU) == "fp32"
+    assert precisions("auto", CPU) == ["fp32"]
     with pytest.raises(UserError, match="train.precision = bf16 needs native bf16"):
-        resolve_precision("bf16", CPU)
+        precisions("bf16", CPU)
+    with pytest.raises(UserError, match="fp16 training needs a CUDA GPU"):
+        resolve_precision("fp16", CPU)
     assert usable_precision("bf16", CPU) == "fp32"  # a bf16 checkpoint is scored in fp32 here
 
 
 def test_cuda_logic_bf16_where_supported_else_fp16_with_loss_scaling(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert resolve_precision("auto", CUDA, False) == "bf16"  # the CPU preference does not apply on a GPU
+    assert precisions("auto", CUDA) == ["bf16"]  # nothing to measure on a GPU
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert resolve_precision("auto", CUDA) == "fp16"
+    assert precisions("auto", CUDA) == ["fp16"] and resolve_precision("fp16", CUDA) == "fp16"
     assert devices.make_scaler(CPU, "fp16").is_enabled() and not devices.make_scaler(CPU, "bf16").is_enabled()
     assert devices.memory_format(CUDA) == devices.memory_format(CPU) == torch.channels_last
 
