@@ -18,8 +18,9 @@ from test_pipeline import STAGES
 pytestmark = pytest.mark.slow
 # each file an earlier stage writes: the stage that writes it and the stages that read it
 READERS = {
-    "data/prepared.npz": ("download", ["stats", "train", "evaluate", "misclassify", "gradcam"]),
+    "data/prepared.npz": ("download", ["stats", "plan", "train", "evaluate", "misclassify", "gradcam"]),
     "data/stats.json": ("stats", ["train"]),
+    "plan/choice.json": ("plan", ["train"]),
     "models/model.pt": ("train", ["export", "evaluate", "gradcam", "report"]),
     "eval/predictions.csv": ("evaluate", ["misclassify"]),
     "models/calibration.json": ("evaluate", ["export"]),

@@ -1,4 +1,4 @@
-"""End to end: `dvc repro` in a fresh git+dvc copy of the project runs all nine stages, and
+"""End to end: `dvc repro` in a fresh git+dvc copy of the project runs all ten stages, and
 DVC reruns only what a change touches."""
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def first_run(tmp_path_factory):
     return project, dvc("repro", cwd=project)
 
 
-def test_repro_runs_all_nine_stages_and_writes_every_output(first_run):
+def test_repro_runs_all_ten_stages_and_writes_every_output(first_run):
     project, log = first_run
     assert ran(log) == STAGES
     for path in declared_outputs(project):

@@ -5,13 +5,14 @@ Measured speeds are faked through the plan's seam (the speed_of argument, or the
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 import torch
 import yaml
 
 from cifarlab import seeds
-from cifarlab.conf import compose
+from cifarlab.conf import compose, params_text
 from cifarlab.config import Choice, ParamsError, load_choice, parse_params
 from cifarlab.feed import device as device_module
 from cifarlab.feed.device import make_scaler
@@ -277,3 +278,35 @@ def test_two_machines_train_two_choices_and_one_machine_reruns_nothing(tmp_path,
     assert choice()["epochs"] == 3 and "over the budget (plan.budget_minutes = 3)" in log
     facts = json.loads((project / "models" / "training.json").read_text())
     assert facts["model_chosen_by"].startswith("plan.ladder") and facts["startup_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_the_docs_commands_of_the_plan_run_verbatim_and_train_what_they_name(tmp_path):
+    """docs/recipes.md's commands, as written, on a tiny tree: each named value reaches the choice."""
+    from test_pipeline import dvc, make_project, readme_commands, sh
+    commands = readme_commands("dvc exp run", section="The default: `dvc repro` fits your machine")
+    assert commands == ["dvc exp run -S model=airbench94", "dvc exp run -S train.epochs=6",
+                        "dvc exp run -S plan.budget_minutes=10"]
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
+    project = make_project(tmp_path / "project", str(tree), model="auto", train__epochs="auto")
+    logs = [sh(*shlex.split(command), cwd=project) for command in commands]
+    choice = json.loads((project / "plan" / "choice.json").read_text())
+    assert "plan: airbench94 for 10 epochs" in logs[0]
+    assert "for 6 epochs" in logs[1] and "plan.ladder's entry 1" in logs[1]
+    assert json.loads((project / "plan" / "estimate.json").read_text())["budget_minutes"] == 10
+    assert choice["model"] in ("airbench94", "airbench93")  # the last command: the plan's choice under 10 minutes
+    assert "precision" in dvc("exp", "show", "--md", cwd=project)  # plan/choice.json, listed by DVC
+
+
+@pytest.mark.slow
+def test_the_estimate_command_of_the_speed_docs_runs_verbatim_on_the_default_params(tmp_path):
+    """docs/speed.md's command, as written, in a folder holding the project's default params.yaml:
+    every ladder entry priced, and the one the plan would train named."""
+    from test_pipeline import readme_commands, sh
+    (command,) = readme_commands("python -m cifarlab.bench --estimate")
+    (tmp_path / "params.yaml").write_text(params_text())
+    printed = sh(*shlex.split(command), cwd=tmp_path)
+    rows = [line for line in printed.splitlines() if line.startswith("| airbench")]
+    assert [row.split(" | ")[1] for row in rows] == ["10", "9 (4 at 24 px)", "6 (3 at 24 px)", "3 (2 at 24 px)"]
+    assert all(row.rstrip(" |").endswith(("yes", "no")) for row in rows)
+    assert "the plan stage would train airbench9" in printed, printed

@@ -254,7 +254,7 @@ class Rung(Section):
     model: _choice(GRADCAM_LAYERS)
     epochs: int = Field(ge=1)
     low_res_epochs: int = Field(ge=0)  # of them, the first this many at train.low_res.size
-    val_acc: float = Field(gt=0, le=100)  # %, flip + translate TTA, on 5,000 held-out training images
+    val_acc: float = Field(gt=0, le=100)  # %, plain, on 5,000 training images held out of its training
 
     @model_validator(mode="after")
     def _fewer_low_res(self) -> Rung:

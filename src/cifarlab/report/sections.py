@@ -61,8 +61,10 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[fl
         *([("at chance", chance)] if (chance := chance_words(evaluation["accuracy"], num_classes)) else []),
         ("data", f"{data.source}: {train['train_images']:,} training, {train['val_images']:,} validation and "
                  f"{evaluation['num_test_images']:,} test images"),
-        ("model", train["model"] + (f" ({train['model_chosen_by']})" if train.get("model_chosen_by", "").startswith(
-            "model auto") else "")), ("parameters", f"{train['params']:,}"),
+        ("model", train["model"] + (f" for {train['epochs']} epochs in {train['precision']}, chosen by "
+                                    f"{train['model_chosen_by']} (plan/choice.json)"
+                                    if train.get("model_chosen_by", "").startswith("plan.ladder") else "")),
+        ("parameters", f"{train['params']:,}"),
         ("multiply-adds per image", f"{train['macs']:,}"), ("receptive field", f"{train['receptive_field']} px"),
         *([("started from", f"{train['started_from']['checkpoint']} (train.init_from)")]
           if train.get("started_from") else []),
