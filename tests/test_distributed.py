@@ -110,7 +110,7 @@ EPOCHS = 3
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """A project copy with download and stats done; train: tiny, batch 16, the LR range test on,
+    """A project copy with download, stats and plan done; train: tiny, batch 16, the LR range test on,
     fp32 (bf16 sums round differently with 1 and 2 threads, which would blur the comparisons)."""
     project = project_on_tree(tmp_path_factory.mktemp("ddp"), 40, 10, **{
         **PLAIN_RECIPE, "data.val": 12, "train.epochs": EPOCHS, "train.batch_size": 16,
@@ -118,7 +118,7 @@ def prepared(tmp_path_factory):
         "train.precision": "fp32",
         "train.scheduler.onecycle.max_lr": "auto", "train.lr_finder.num_iter": 10,
         "train.lr_finder.end_lr": 0.1})  # a pick that trains smoothly, so the loss curves can be compared
-    for stage in ("stages/download.py", "stages/stats.py"):
+    for stage in ("stages/download.py", "stages/stats.py", "stages/plan.py"):
         subprocess.run([sys.executable, stage], cwd=project, check=True, capture_output=True)
     return project
 
@@ -135,6 +135,10 @@ def _copy(prepared: Path, dest: Path, processes: int, **changes) -> Path:
 
 
 def _train(project: Path, **popen) -> subprocess.CompletedProcess:
+    """The plan for the copy's params (they may have changed), then the train stage."""
+    planned = subprocess.run([sys.executable, "stages/plan.py"], cwd=project, capture_output=True, text=True, **popen)
+    if planned.returncode:
+        return planned
     return subprocess.run([sys.executable, "stages/train.py"], cwd=project, capture_output=True, text=True, **popen)
 
 
@@ -213,6 +217,7 @@ def _rank_pid(marker: str, rank: int) -> int | None:
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the rank's process through /proc")
 def test_killing_one_rank_fails_cleanly_and_the_rerun_resumes(prepared, runs, tmp_path):
     project = _copy(prepared, tmp_path / "project", 2)
+    subprocess.run([sys.executable, "stages/plan.py"], cwd=project, check=True, capture_output=True)
     state = project / ".cache" / "train_state.pt"
     marker = uuid.uuid4().hex
     process = subprocess.Popen([sys.executable, "stages/train.py"], cwd=project, stdout=subprocess.PIPE,

@@ -18,12 +18,12 @@ TRAIN = ["stages/train.py"]
 
 @pytest.fixture(scope="module")
 def prepared_project(tmp_path_factory):
-    """A project copy with download and stats done; train: tiny, 4 epochs, batch 8."""
+    """A project copy with download, stats and plan done; train: tiny, 4 epochs, batch 8."""
     project = project_on_tree(tmp_path_factory.mktemp("interrupt"), 40, 6, **{
         "data.val": 12, "train.epochs": 4, "train.batch_size": 8, "train.scheduler.onecycle.peak_epoch": 1,
         "train.scheduler.onecycle.max_lr": "auto",  # the LR range test must resume too
         "train.lr_finder.num_iter": 10})
-    for stage in ("stages/download.py", "stages/stats.py"):
+    for stage in ("stages/download.py", "stages/stats.py", "stages/plan.py"):
         subprocess.run([sys.executable, stage], cwd=project, check=True, capture_output=True)
     return project
 

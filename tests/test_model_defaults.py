@@ -50,7 +50,7 @@ def test_each_model_swapped_in_alone_learns_on_real_images(prepared_project, run
     project = prepared_project
     params = compose([f"model={model}", *SHORT_RUN])
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    for stage in ("train", "evaluate"):
+    for stage in ("plan", "train", "evaluate"):
         run_python_module([f"stages/{stage}.py"], project)
     metrics = json.loads((project / "metrics" / "evaluate.json").read_text())
     assert metrics["num_test_images"] == 1000

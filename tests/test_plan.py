@@ -135,7 +135,8 @@ def test_a_speed_is_measured_once_per_machine_and_recipe(monkeypatch, tmp_path):
 
 def test_train_refuses_a_choice_made_for_other_params(tmp_path):
     path = tmp_path / "choice.json"
-    path.write_text(json.dumps(Choice(model="airbench93", epochs=9, low_res_epochs=4, precision="fp32").model_dump()))
+    path.write_text(json.dumps({"trained": Choice(model="airbench93", epochs=9, low_res_epochs=4,
+                                                  precision="fp32").model_dump()}))
     params, rule = load_choice(default_params(), path)
     assert (params.model, params.train.epochs, params.train.low_res.epochs, params.train.precision) == (
         "airbench93", 9, 4, "fp32") and "plan.ladder" in rule
@@ -151,7 +152,7 @@ def _shown(name: str, model: str, seed: int, accuracy: float) -> dict:
     return {"rev": name, "name": name, "data": {
         "params": {"params.yaml": {"data": {"model": "auto", "train": {"seed": seed}}}},
         "metrics": {"metrics/evaluate.json": {"data": {"accuracy": accuracy, "accuracy_without_tta": accuracy - 1}},
-                    "plan/choice.json": {"data": {"model": model, "epochs": 10, "precision": "bf16"}}}}}
+                    "plan/choice.json": {"data": {"trained": {"model": model, "epochs": 10, "precision": "bf16"}}}}}}
 
 
 def test_seeds_never_pools_two_networks_that_auto_trained():
@@ -265,7 +266,7 @@ def test_two_machines_train_two_choices_and_one_machine_reruns_nothing(tmp_path,
         return yaml.safe_load((project / "dvc.lock").read_text())["stages"]["train"]
 
     def choice() -> dict:
-        return json.loads((project / "plan" / "choice.json").read_text())
+        return json.loads((project / "plan" / "choice.json").read_text())["trained"]
 
     dvc("repro", cwd=project)  # with the fast speeds: trains its own choice
     on_fast, fast_choice = lock_of_train(), choice()
@@ -290,12 +291,12 @@ def test_the_docs_commands_of_the_plan_run_verbatim_and_train_what_they_name(tmp
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
     project = make_project(tmp_path / "project", str(tree), model="auto", train__epochs="auto")
     logs = [sh(*shlex.split(command), cwd=project) for command in commands]
-    choice = json.loads((project / "plan" / "choice.json").read_text())
+    choice = json.loads((project / "plan" / "choice.json").read_text())["trained"]
     assert "plan: airbench94 for 10 epochs" in logs[0]
     assert "for 6 epochs" in logs[1] and "plan.ladder's entry 1" in logs[1]
     assert json.loads((project / "plan" / "estimate.json").read_text())["budget_minutes"] == 10
     assert choice["model"] in ("airbench94", "airbench93")  # the last command: the plan's choice under 10 minutes
-    assert "precision" in dvc("exp", "show", "--md", cwd=project)  # plan/choice.json, listed by DVC
+    assert "trained.model" in dvc("exp", "show", "--md", cwd=project)  # plan/choice.json, listed by DVC
 
 
 @pytest.mark.slow

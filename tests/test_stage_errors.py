@@ -72,7 +72,7 @@ def test_a_failing_stage_leaves_existing_outputs_untouched(project, run_python):
         assert run_python([f"stages/{stage}.py"], cwd=project).returncode == 0
     before = _outputs(project)
     _edit(project, "train.optimizer.lr", -1)
-    for stage in ("download", "stats", "train"):
+    for stage in ("download", "stats", "plan", "train"):
         _assert_one_line_error(run_python([f"stages/{stage}.py"], cwd=project), "train.optimizer.lr = -1")
     assert _outputs(project) == before
 
@@ -100,7 +100,7 @@ def test_a_stage_run_by_hand_replaces_all_its_outputs_or_none(project, run_pytho
         pytest.skip("chattr not available")
     for key, value in (("model", "tiny"), ("train.epochs", 1), ("train.batch_size", 8)):
         _edit(project, key, value)
-    for stage in ("download", "stats", "train", "evaluate"):
+    for stage in ("download", "stats", "plan", "train", "evaluate"):
         assert run_python([f"stages/{stage}.py"], cwd=project).returncode == 0, stage
     _edit(project, "evaluate.tta", "none")
     before = _outputs(project)
@@ -120,7 +120,7 @@ def test_gradcam_run_by_hand_keeps_only_the_grids_asked_for_and_the_road_figure(
                "gradcam.layers": ["c2", "c3"]}
     for key, value in changes.items():
         _edit(project, key, value)
-    for stage in ("download", "stats", "train", "evaluate", "misclassify", "gradcam"):
+    for stage in ("download", "stats", "plan", "train", "evaluate", "misclassify", "gradcam"):
         assert run_python([f"stages/{stage}.py"], cwd=project).returncode == 0, stage
     folder = project / "plots" / "6-gradcam"
     assert sorted(p.name for p in folder.glob("*.png")) == ["gradcam-1.png", "gradcam-2.png", "road_faithfulness.png"]

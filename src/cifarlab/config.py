@@ -270,6 +270,9 @@ class PlanConfig(Section):
                                                          "val_acc}, most accurate first")
 
 
+CHOICE_KEY = "trained"  # plan/choice.json's one key: `dvc exp show` lists trained.model beside params' model
+
+
 class Choice(Section):
     """What the plan stage chose for this machine (plan/choice.json): every value of the run that
     params.yaml may leave to it, concrete; the train stage reads it as a dep."""
@@ -473,10 +476,10 @@ def load_choice(params: Params, path: str | Path) -> tuple[Params, str]:
     path = Path(path)
     rerun = "rerun `dvc repro plan` (or `dvc repro`)"
     try:
-        choice = Choice.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        choice = Choice.model_validate(yaml.safe_load(path.read_text(encoding="utf-8"))[CHOICE_KEY])
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found; {rerun}") from None
-    except (ValueError, ValidationError, yaml.YAMLError):
+    except (ValueError, ValidationError, yaml.YAMLError, KeyError, TypeError):
         raise ParamsError(f"{path} is damaged or incomplete; {rerun}") from None
     train = params.train
     named = {"model": params.model, "train.epochs": train.epochs, "train.low_res.epochs": train.low_res.epochs,

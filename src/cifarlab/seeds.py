@@ -45,7 +45,7 @@ def runs(shown) -> Iterator[tuple[str, dict, dict]]:
         choice = (data.get("metrics") or {}).get(CHOICE_FILE, {}).get("data") or {}
         if params and metrics:
             yield (shown.get("name") or data.get("name") or shown.get("rev", "?"),
-                   {**_flatten(params), **_flatten(choice, "trained.")}, metrics)
+                   {**_flatten(params), **_flatten(choice)}, metrics)
     for value in shown.values():
         if isinstance(value, (list, dict)) and value is not data:
             yield from runs(value)

@@ -10,7 +10,7 @@ import psutil
 import torch
 from torch import nn
 
-from cifarlab.config import Params
+from cifarlab.config import CHOICE_KEY, Params
 from cifarlab.core import paths
 from cifarlab.core.io import write_json
 from cifarlab.feed.device import select_device
@@ -65,7 +65,7 @@ def plan(params: Params, device: torch.device) -> str:
     priced = candidates(params, sizes, device, startup)
     elapsed = priced.plan_seconds
     chosen, line = pick(priced, params)
-    write_json(paths.CHOICE, chosen.choice.model_dump())
+    write_json(paths.CHOICE, {CHOICE_KEY: chosen.choice.model_dump()})
     budget = budget_seconds(params)
     write_json(paths.PLAN_ESTIMATE, {
         "budget_minutes": params.plan.budget_minutes, "fits": elapsed + chosen.cost.total <= budget,
