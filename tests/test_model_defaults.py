@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow,
 # what the swap test sets besides the model: a short run on part of the real images; everything else
 # is the model's own recipe
 SHORT_RUN = [f"data.source={SHARED_JPEG}", "data.subset.train=5000", "data.subset.test=1000", "train.epochs=2",
-             "train.batch_size=64"]
+             "train.low_res.epochs=0", "train.batch_size=64"]
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,6 @@ def test_the_command_prints_the_table_for_the_recipe_it_is_given(tmp_path):
     result = subprocess.run([sys.executable, "-m", "cifarlab.profile", "--params", str(params), "--steps", "1"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    last_epoch = default_params().train.epochs
+    last_epoch = default_params(**SMALL).train.epochs
     assert result.stdout.startswith(f"tiny, epoch {last_epoch}, batch 32 in micro-batches of 16")
     assert "| convolutions |" in result.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     sizes, startup, _ = sizes_here(params)
     chosen, line = pick(candidates(params, sizes, device, startup), params)
     params = chosen.params
-    print(line)
+    print(line, file=sys.stderr)
     epoch = args.epoch or params.train.epochs
     seconds, rate = profile_steps(params, args.steps, epoch)
     print(f"{params.model}, epoch {epoch}, batch {params.train.batch_size} in micro-batches of "

@@ -50,15 +50,18 @@ def native_bf16(device: torch.device) -> bool:
 
 def resolve_precision(requested: str, device: torch.device) -> str:
     """A precision params.yaml or the plan (plan/choice.json) names, checked against this device:
-    bf16 needs it natively, fp16 a CUDA GPU. `auto` is the plan stage's to resolve (it measures
-    which is faster here: cifarlab.plan.choose.precisions)."""
+    bf16 needs it natively, fp16 a CUDA GPU. The pipeline never passes `auto` here (the plan stage
+    measures which is faster: cifarlab.plan.choose.precisions); a direct library call that does gets
+    the hardware's native choice, bf16 where it exists (fp16 on a CUDA GPU without it), else fp32."""
+    if requested == "auto":
+        if device.type == "cuda":
+            return "bf16" if native_bf16(device) else "fp16"
+        return "bf16" if native_bf16(device) else "fp32"
     if requested == "bf16" and not native_bf16(device):
         raise UserError(f"params.yaml: train.precision = bf16 needs native bf16, which {device.type} here lacks "
                         "(CUDA with bf16, or a CPU with AVX512-BF16/AMX); use auto or fp32")
     if requested == "fp16" and device.type != "cuda":
         raise UserError(f"fp16 training needs a CUDA GPU, which {device.type} is not; rerun `dvc repro plan`")
-    if requested not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision {requested!r} is not resolved yet (the plan stage resolves auto)")
     return requested
 
 
