@@ -254,7 +254,7 @@ def test_two_machines_launched_with_torchrun_write_one_set_of_outputs_that_dvc_r
     folder as two 'machines' with one process each; then DVC records what rank 0 wrote."""
     from test_pipeline import dvc, make_project, readme_commands, sh
 
-    (prepare,) = readme_commands("dvc repro plan")
+    (prepare,) = readme_commands("dvc repro stats")
     (launch,) = readme_commands("torchrun")
     (record,) = readme_commands("dvc commit")
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=20, per_class_test=4))

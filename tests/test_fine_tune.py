@@ -89,7 +89,7 @@ def test_training_starts_from_the_checkpoint_and_records_which_weights(tmp_path)
     for name, tensor in result.model.state_dict().items():
         if name.endswith("weight"):
             torch.testing.assert_close(tensor, saved[name], rtol=0, atol=1e-5, msg=name)
-    facts = training_facts(params, result, 3)
+    facts = training_facts(params, result, 3, "named in params.yaml")
     assert facts["started_from"] == {"checkpoint": str(tmp_path / "model.pt"), "weights_sha256": weights_digest(saved)}
     assert training_facts(default_params(), result.__class__(**{**vars(result), "started_from": None}),
-                          0)["started_from"] is None
+                          0, "named in params.yaml")["started_from"] is None
