@@ -311,3 +311,12 @@ def test_the_estimate_command_of_the_speed_docs_runs_verbatim_on_the_default_par
     assert [row.split(" | ")[1] for row in rows] == ["10", "9 (4 at 24 px)", "6 (3 at 24 px)", "3 (2 at 24 px)"]
     assert all(row.rstrip(" |").endswith(("yes", "no")) for row in rows)
     assert "the plan stage would train airbench9" in printed, printed
+
+
+def test_the_passes_the_estimate_prices_are_the_stages_own():
+    """cost.py keeps its counts as numbers (importing scipy and PIL into a stage that runs on every
+    `dvc repro` would cost a second each time); they must stay what the stages do."""
+    from cifarlab.gradcam.faithfulness import ORDERS
+    from cifarlab.plan import cost
+    from cifarlab.robustness.corruptions import CORRUPTIONS, SEVERITIES
+    assert cost.ROAD_ORDERS == len(ORDERS) and cost.CORRUPTIONS == len(CORRUPTIONS) * len(SEVERITIES)

@@ -77,6 +77,14 @@ def _step_rate(step: TrainingStep, steps: int, repeats: int) -> float:
     return _rate(size * steps, partial(step.run, [batch] * steps), step.device, repeats)
 
 
+def _step_of(params: Params, name: str, device: torch.device) -> TrainingStep:
+    """Training's step of model `name` with params' recipe, in the precision the plan would pick here."""
+    named = params.model_copy(update={"model": name})
+    precision = fastest_precision(named, device)
+    return training_step(named.model_copy(update={"train": named.train.model_copy(update={"precision": precision})}),
+                         device)
+
+
 def _reference_epoch(model, optimizer, batches, device) -> None:
     """A course notebook's loop: per-image albumentations in a DataLoader, fp32, one .item() per step."""
     model.train()
@@ -118,9 +126,7 @@ EPOCH_RATE_KEYS = {"albumentations": "epoch_albumentations_img_s", "device": "ep
 def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Params, stats: Stats,
                 device: torch.device, steps: int, repeats: int) -> dict:
     cfg = params.train
-    named = params.model_copy(update={"model": name})
-    step = training_step(named.model_copy(update={"train": cfg.model_copy(
-        update={"precision": fastest_precision(named, device)})}), device)
+    step = _step_of(params, name, device)
     torch.manual_seed(0)
     reference = build_model(name, 10)
     macs = macs_per_image(reference)
@@ -149,9 +155,7 @@ def parallel_epoch_rate(name: str, images: np.ndarray, labels: np.ndarray, param
     group = distributed.from_env()
     device = select_device(group.local_rank)
     with distributed.joined(group, device):
-        named = params.model_copy(update={"model": name})
-        step = training_step(named.model_copy(update={"train": named.train.model_copy(
-            update={"precision": fastest_precision(named, device)})}), device)
+        step = _step_of(params, name, device)
         trainer = distributed.DataParallel(step.model, device).for_epoch(1) if group.active else step.model
         batches = step.batches_of(images, labels, stats, group=group)
         return _rate(len(labels), partial(step.run, batches, trainer=trainer, group=group), device, repeats)

@@ -22,7 +22,6 @@ from cifarlab.train.clock import duration
 class Candidate:
     params: Params  # concrete: named model, epochs, low-res epochs and precision
     rung: Rung | None  # the ladder entry it comes from; None: params.yaml names all of it
-    speed: Speed
     cost: Cost
     measured: bool  # its speed was measured in this run (False: from the cache)
 
@@ -53,32 +52,25 @@ def precisions(requested: str, device: torch.device) -> list[str]:
     if requested != AUTO:
         return [resolve_precision(requested, device)]
     if device.type == "cuda":
-        return ["bf16" if native_bf16(device) else "fp16"]
+        return [resolve_precision(AUTO, device)]  # nothing to measure
     return ["bf16", "fp32"] if native_bf16(device) else ["fp32"]
 
 
-def _concrete(params: Params, model: str, epochs: int, low_res_epochs: int) -> Params:
-    train = params.train
-    low_res = train.low_res.model_copy(update={"epochs": low_res_epochs})
-    return params.model_copy(update={"model": model, "train": train.model_copy(update={"epochs": epochs,
-                                                                                     "low_res": low_res})})
-
-
-def options(params: Params) -> list[tuple[Params, Rung | None]]:
-    """The runs params.yaml allows, in ladder order: what it names is kept, what it leaves to auto
-    comes from each ladder entry (low-res epochs auto: the entry's where its epochs are taken too,
-    else 0)."""
+def options(params: Params) -> list[tuple[tuple[str, int, int], Rung | None]]:
+    """The runs params.yaml allows, as (model, epochs, low-res epochs), in ladder order: what it
+    names is kept, what it leaves to auto comes from each ladder entry (low-res epochs auto: the
+    entry's where its epochs are taken too, else 0)."""
     cfg = params.train
     if params.model != AUTO and cfg.epochs != AUTO:
         low = 0 if cfg.low_res.epochs == AUTO else cfg.low_res.epochs
-        return [(_concrete(params, params.model, cfg.epochs, low), None)]
+        return [((params.model, cfg.epochs, low), None)]
     found, seen = [], set()
     for rung in params.rungs():
         epochs = rung.epochs if cfg.epochs == AUTO else cfg.epochs
         low = (rung.low_res_epochs if cfg.epochs == AUTO else 0) if cfg.low_res.epochs == AUTO else cfg.low_res.epochs
         if (rung.model, epochs, low) not in seen and low < epochs:
             seen.add((rung.model, epochs, low))
-            found.append((_concrete(params, rung.model, epochs, low), rung))
+            found.append(((rung.model, epochs, low), rung))
     if not found:
         raise ParamsError(f"params.yaml: train.low_res.epochs = {cfg.low_res.epochs} is not fewer than the epochs of "
                           "any plan.ladder entry; set it to auto or 0")
@@ -95,14 +87,13 @@ def candidates(params: Params, sizes: DataSizes, device: torch.device, startup: 
     measured). `startup`: the train stage's start-up here, which the plan's own resembles."""
     budget = budget_seconds(params)
     priced = Priced(startup, [], {})
-    for concrete, rung in options(params):
+    for (model, epochs, low), rung in options(params):
         best = None
         for precision in precisions(params.train.precision, device):
-            run = concrete.model_copy(update={"train": concrete.train.model_copy(update={"precision": precision})})
-            low_res = run.train.low_res.epochs > 0
-            measured, fresh = speed_of(run, precision, device, low_res)
-            priced.probes[(run.model, precision, low_res)] = measured.measure_seconds
-            found = Candidate(run, rung, measured, cost(run, measured, sizes, startup), fresh)
+            run = params.planned(Choice(model=model, epochs=epochs, low_res_epochs=low, precision=precision))
+            measured, fresh = speed_of(run, precision, device, low > 0)
+            priced.probes[(model, precision, low > 0)] = measured.measure_seconds
+            found = Candidate(run, rung, cost(run, measured, sizes, startup), fresh)
             best = found if best is None or found.cost.total < best.cost.total else best
         priced.candidates.append(best)
         if stop_at_fit and priced.plan_seconds + best.cost.total <= budget:

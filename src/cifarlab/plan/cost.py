@@ -11,8 +11,10 @@ from cifarlab.feed.batches import steps_per_pass
 from cifarlab.plan.speeds import Speed
 
 TTA_PASSES = {"none": 1, "flip": 2, "flip_translate": 6}  # forward passes over the test split (evaluate/scoring.py)
+# counts of the stages' own (gradcam/faithfulness.py ORDERS, robustness/corruptions.py), kept as numbers so
+# this stage does not import scipy and PIL; tests/test_plan.py holds them equal
 ROAD_ORDERS = 3  # ROAD scores each fraction removed in three orders: most relevant first, least, random
-CORRUPTIONS = 15 * 5  # CIFAR-10-C: 15 corruptions at 5 severities (robustness/corruptions.py)
+CORRUPTIONS = 15 * 5  # CIFAR-10-C: 15 corruptions at 5 severities
 # Seconds of a `dvc repro` that no model inference accounts for: decoding the images, the
 # statistics, generating the corruptions, ROAD's imputation, the figures, the report and the stages'
 # start-up. The rest of the pipeline took 61-68 s on an Intel Xeon (bf16) and 108-118 s on the AVX2
