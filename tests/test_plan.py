@@ -46,7 +46,7 @@ def machine(step_seconds: dict[tuple[str, str], float]):
     (24/32)^2 of them, inference at 100 steps' worth of images per step second."""
     def speed_of(params, precision, device, low_res):
         seconds = step_seconds[(params.model, precision)] * params.train.batch_size / 2000
-        return Speed(seconds, seconds * 0.5625 if low_res else None, 2000 / seconds * 3, 5.0), False
+        return Speed(seconds, seconds * 0.5625 if low_res else None, 2000 / seconds * 3, 1.0, 5.0), False
     return speed_of
 
 
@@ -105,6 +105,22 @@ def test_the_estimate_prices_the_data_that_will_run(native_bf16):
     assert photos.rest < full.rest / 2
 
 
+def test_the_start_up_is_priced_as_everything_before_the_first_epoch(native_bf16):
+    """The train stage's start-up (what train records as startup_seconds) is the process, the
+    model's set-up and the LR range test; the epochs are priced apart."""
+    native_bf16(False)
+    fixed = default_params(**{"model": "airbench94", "train.epochs": 10})
+    plain = chosen(fixed, AVX2)[0].cost
+    assert plain.startup == 5.0 + 1.0  # the process, then the model's set-up the fake machine measured
+    swept = default_params(**{"model": "airbench94", "train.epochs": 10, "train.scheduler.name": "onecycle",
+                              "train.scheduler.onecycle.max_lr": "auto", "train.lr_finder.num_iter": 40})
+    cost = chosen(swept, AVX2)[0].cost
+    assert cost.startup == pytest.approx(plain.startup + 40 * 11.5) and cost.train == pytest.approx(plain.train)
+    not_onecycle = default_params(**{"model": "airbench94", "train.epochs": 10,
+                                     "train.scheduler.onecycle.max_lr": "auto"})
+    assert chosen(not_onecycle, AVX2)[0].cost.startup == plain.startup  # no range test without OneCycle
+
+
 def test_named_values_are_kept_and_over_budget_is_one_note(native_bf16):
     native_bf16(True)
     choice, line = chosen(parse_params(compose(["model=airbench94"])), BF16_SLOWER)
@@ -122,9 +138,9 @@ def test_a_speed_is_measured_once_per_machine_and_recipe(monkeypatch, tmp_path):
     monkeypatch.setenv("CIFARLAB_CACHE", str(tmp_path))
     measured = []
     monkeypatch.setattr(speeds_module, "measure", lambda params, precision, device, low_res: measured.append(
-        params.model) or Speed(1.0, 0.5 if low_res else None, 100.0, 3.0))
+        params.model) or Speed(1.0, 0.5 if low_res else None, 100.0, 1.0, 3.0))
     params = default_params(model="airbench93")
-    assert speed(params, "fp32", CPU, False) == (Speed(1.0, None, 100.0, 3.0), True)
+    assert speed(params, "fp32", CPU, False) == (Speed(1.0, None, 100.0, 1.0, 3.0), True)
     assert speed(params, "fp32", CPU, False)[1] is False  # the same machine and recipe: from the cache
     assert speed(params.model_copy(update={"model": "tiny"}), "fp32", CPU, False)[1] is True  # another recipe
     assert speed(params, "fp32", CPU, True)[1] is True  # a low-res step was not measured yet

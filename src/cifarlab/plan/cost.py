@@ -1,6 +1,7 @@
 """What a whole `dvc repro` of one concrete run costs here, from its measured speed: the train
-stage's start-up, its steps (each epoch priced at the size it trains at), the validation scored
-after every epoch and the LR range test, then the stages after it, priced by the forward passes
+stage's start-up (the process, the model's set-up and the LR range test: all before the first
+epoch), its steps (each epoch priced at the size it trains at) and the validation scored after
+every epoch, then the stages after it, priced by the forward passes
 they make over the data that will actually run."""
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ class DataSizes:
 
 @dataclass(frozen=True)
 class Cost:
-    startup: float  # the train stage before its first step
-    train: float  # its epochs, validation and LR range test
+    startup: float  # the train stage before its first epoch: the process, the model's set-up, the LR range test
+    train: float  # its epochs, with the validation scored after each
     rest: float  # every stage after train
 
     @property
@@ -43,16 +44,19 @@ class Cost:
 
 
 def cost(params: Params, speed: Speed, sizes: DataSizes, startup: float) -> Cost:
-    """Seconds of `params` (concrete: a named model and its epochs) at `speed`."""
+    """Seconds of `params` (concrete: a named model and its epochs) at `speed`; `startup`: the
+    train stage's process here (imports, reading and hashing the data) before the model."""
     cfg = params.train
     steps = steps_per_pass(sizes.train, cfg.batch_size, cfg.processes, training=True)
     low = cfg.low_res.epochs
     step_seconds = (cfg.epochs - low) * speed.step_seconds + low * (speed.low_res_step_seconds or 0.0)
     scored = cfg.epochs * (sizes.val + (sizes.test if cfg.test_curve else 0))
-    range_test = cfg.lr_finder.num_iter * speed.step_seconds if cfg.scheduler.onecycle.max_lr == "auto" else 0.0
-    train = steps * step_seconds + scored / speed.inference_images_per_s + range_test
+    swept = cfg.scheduler.name == "onecycle" and cfg.scheduler.onecycle.max_lr == "auto"  # as choose_max_lr
+    range_test = cfg.lr_finder.num_iter * speed.step_seconds if swept else 0.0  # at most: it may stop early
+    train = steps * step_seconds + scored / speed.inference_images_per_s
     road = params.gradcam.faithfulness
     passes = (sizes.test * TTA_PASSES[params.evaluate.tta]
               + CORRUPTIONS * min(params.robustness.images_per_class * sizes.classes, sizes.test)
               + road.images * len(road.fractions) * ROAD_ORDERS * len(params.gradcam.layers))
-    return Cost(startup, train, FIXED_SECONDS + passes / speed.inference_images_per_s)
+    rest = FIXED_SECONDS + passes / speed.inference_images_per_s
+    return Cost(startup + speed.setup_seconds + range_test, train, rest)

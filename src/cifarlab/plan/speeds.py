@@ -14,11 +14,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cifarlab.config import Params
 from cifarlab.core.io import immediately, write_json
 from cifarlab.feed.device import autocast, describe
+from cifarlab.stats import channel_stats
+from cifarlab.train.run import DATA_INIT_IMAGES, built_model
 from cifarlab.training_step import training_step
 
 CACHE_ENV = "CIFARLAB_CACHE"
@@ -33,6 +36,7 @@ class Speed:
     step_seconds: float  # one optimiser step of train.batch_size images at data.image_size
     low_res_step_seconds: float | None  # the same at train.low_res.size; None: not measured
     inference_images_per_s: float  # scoring, in the same precision
+    setup_seconds: float  # building the model as the train stage does before its first step (init from data, facts)
     measure_seconds: float  # what measuring it took: the plan's own cost on a machine it has not seen
 
 
@@ -111,10 +115,16 @@ def speed(params: Params, precision: str, device: torch.device, low_res: bool) -
 
 
 def measure(params: Params, precision: str, device: torch.device, low_res: bool) -> Speed:
-    """Time training's own step (model, layout, optimiser, batch path, micro-batches) on
-    synthetic images, and scoring."""
+    """Time the train stage's model set-up, training's own step (model, layout, optimiser, batch
+    path, micro-batches) and scoring, on synthetic images."""
     began = time.perf_counter()
     cfg = params.train
+    size = params.data.image_size
+    images = np.random.default_rng(0).integers(0, 256, (DATA_INIT_IMAGES, size, size, 3), dtype=np.uint8)
+    stats = channel_stats(images)
+    built = time.perf_counter()
+    built_model(params.model, images, 10, stats, cfg.seed)
+    setup = time.perf_counter() - built
     step = training_step(params.model_copy(update={"train": cfg.model_copy(update={"precision": precision})}),
                          device)
     sizes = [None, cfg.low_res.size] if low_res else [None]
@@ -128,7 +138,7 @@ def measure(params: Params, precision: str, device: torch.device, low_res: bool)
         _sync(device)
         seconds.append((time.perf_counter() - timed) / TIMED_STEPS)
     rate = _inference_rate(step)
-    return Speed(seconds[0], seconds[1] if low_res else None, rate, time.perf_counter() - began)
+    return Speed(seconds[0], seconds[1] if low_res else None, rate, setup, time.perf_counter() - began)
 
 
 def _sync(device: torch.device) -> None:

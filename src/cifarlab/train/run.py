@@ -72,7 +72,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     check_batch_split(cfg.batch_size, group)
     device = device or select_device(group.local_rank)
     state_path = group.main_only(lambda: state_path)
-    model, facts = _built_model(params.model, data, stats, cfg.seed)
+    model, facts = built_model(params.model, data.x_train, data.num_classes, stats, cfg.seed)
     started_from = None
     if cfg.init_from:
         line, digest = start_from(model, cfg.init_from, params.model, data.classes, data.x_train.shape[1])
@@ -147,12 +147,14 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
                        started_from, startup)
 
 
-def _built_model(name: str, data: Prepared, stats: Stats, seed: int) -> tuple[nn.Module, dict]:
-    """The model as the seed initialises it, and its facts: parameters, MACs per image, receptive field."""
+def built_model(name: str, images: np.ndarray, num_classes: int, stats: Stats, seed: int) -> tuple[nn.Module, dict]:
+    """The model as the seed initialises it (from the training `images` where it starts from the
+    data), and its facts: parameters, MACs per image, receptive field. The plan times this too: it
+    is most of the train stage's start-up after the imports."""
     torch.manual_seed(seed)
-    model = build_model(name, data.num_classes)
-    init_from_data(model, data.x_train, stats, seed)
-    facts = {"params": parameter_count(model), "macs": macs_per_image(model, data.x_train.shape[1]),
+    model = build_model(name, num_classes)
+    init_from_data(model, images, stats, seed)
+    facts = {"params": parameter_count(model), "macs": macs_per_image(model, images.shape[1]),
              "receptive_field": receptive_field(model)}
     return model, facts
 
