@@ -9,6 +9,7 @@ from cifarlab.core import paths
 from cifarlab.core.errors import run_stage
 from cifarlab.gradcam.outputs import explain_layers
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
+from cifarlab.models.registry import explained_layers
 from cifarlab.prepared import load_prepared
 
 
@@ -16,7 +17,8 @@ def main() -> None:
     params = load_params()
     cfg, data = params.gradcam, load_prepared(paths.PREPARED)
     model, ckpt = load_checkpoint(paths.MODEL, models=params.model_choices(), classes=data.classes)
-    explain_layers(cfg, model, params.explained_layers(ckpt["model"]), data, checkpoint_stats(ckpt))
+    layers = explained_layers(cfg.layers, model, data.x_test.shape[1])
+    explain_layers(cfg, model, layers, data, checkpoint_stats(ckpt))
 
 
 if __name__ == "__main__":

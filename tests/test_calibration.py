@@ -15,8 +15,8 @@ from cifarlab.evaluate.scoring import accuracy_interval
 from cifarlab.evaluate.suspects import suspect_labels
 from cifarlab.export.onnx import describe
 from cifarlab.intervals import interval_95
-from cifarlab.models import build_model
 from cifarlab.models.checkpoint import load_temperature, save_checkpoint
+from cifarlab.models.registry import build_model
 from cifarlab.stats import Stats
 
 CLASSES = 10

@@ -15,8 +15,8 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from cifarlab.conf import HEADER, compose, params_text
-from cifarlab.config import GRADCAM_LAYERS, parse_params
-from cifarlab.models import MODELS
+from cifarlab.config import parse_params
+from cifarlab.models import ZOO
 from conftest import ROOT, default_params_dict, make_arrays, param_parent, write_image_tree
 
 RECIPES = sorted(path.stem for path in (ROOT / "conf" / "recipe").glob("*.yaml"))
@@ -64,8 +64,8 @@ def test_dvc_composes_params_with_hydra():
 
 
 def test_every_model_has_its_own_defaults_and_they_are_valid():
-    assert sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml")) == sorted([*MODELS, "auto"])
-    for name in MODELS:
+    assert sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml")) == sorted([*ZOO, "auto"])
+    for name in ZOO:
         params = parse_params(compose([f"model={name}"]))
         assert params.model == name and params.recipe == "default"
     default = parse_params(compose())
@@ -124,10 +124,6 @@ def test_the_default_recipe_can_be_named_and_means_no_recipe():
     """params.yaml says `recipe: default`; `-S recipe=default` selects exactly that, for any model."""
     assert compose(["recipe=default"]) == compose()
     assert compose(["model=s9net", "recipe=default"]) == compose(["model=s9net"])
-
-
-def test_every_model_default_gradcam_layer_is_declared():
-    assert set(GRADCAM_LAYERS) == set(MODELS)
 
 
 @pytest.mark.slow

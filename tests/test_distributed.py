@@ -348,7 +348,7 @@ def test_a_data_parallel_step_all_reduces_its_gradients_once_however_many_micro_
 IDLE_SCRIPT = """
 import json, sys
 import torch
-from cifarlab.models import build_model
+from cifarlab.models.registry import build_model
 from cifarlab.train import distributed
 from cifarlab.train.loop import _forward_backward
 

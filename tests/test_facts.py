@@ -8,7 +8,7 @@ import pytest
 from torch import nn
 
 from cifarlab.facts import macs_per_image, parameter_count, receptive_field
-from cifarlab.models import build_model
+from cifarlab.models.registry import build_model
 from cifarlab.report.render import model_summary
 from conftest import ROOT
 

@@ -15,8 +15,8 @@ from cifarlab.conf import compose
 from cifarlab.config import AugmentConfig, ParamsError, TrainConfig, parse_params
 from cifarlab.feed.batches import DeviceBatches
 from cifarlab.feed.device_augment import augment_batch
-from cifarlab.models import build_model
 from cifarlab.models.airbench import WHITEN_BIAS_EPOCHS
+from cifarlab.models.registry import build_model
 from cifarlab.prepared import Prepared
 from cifarlab.stats import Stats
 from cifarlab.train.lookahead import Lookahead

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cifarlab.core.errors import UserError
-from cifarlab.models import build_model
 from cifarlab.models.checkpoint import save_checkpoint, weights_digest
+from cifarlab.models.registry import build_model
 from cifarlab.stats import Stats
 from cifarlab.train.init_from import start_from
 from cifarlab.train.run import run, training_facts

@@ -9,8 +9,8 @@ import torch
 
 from cifarlab.core.errors import UserError
 from cifarlab.download import cifar
-from cifarlab.models import build_model
 from cifarlab.models.checkpoint import load_checkpoint, save_checkpoint
+from cifarlab.models.registry import build_model
 from cifarlab.stats import Stats
 
 MARKER = "cifarlab-test-code-ran"

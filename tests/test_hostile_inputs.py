@@ -151,8 +151,8 @@ def test_the_faithfulness_sample_takes_every_class_in_turn():
 ])
 def test_a_checkpoint_from_another_dataset_is_refused_in_one_line(tmp_path, saved_classes, prepared_classes):
     from cifarlab.core.errors import UserError
-    from cifarlab.models import build_model
     from cifarlab.models.checkpoint import load_checkpoint, save_checkpoint
+    from cifarlab.models.registry import build_model
     from cifarlab.stats import Stats
     path = tmp_path / "model.pt"
     save_checkpoint(path, "tiny", build_model("tiny", len(saved_classes)).state_dict(), saved_classes,

@@ -206,8 +206,8 @@ def test_thousands_of_images_are_read_a_batch_at_a_time(project, monkeypatch):
     import tracemalloc
 
     from cifarlab import predict
-    from cifarlab.models import build_model
     from cifarlab.models.checkpoint import save_checkpoint
+    from cifarlab.models.registry import build_model
     from test_use_the_model import STATS
 
     save_checkpoint(project / "big.pt", "tiny", build_model("tiny", 3).state_dict(), ["bird", "cat", "ship"], STATS,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from cifarlab.conf import compose
-from cifarlab.models import MODELS
+from cifarlab.models import ZOO
 from conftest import SHARED_JPEG, copy_project
 
 pytestmark = [pytest.mark.slow,
@@ -45,7 +45,7 @@ def run_python_module():
     return run
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("model", sorted(ZOO))
 def test_each_model_swapped_in_alone_learns_on_real_images(prepared_project, run_python_module, model):
     project = prepared_project
     params = compose([f"model={model}", *SHORT_RUN])

@@ -5,11 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from cifarlab.config import GRADCAM_LAYERS
 from cifarlab.core.errors import UserError
-from cifarlab.facts import gradcam_layer_sizes
-from cifarlab.models import MODELS, build_model
+from cifarlab.models import ZOO
 from cifarlab.models.blocks import SubgridDilatedConv2d
+from cifarlab.models.registry import build_model, gradcam_candidates, gradcam_default, map_sizes
 
 EXPECTED_PARAMS = {"resnet18": 11_173_962, "resnet18_ln": 11_173_962, "custom_resnet": 6_573_130}
 
@@ -18,7 +17,7 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", ZOO)
 @pytest.mark.parametrize("num_classes", [10, 3])
 def test_forward_and_backward(name, num_classes):
     model = build_model(name, num_classes)
@@ -53,20 +52,21 @@ def test_compact_models_use_depthwise_and_dilated_convs_and_no_maxpool(name):
     assert not any(isinstance(m, nn.MaxPool2d) for m in build_model(name, 10).modules())
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", ZOO)
 def test_gradcam_layers_include_a_fine_and_a_coarse_map(name):
     """Maps of about 16 and 8 pixels (airbench94's unpadded whitening layer makes them 15 and 7)."""
-    layers = GRADCAM_LAYERS[name]
-    sizes = set(gradcam_layer_sizes(build_model(name, 10), layers.allowed, 32).values())
+    model = build_model(name, 10)
+    layers = gradcam_candidates(model)
+    sizes = set(map_sizes(model, list(layers), 32).values())
     assert sizes & {15, 16} and sizes & {7, 8}
-    assert layers.default in layers.allowed
+    assert gradcam_default(model) in layers
 
 
-def test_every_model_has_gradcam_layers_and_every_listed_layer_exists():
-    assert list(GRADCAM_LAYERS) == list(MODELS)
-    for name, layers in GRADCAM_LAYERS.items():
-        model = build_model(name, 10)
-        assert all(isinstance(getattr(model, layer), nn.Module) for layer in layers.allowed), name
+@pytest.mark.parametrize("name", ZOO)
+def test_every_zoo_network_declares_its_gradcam_layers_on_its_class_and_they_exist(name):
+    model = build_model(name, 10)
+    assert type(model).gradcam_layers and type(model).gradcam_default
+    assert all(isinstance(model.get_submodule(layer), nn.Module) for layer in type(model).gradcam_layers), name
 
 
 def test_unknown_model_lists_the_known_ones():

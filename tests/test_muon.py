@@ -12,7 +12,7 @@ from torch import nn
 
 from cifarlab.config import TrainConfig
 from cifarlab.feed.device import make_scaler
-from cifarlab.models import build_model
+from cifarlab.models.registry import build_model
 from cifarlab.train.loop import _forward_backward
 from cifarlab.train.muon import Muon, orthogonalise
 from cifarlab.train.optim import conv_filters, make_optimizer, norm_biases

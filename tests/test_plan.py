@@ -14,13 +14,15 @@ import yaml
 from cifarlab import seeds
 from cifarlab.conf import compose, params_text
 from cifarlab.config import Choice, ParamsError, load_choice, parse_params
+from cifarlab.core.errors import UserError
 from cifarlab.feed import device as device_module
 from cifarlab.feed.device import make_scaler
-from cifarlab.models import build_model
+from cifarlab.models.registry import build_model
 from cifarlab.plan import choose as choose_module
 from cifarlab.plan import speeds as speeds_module
 from cifarlab.plan.choose import candidates, pick
 from cifarlab.plan.cost import DataSizes
+from cifarlab.plan.run import check_networks
 from cifarlab.plan.speeds import Speed, speed
 from cifarlab.train import clock as clock_module
 from cifarlab.train.clock import RunClock
@@ -244,7 +246,6 @@ def test_low_res_epochs_train_on_smaller_images_and_the_rest_at_full_size():
 
 
 @pytest.mark.parametrize("changes, message", [
-    (["model=s9net", "train.low_res.epochs=2"], "train.low_res trains at another image size, which s9net does not"),
     (["model=airbench94", "train.low_res.epochs=2", "train.low_res.size=32"],
      "train.low_res.size = 32 must be below data.image_size"),
     (["train.low_res.size=32"], "train.low_res.size = 32 must be below data.image_size"),  # auto: the ladder's 4
@@ -256,6 +257,16 @@ def test_low_res_epochs_train_on_smaller_images_and_the_rest_at_full_size():
 def test_low_res_is_refused_where_it_cannot_work(changes, message):
     with pytest.raises(ParamsError, match=message):
         parse_params(compose(changes))
+
+
+def test_low_res_is_refused_for_a_network_that_does_not_say_it_takes_other_sizes():
+    """Which image sizes a network takes is on the network (any_image_size): the plan checks it,
+    and every layer gradcam.layers names, on the network itself before anything trains."""
+    check_networks(parse_params(compose(["model=airbench94", "train.low_res.epochs=2"])), 10, 32)
+    with pytest.raises(ParamsError, match="train.low_res trains at another image size, which s9net does not take"):
+        check_networks(parse_params(compose(["model=s9net", "train.low_res.epochs=2"])), 10, 32)
+    with pytest.raises(UserError, match="gradcam.layers names 'layer3', which is not a module of S9Net"):
+        check_networks(parse_params(compose(["model=s9net", "gradcam.layers=[layer3]"])), 10, 32)
 
 
 @pytest.mark.slow

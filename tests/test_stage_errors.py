@@ -9,7 +9,7 @@ import yaml
 
 from conftest import copy_project, param_parent
 
-OUTPUT_DIRS = {"data", "models", "metrics", "plots", "eval", "reports"}
+OUTPUT_DIRS = {"data", "plan", "models", "metrics", "plots", "eval", "reports"}
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def _assert_one_line_error(result, message):
 
 
 BAD_PARAMS = [
-    (dict(dotted="model", value="resnet50"), "model = 'resnet50' is not allowed; expected one of"),
+    (dict(dotted="model", value="resnet50"), "model = 'resnet50' is not a network here; allowed: auto, airbench93"),
     (dict(dotted="train.epochs", rename="epoch"), "did you mean 'train.epochs'"),
     (dict(dotted="train.epochs", value="ten"), "train.epochs = 'ten' is not allowed"),
     (dict(dotted="train.epochs", value=0),
@@ -55,7 +55,6 @@ BAD_PARAMS = [
     (dict(dotted="augment.blur", value={"p": 0.5}), "unknown key 'augment.blur'"),
     (dict(dotted="train.optimizer.name", value="rmsprop"), "one of sgd, muon, adam, adamw"),
     (dict(dotted="train.scheduler.name", value="warmup"), "one of onecycle, linear, plateau, step, cosine, none"),
-    (dict(dotted="gradcam.layers", value=["layer9"]), "gradcam.layers[0] = 'layer9' is not a layer of airbench94"),
     (dict(dotted="data.source", value="/no/such/folder"), "data.source = '/no/such/folder': no such file"),
 ]
 
@@ -75,6 +74,18 @@ def test_a_failing_stage_leaves_existing_outputs_untouched(project, run_python):
     _edit(project, "train.optimizer.lr", -1)
     for stage in ("download", "stats", "plan", "train"):
         _assert_one_line_error(run_python([f"stages/{stage}.py"], cwd=project), "train.optimizer.lr = -1")
+    assert _outputs(project) == before
+
+
+def test_a_layer_the_network_lacks_stops_the_plan_before_anything_trains(project, run_python):
+    """Which layers a network has is known once it is built: the plan stage, first to build it."""
+    for stage in ("download", "stats"):
+        assert run_python([f"stages/{stage}.py"], cwd=project).returncode == 0
+    before = _outputs(project)
+    _edit(project, "gradcam.layers", ["layer9"])
+    _assert_one_line_error(run_python(["stages/plan.py"], cwd=project),
+                           "gradcam.layers names 'layer9', which is not a module of AirBench94; allowed: default, "
+                           "block1, block2, block3")
     assert _outputs(project) == before
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cifarlab.models import build_model
+from cifarlab.models.registry import build_model
 from cifarlab.prepared import Prepared
 from cifarlab.stats import Stats
 from cifarlab.train.optim import make_optimizer

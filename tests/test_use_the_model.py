@@ -24,8 +24,9 @@ from cifarlab.export.onnx import describe, onnx_bytes
 from cifarlab.feed.batches import eval_batches
 from cifarlab.feed.inference import predict
 from cifarlab.model_input import PREPROCESSING
-from cifarlab.models import MODELS, build_model
+from cifarlab.models import ZOO
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint, save_checkpoint
+from cifarlab.models.registry import build_model
 from cifarlab.predict import probabilities, read_inputs
 from cifarlab.stats import Stats, normalised
 from conftest import CLASSES, ROOT, make_arrays
@@ -165,7 +166,7 @@ def _test_images(count: int = 256) -> np.ndarray:
     return images[:count]
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(ZOO))
 def test_onnxruntime_runs_the_exported_model_to_pytorchs_logits(tmp_path, name):
     """The graph, not the training, is what is tested: each model untrained."""
     ckpt = _checkpoint(tmp_path / "model.pt", name)

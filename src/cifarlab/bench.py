@@ -31,7 +31,8 @@ from cifarlab.config import AugmentConfig, Params, load_params
 from cifarlab.facts import macs_per_image
 from cifarlab.feed.batches import resolve_workers, train_batches
 from cifarlab.feed.device import describe, select_device
-from cifarlab.models import MODELS, build_model
+from cifarlab.models import model_names
+from cifarlab.models.registry import build_model
 from cifarlab.plan.choose import budget_seconds, candidates, fastest_precision, pick, table
 from cifarlab.plan.run import sizes_here
 from cifarlab.stats import Stats, channel_stats
@@ -233,7 +234,7 @@ def print_estimate(params: Params, device: torch.device) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cifarlab.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="airbench94,tiny,s9net,custom_resnet,resnet18",
-                        help="comma-separated, from: " + ", ".join(MODELS))
+                        help="comma-separated, from: " + ", ".join(model_names()))
     parser.add_argument("--images", type=int, default=1024, help="synthetic 32x32 training images per pass")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="synthetic training steps per timed call")
@@ -252,9 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.estimate:
         print_estimate(load_params(args.params), select_device())
         return
-    unknown = sorted(set(args.models.split(",")) - set(MODELS))
+    unknown = sorted(set(args.models.split(",")) - set(model_names()))
     if unknown:
-        parser.error(f"unknown models {', '.join(unknown)}; known: {', '.join(MODELS)}")
+        parser.error(f"unknown models {', '.join(unknown)}; known: {', '.join(model_names())}")
 
     params = load_params(args.params)
     params = params.model_copy(update={"train": params.train.model_copy(update={"batch_size": args.batch_size})})

@@ -9,7 +9,7 @@ import difflib
 import reprlib
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 import yaml
@@ -27,29 +27,7 @@ ORDERS = ("confidence", "index", "random", "per_class")  # how misclassify picks
 TTA_MODES = ("none", "flip", "flip_translate")
 
 
-class GradcamLayers(NamedTuple):
-    default: str
-    allowed: tuple[str, ...]  # attributes of the model, largest map first
-
-
-# Every model of models.MODELS and the layers GradCAM may explain in it (their map sizes: README's
-# model table, from `python -m cifarlab.facts`); `default` is the layer whose maps are about
-# 8 px: fine enough to localise, deep enough to mean something.
-GRADCAM_LAYERS = {
-    "airbench93": GradcamLayers("block2", ("block1", "block2", "block3")),
-    "airbench94": GradcamLayers("block2", ("block1", "block2", "block3")),
-    "custom_resnet": GradcamLayers("layer2", ("prep", "layer1", "layer2", "layer3")),
-    "resnet18": GradcamLayers("layer3", ("layer1", "layer2", "layer3", "layer4")),
-    "resnet18_ln": GradcamLayers("layer3", ("layer1", "layer2", "layer3", "layer4")),
-    "s9net": GradcamLayers("c3", ("c1", "c2", "c3", "c4")),
-    "tiny": GradcamLayers("c4", ("c1", "c2", "c3", "c4")),
-}
-
-
 AUTO = "auto"  # model / train.epochs / train.low_res.epochs / train.precision: the plan stage picks (cifarlab.plan)
-
-
-ANY_SIZE_MODELS = ("airbench93", "airbench94")  # global pooling before the head: any image size trains
 
 
 class ParamsError(UserError):
@@ -251,7 +229,7 @@ class GradcamConfig(Section):
 class Rung(Section):
     """One candidate of plan.ladder: a network and its epochs, with the accuracy it reached on a
     validation split (docs/results.md), which ranks the candidates."""
-    model: _choice(GRADCAM_LAYERS)
+    model: str = Field(min_length=1)  # a name of cifarlab.models, checked in Params
     epochs: int = Field(ge=1)
     low_res_epochs: int = Field(ge=0)  # of them, the first this many at train.low_res.size
     val_acc: float = Field(gt=0, le=100)  # %, plain, on 5,000 training images held out of its training
@@ -276,7 +254,7 @@ CHOICE_KEY = "trained"  # plan/choice.json's one key: `dvc exp show` lists train
 class Choice(Section):
     """What the plan stage chose for this machine (plan/choice.json): every value of the run that
     params.yaml may leave to it, concrete; the train stage reads it as a dep."""
-    model: _choice(GRADCAM_LAYERS)
+    model: str = Field(min_length=1)
     epochs: int = Field(ge=1)
     low_res_epochs: int = Field(ge=0)
     precision: Literal["fp32", "bf16", "fp16"]
@@ -284,7 +262,7 @@ class Choice(Section):
 
 class Params(Section):
     recipe: str = Field(min_length=1)  # what set the values: a conf/recipe/ name, or default (the model's own)
-    model: _choice((AUTO, *GRADCAM_LAYERS))
+    model: str = Field(min_length=1)  # auto, a network of the zoo, or your own in nets/ (checked below)
     plan: PlanConfig
     data: DataConfig
     augment: AugmentConfig
@@ -297,6 +275,7 @@ class Params(Section):
     @model_validator(mode="after")
     def _keys_that_agree(self) -> Params:
         """Rules that tie two keys together (a ParamsError passes through pydantic unchanged)."""
+        _check_models(self)
         train = self.train
         if self.data.val == 0:
             for key, value in (("train.checkpoint", train.checkpoint), ("train.scheduler.name", train.scheduler.name)):
@@ -319,9 +298,6 @@ class Params(Section):
         if low_res_models and low_res.size >= self.data.image_size:
             raise ParamsError(f"params.yaml: train.low_res.size = {low_res.size} must be below data.image_size "
                               f"= {self.data.image_size}, or set train.low_res.epochs to 0")
-        if not set(low_res_models) <= set(ANY_SIZE_MODELS):
-            raise ParamsError(f"params.yaml: train.low_res trains at another image size, which {self.model} does not "
-                              f"take; it works with {', '.join(ANY_SIZE_MODELS)}; set train.low_res.epochs to 0")
         if train.epochs == AUTO and not self.rungs():
             raise ParamsError(f"params.yaml: train.epochs = auto takes the epochs of a plan.ladder entry, and none is "
                               f"for model {self.model}; set train.epochs to a number (-S train.epochs=10)")
@@ -340,12 +316,6 @@ class Params(Section):
         if crop.fill == "reflect" and crop.padding >= self.data.image_size:
             raise ParamsError(f"params.yaml: augment.crop.padding = {crop.padding} must be below data.image_size "
                               f"= {self.data.image_size} to pad by reflection")
-        for model in self.model_choices():
-            layers = ["default", *GRADCAM_LAYERS[model].allowed]
-            for index, layer in enumerate(self.gradcam.layers):
-                if layer not in layers:
-                    raise ParamsError(f"params.yaml: gradcam.layers[{index}] = {shown(layer)} is not a layer "
-                                      f"of {model}; allowed: {', '.join(layers)}")
         return self
 
     def rungs(self) -> list[Rung]:
@@ -363,11 +333,25 @@ class Params(Section):
                                               "precision": choice.precision})
         return self.model_copy(update={"model": choice.model, "train": train})
 
-    def explained_layers(self, model: str | None = None) -> list[str]:
-        """gradcam.layers as attribute names of `model` (the trained one; default: params' own),
-        `default` resolved, each layer once."""
-        default = GRADCAM_LAYERS[model or self.model_choices()[0]].default
-        return list(dict.fromkeys(default if layer == "default" else layer for layer in self.gradcam.layers))
+
+
+def _check_models(params: Params) -> None:
+    """`model` and every plan.ladder entry's name a network here (the zoo's, or nets/<name>.py).
+    Which layers and image sizes a network takes is checked where it is built (the plan stage,
+    before anything trains): that needs torch, which this module leaves alone."""
+    from cifarlab.models import model_names, source_file
+
+    known = model_names()
+    named = [("model", params.model)] + [(f"plan.ladder[{index}].model", rung.model)
+                                         for index, rung in enumerate(params.plan.ladder)]
+    for key, name in named:
+        if key == "model" and name == AUTO:
+            continue
+        if name not in known:
+            allowed = ("auto, " if key == "model" else "") + ", ".join(known)
+            raise ParamsError(f"params.yaml: {key} = {shown(name)} is not a network here; allowed: {allowed}, or "
+                              "your own in nets/<name>.py (`python -m cifarlab.new <name>` starts one)")
+        source_file(name)  # a file of nets/ named like a zoo network is refused
 
 
 def _allowed(field: FieldInfo) -> str:

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from cifarlab.config import GRADCAM_LAYERS
-from cifarlab.models import build_model
+from cifarlab.models import ZOO
+from cifarlab.models.registry import build_model, gradcam_candidates, gradcam_default, map_sizes
 
 _WINDOW_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 _WINDOW_FUNCTIONS = {F.max_pool2d, F.avg_pool2d, F.conv2d}
@@ -39,11 +39,23 @@ def _window(module: nn.Module) -> tuple[int, int, int]:
     return _pair(module.kernel_size), _pair(stride), _pair(getattr(module, "dilation", 1))
 
 
-def _function_window(node: fx.Node) -> tuple[int, int, int]:
+class Untraceable(ValueError):
+    """The receptive-field walk cannot follow this network; the message says why."""
+
+
+def _function_window(node: fx.Node, graph: fx.GraphModule) -> tuple[int, int, int]:
+    """(kernel, stride, dilation) of an F.conv2d / F.max_pool2d / F.avg_pool2d call. A convolution's
+    kernel is its weight's shape, readable where the weight is a parameter of the network."""
+    if node.target is F.conv2d:
+        args = dict(zip(("input", "weight", "bias", "stride", "padding", "dilation"), node.args))
+        args.update(node.kwargs)
+        weight = args["weight"]
+        if not (isinstance(weight, fx.Node) and weight.op == "get_attr"):
+            raise Untraceable("an F.conv2d call whose weight is computed in forward, not a parameter of the network")
+        kernel = graph.get_parameter(weight.target).shape[-1]
+        return kernel, _pair(args.get("stride", 1)), _pair(args.get("dilation", 1))
     args = dict(zip(("input", "kernel_size", "stride", "padding", "dilation"), node.args))
     args.update(node.kwargs)
-    if node.target is F.conv2d:
-        raise ValueError("receptive_field: F.conv2d calls are not supported; use nn.Conv2d")
     kernel = _pair(args["kernel_size"])
     stride = _pair(args.get("stride") or kernel)
     return kernel, stride, _pair(args.get("dilation", 1))
@@ -61,8 +73,13 @@ def receptive_field(model: nn.Module) -> int:
 
     Walks the traced module graph in order, carrying (rf, jump) per value: a window layer adds
     (kernel - 1) * dilation * jump and multiplies jump by its stride; where branches meet
-    (residual adds) the larger field wins. Global pooling and linear layers leave it as is."""
-    graph = fx.GraphModule(model, _WindowsAsLeaves().trace(model))
+    (residual adds) the larger field wins. Global pooling and linear layers leave it as is. A
+    network torch.fx cannot trace (Python control flow on tensor values, say) is Untraceable."""
+    try:
+        graph = fx.GraphModule(model, _WindowsAsLeaves().trace(model))
+    except Exception as err:
+        raise Untraceable(f"torch.fx cannot trace its forward ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:120] if str(err) else ''})") from None
     field: dict[fx.Node, tuple[int, int]] = {}
     for node in graph.graph.nodes:
         parents = [field[p] for p in node.all_input_nodes if p in field]
@@ -71,7 +88,7 @@ def receptive_field(model: nn.Module) -> int:
         if node.op == "call_module" and isinstance(graph.get_submodule(node.target), _WINDOW_MODULES):
             window = _window(graph.get_submodule(node.target))
         elif node.op == "call_function" and node.target in _WINDOW_FUNCTIONS:
-            window = _function_window(node)
+            window = _function_window(node, graph)
         if window is not None:
             kernel, stride, dilation = window
             rf, jump = rf + (kernel - 1) * dilation * jump, jump * stride
@@ -80,27 +97,22 @@ def receptive_field(model: nn.Module) -> int:
     return field[output][0]
 
 
-def gradcam_layer_sizes(model: nn.Module, layers: list[str], image_size: int = 32) -> dict[str, int]:
-    """Output width of each of `layers` (attributes of `model`) for a square input."""
-    sizes: dict[str, int] = {}
-    hooks = [getattr(model, name).register_forward_hook(
-        lambda _m, _i, out, name=name: sizes.__setitem__(name, out.shape[-1]))
-        for name in layers]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, 3, image_size, image_size))
-    for hook in hooks:
-        hook.remove()
-    return sizes
+def field_words(facts: dict) -> str:
+    """The receptive field as a person reads it: `47 px`, or unknown and why."""
+    if facts.get("receptive_field") is None:
+        return f"unknown: {facts.get('receptive_field_unknown', 'not measured')}"
+    return f"{facts['receptive_field']} px"
 
 
 def models_table(num_classes: int = 10, image_size: int = 32) -> str:
     """The README's model table (Markdown), computed from the registered models."""
     lines = ["| name | parameters | MACs / image | receptive field | GradCAM layers (output px) |",
              "|---|---:|---:|---:|---|"]
-    for name, choice in GRADCAM_LAYERS.items():
+    for name in ZOO:
         model = build_model(name, num_classes)
-        layers = ", ".join(f"**{layer}** {size}" if layer == choice.default else f"{layer} {size}"
-                           for layer, size in gradcam_layer_sizes(model, choice.allowed, image_size).items())
+        default = gradcam_default(model, image_size)
+        layers = ", ".join(f"**{layer}** {size}" if layer == default else f"{layer} {size}"
+                           for layer, size in map_sizes(model, list(gradcam_candidates(model)), image_size).items())
         lines.append(f"| {name} | {parameter_count(model):,} | {macs_per_image(model, image_size):,} | "
                      f"{receptive_field(model)} | {layers} |")
     return "\n".join(lines)

@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from cifarlab.config import GRADCAM_LAYERS
 from cifarlab.core import paths
 from cifarlab.core.errors import UserError
 from cifarlab.core.io import save_figure, write_csv
@@ -71,9 +70,10 @@ def explain(model: torch.nn.Module, ckpt: dict, files: list[Path], images: list[
     from cifarlab.gallery import gallery_figure
     from cifarlab.gradcam.figures import overlay
     from cifarlab.gradcam.maps import gradcam_maps
+    from cifarlab.models.registry import gradcam_default
 
-    layer_name = GRADCAM_LAYERS[ckpt["model"]].default
-    layer = getattr(model, layer_name)
+    layer_name = gradcam_default(model, ckpt["image_size"])
+    layer = model.get_submodule(layer_name)
     stats = checkpoint_stats(ckpt)
     for number, (path, image, label) in enumerate(zip(files, images, predicted), start=first):
         cam = gradcam_maps(model, layer, normalised([image], stats), torch.tensor([label]))[0]

@@ -15,7 +15,7 @@ from torch import nn
 from cifarlab.config import Params
 from cifarlab.feed.batches import Batches, resolve_workers, train_batches
 from cifarlab.feed.device import make_scaler, memory_format, resolve_precision
-from cifarlab.models import build_model
+from cifarlab.models.registry import build_model
 from cifarlab.stats import Stats, channel_stats
 from cifarlab.train.distributed import SINGLE, Group
 from cifarlab.train.loop import train_epoch
@@ -67,7 +67,7 @@ def training_step(params: Params, device: torch.device, epoch: int = 1) -> Train
     train fewer parameters late in a run, see the models' start_epoch)."""
     cfg = params.train
     torch.manual_seed(0)
-    model = build_model(params.model, 10).to(device, memory_format=memory_format(device))
+    model = build_model(params.model, 10, params.data.image_size).to(device, memory_format=memory_format(device))
     if hasattr(model, "start_epoch"):
         model.start_epoch(epoch)
     precision = resolve_precision(cfg.precision, device)

@@ -7,7 +7,7 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from cifarlab.facts import gradcam_layer_sizes
+from cifarlab.models.registry import map_sizes
 
 
 def gradcam_maps(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
@@ -35,5 +35,5 @@ def figure_names(layers: list[str]) -> dict[str, str]:
 
 def layer_titles(model: nn.Module, layers: list[str], image_size: int) -> dict[str, str]:
     """Each layer with the resolution of its map (`layer3, 8x8 map`): a name alone does not say how coarse it is."""
-    sizes = gradcam_layer_sizes(model, layers, image_size)
+    sizes = map_sizes(model, layers, image_size)
     return {layer: f"{layer}, {sizes[layer]}x{sizes[layer]} map" for layer in layers}

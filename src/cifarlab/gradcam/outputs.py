@@ -35,7 +35,7 @@ def explain_layers(cfg: GradcamConfig, model: nn.Module, names: list[str], data:
     with torch.no_grad():
         sample_predicted = model(sample).argmax(1)
     for name in names:
-        layer = getattr(model, name)
+        layer = model.get_submodule(name)
         maps = [gradcam_maps(model, layer, inputs, target, scaled=False) for target in targets] if images else [[], []]
         figures[name] = gradcam_figure(titles[name], images, *maps, captions, chosen)
         relevance = gradcam_maps(model, layer, sample, sample_predicted)

@@ -62,6 +62,9 @@ class Whitening(nn.Conv2d):
 
 class AirBench(nn.Module):
     widths: tuple[int, int, int]
+    gradcam_layers = ("block1", "block2", "block3")  # largest maps first; the default's are 8 px
+    gradcam_default = "block2"
+    any_image_size = True  # global pooling before the head: train.low_res may train it on smaller crops
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -15,7 +16,8 @@ from cifarlab.core import paths
 from cifarlab.core.errors import UserError
 from cifarlab.core.io import save_torch
 from cifarlab.model_input import PREPROCESSING
-from cifarlab.models import build_model
+from cifarlab.models import source_digest, source_file
+from cifarlab.models.registry import build_model
 from cifarlab.stats import Stats
 
 
@@ -35,10 +37,12 @@ CHECKPOINT_KEYS = {"model", "classes", "mean", "std", "epoch", "chosen_by", "pre
 
 def save_checkpoint(path: Path, model_name: str, weights: dict, classes: list[str], stats: Stats,
                     epoch: int, chosen_by: dict, precision: str = "fp32", image_size: int = 32) -> None:
+    """`network_sha256`: the digest of your network's file (nets/<name>.py) the weights belong to;
+    None for the zoo's, whose code is cifarlab's own version."""
     save_torch(path, {"model": model_name, "classes": list(classes), "mean": list(stats.mean),
                       "std": list(stats.std), "epoch": epoch, "chosen_by": chosen_by, "precision": precision,
                       "image_size": image_size, "preprocessing": PREPROCESSING, "state_dict": weights,
-                      "digest": weights_digest(weights)})
+                      "digest": weights_digest(weights), "network_sha256": source_digest(model_name)})
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu", models: tuple[str, ...] | None = None,
@@ -60,14 +64,31 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", models: tupl
         if ckpt["digest"] != weights_digest(ckpt["state_dict"]):
             raise ValueError("the weights do not match their checksum")
         _check_fits(path, ckpt, models, classes)
-        model = build_model(ckpt["model"], len(ckpt["classes"]))
-        model.load_state_dict(ckpt["state_dict"])
+        model = build_model(ckpt["model"], len(ckpt["classes"]), ckpt["image_size"])
+        _load_weights(path, model, ckpt)
     except UserError:
         raise
     except Exception as err:  # a refused pickle, truncated or garbled bytes, missing keys
         raise UserError(f"{path}: refused or unreadable checkpoint ({str(err).splitlines()[0][:200]}); it is "
                         "damaged or incomplete; rerun `dvc repro train`") from None
     return model.to(device).eval(), ckpt
+
+
+def _load_weights(path: Path, model: nn.Module, ckpt: dict) -> None:
+    """The weights into the network as its file reads now. Where your network's file changed since
+    they were trained, weights that no longer fit are one line naming the file, and weights that
+    still fit load with a note (the code they run through is not the code they were trained in)."""
+    trained, now = ckpt.get("network_sha256"), source_digest(ckpt["model"])
+    if trained is None or trained == now:
+        model.load_state_dict(ckpt["state_dict"])
+        return
+    changed = f"{source_file(ckpt['model'])} changed since {path} was trained"
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError:
+        raise UserError(f"{changed}, and the weights no longer fit its layers; retrain it (`dvc repro`) or put the "
+                        "file back as it was (git restore / git checkout)") from None
+    print(f"note: {changed}; its weights still fit, but run through the new code", file=sys.stderr)
 
 
 def _is_onnx(path: Path) -> bool:

@@ -27,6 +27,9 @@ class ResidualLayer(nn.Module):
 
 
 class CustomResNet(nn.Module):
+    gradcam_layers = ("prep", "layer1", "layer2", "layer3")
+    gradcam_default = "layer2"
+
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.prep = conv_bn_relu(3, 64)

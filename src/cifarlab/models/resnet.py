@@ -29,6 +29,9 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
+    gradcam_layers = ("layer1", "layer2", "layer3", "layer4")
+    gradcam_default = "layer3"
+
     def __init__(self, num_classes: int, norm: Norm = nn.BatchNorm2d) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)

@@ -9,6 +9,9 @@ from cifarlab.models.blocks import GapHead, conv_bn_relu, separable
 
 
 class Tiny(nn.Module):
+    gradcam_layers = ("c1", "c2", "c3", "c4")
+    gradcam_default = "c4"
+
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.c1 = nn.Sequential(conv_bn_relu(3, 16), conv_bn_relu(16, 32))

@@ -10,11 +10,13 @@ import psutil
 import torch
 from torch import nn
 
-from cifarlab.config import CHOICE_KEY, Params
+from cifarlab.config import CHOICE_KEY, Params, ParamsError
 from cifarlab.core import paths
 from cifarlab.core.io import write_json
 from cifarlab.feed.device import select_device
-from cifarlab.plan.choose import budget_seconds, candidates, pick, table
+from cifarlab.models import source_digest, source_file
+from cifarlab.models.registry import build_model, explained_layers, trains_at_any_size
+from cifarlab.plan.choose import budget_seconds, candidates, options, pick, table
 from cifarlab.plan.cost import DataSizes
 from cifarlab.plan.speeds import machine, remembered
 from cifarlab.prepared import Prepared, load_prepared
@@ -58,14 +60,37 @@ def sizes_here(params: Params) -> tuple[DataSizes, float, str]:
     return sizes, process_seconds(), "CIFAR-10's sizes (no data/prepared.npz yet)"
 
 
+def check_networks(params: Params, num_classes: int, image_size: int) -> None:
+    """What params.yaml asks of each network it may train, checked on the network itself before
+    anything trains: it builds for the data (your own is tried on a batch), gradcam.layers are
+    its layers, and train.low_res trains only a network that takes smaller images."""
+    low_res: dict[str, bool] = {}  # each network, and whether some option trains it at low resolution
+    for (model, _, low), _ in options(params):
+        low_res[model] = low_res.get(model, False) or low > 0
+    for model, low in low_res.items():
+        explained_layers(params.gradcam.layers, build_model(model, num_classes, image_size), image_size)
+        if low and not trains_at_any_size(model):
+            raise ParamsError(f"params.yaml: train.low_res trains at another image size, which {model} does not "
+                              "take (a network says so with any_image_size = True); set train.low_res.epochs to 0")
+
+
+def network_file(model: str) -> dict:
+    """plan/choice.json's record of your network's file (nothing for the zoo's): train depends on
+    plan/choice.json, so an edit of nets/<model>.py retrains it, and an edit of another file in
+    nets/ retrains nothing."""
+    path = source_file(model)
+    return {} if path is None else {"network": {"file": path.as_posix(), "sha256": source_digest(model)}}
+
+
 def plan(params: Params, device: torch.device) -> str:
     """Choose, write both files and return what to print."""
     data, startup = train_startup(device)
+    check_networks(params, data.num_classes, data.x_train.shape[1])
     sizes = DataSizes(len(data.y_train), len(data.y_val), len(data.y_test), data.num_classes)
     priced = candidates(params, sizes, device, startup)
     elapsed = priced.plan_seconds
     chosen, line = pick(priced, params)
-    write_json(paths.CHOICE, {CHOICE_KEY: chosen.choice.model_dump()})
+    write_json(paths.CHOICE, {CHOICE_KEY: chosen.choice.model_dump(), **network_file(chosen.params.model)})
     budget = budget_seconds(params)
     write_json(paths.PLAN_ESTIMATE, {
         "budget_minutes": params.plan.budget_minutes, "fits": elapsed + chosen.cost.total <= budget,

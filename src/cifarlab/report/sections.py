@@ -8,6 +8,7 @@ import yaml
 from torch import nn
 
 from cifarlab.core import paths
+from cifarlab.facts import field_words
 from cifarlab.predictions import chance_words
 from cifarlab.report.render import Section, model_summary
 
@@ -65,7 +66,7 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[fl
                                     f"{train['model_chosen_by']} (plan/choice.json)"
                                     if train.get("model_chosen_by", "").startswith("plan.ladder") else "")),
         ("parameters", f"{train['params']:,}"),
-        ("multiply-adds per image", f"{train['macs']:,}"), ("receptive field", f"{train['receptive_field']} px"),
+        ("multiply-adds per image", f"{train['macs']:,}"), ("receptive field", field_words(train)),
         *([("started from", f"{train['started_from']['checkpoint']} (train.init_from)")]
           if train.get("started_from") else []),
         ("epochs", train["epochs"]), ("device", f"{train['device']}, {train['precision']}, {train['layout']}"),

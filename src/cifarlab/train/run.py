@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from cifarlab.core.io import immediately
-from cifarlab.facts import macs_per_image, parameter_count, receptive_field
+from cifarlab.facts import Untraceable, field_words, macs_per_image, parameter_count, receptive_field
 from cifarlab.feed.batches import eval_batches, resolve_workers, train_batches
 from cifarlab.feed.device import describe, make_scaler, memory_format, resolve_precision, select_device
-from cifarlab.models import build_model
+from cifarlab.models.registry import build_model
 from cifarlab.prepared import Prepared
 from cifarlab.stats import Stats
 from cifarlab.train.distributed import SINGLE, DataParallel, Group, check_batch_split
@@ -82,7 +82,7 @@ def run(params: Params, data: Prepared, stats: Stats, state_path: Path | None = 
     precision = resolve_precision(cfg.precision, device)
     layout = "channels_last" if memory_format(device) == torch.channels_last else "contiguous"
     group.say(f"model {params.model}: {facts['params']:,} parameters, {facts['macs']:,} MACs/image, receptive "
-              f"field {facts['receptive_field']} px; on {describe(device)} in {precision}, {layout}"
+              f"field {field_words(facts)}; on {describe(device)} in {precision}, {layout}"
               + (f"; {group.world} processes" if group.active else ""))
 
     def batches(rank: int, world: int):
@@ -152,10 +152,13 @@ def built_model(name: str, images: np.ndarray, num_classes: int, stats: Stats, s
     data), and its facts: parameters, MACs per image, receptive field. The plan times this too: it
     is most of the train stage's start-up after the imports."""
     torch.manual_seed(seed)
-    model = build_model(name, num_classes)
+    model = build_model(name, num_classes, images.shape[1])
     init_from_data(model, images, stats, seed)
-    facts = {"params": parameter_count(model), "macs": macs_per_image(model, images.shape[1]),
-             "receptive_field": receptive_field(model)}
+    facts = {"params": parameter_count(model), "macs": macs_per_image(model, images.shape[1])}
+    try:
+        facts["receptive_field"] = receptive_field(model)
+    except Untraceable as why:  # it still trains; the field is marked unknown, and why
+        facts["receptive_field"], facts["receptive_field_unknown"] = None, str(why)
     return model, facts
 
 
