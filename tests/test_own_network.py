@@ -240,8 +240,11 @@ def test_the_docs_walk_through_trains_a_students_network_and_only_its_own_edits_
     facts = json.loads((project / "metrics" / "train.json").read_text())
     assert facts["network"] == "my_net" and facts["params"] == 62_890 and facts["receptive_field"] == 51
     assert json.loads((project / "plan" / "choice.json").read_text())["network"]["file"] == "nets/my_net.py"
+    assert json.loads((project / "metrics" / "rubric.json").read_text())["assignment"] is None  # no assignment
     assert json.loads((project / "metrics" / "gradcam.json").read_text())["layers"] == ["c3"]  # the 8 px block
 
+    photo = next((tree / "test" / "cat").iterdir())
+    assert photo.name in sh("python", "-m", "cifarlab.predict", str(photo), cwd=project)  # with its checkpoint
     with Repo(str(project)) as repo:
         assert changed(repo.status()) == {}
     other = project / "nets" / "other.py"
@@ -261,7 +264,16 @@ def test_the_docs_walk_through_trains_a_students_network_and_only_its_own_edits_
     assert (params["model"], params["recipe"], params["train"]["scheduler"]["name"]) == ("my_net", "s9_small_net",
                                                                                          "onecycle")
     assert json.loads((project / "metrics" / "train.json").read_text())["network"] == "my_net"
-    assert dvc("exp", "show", "--md", cwd=project).count("my_net") >= 3
+    rubric = json.loads((project / "metrics" / "rubric.json").read_text())
+    assert (rubric["assignment"], rubric["total"]) == ("s9_small_net", 10)
+    architecture = [item["passed"] for item in rubric["items"] if item["kind"] == "architecture"]
+    assert architecture == [True] * 6  # the network `new` starts meets S9's architecture
+    card = (project / "reports" / "model_card.md").read_text().split("---\n", 2)[2]
+    assert card.split("\n## ")[1].startswith(f"Assignment: S9 small net, {rubric['passed']} of 10 items met")
+    report = (project / "reports" / "report.md").read_text()
+    assert report.split("\n## ")[1].startswith(f"Assignment S9 small net: {rubric['passed']} of 10 items met")
+    shown = dvc("exp", "show", "--md", cwd=project)
+    assert "passed" in shown and "total" in shown and shown.count("my_net") >= 3
 
 
 @pytest.mark.slow
@@ -348,3 +360,26 @@ def test_the_docs_check_command_runs_verbatim(nets, capsys):
     nets("my_net", new.NETWORK.format(name="my_net"))
     check.main(shlex.split(command)[3:])
     assert capsys.readouterr().out.rstrip().endswith("meets S9 small net's architecture items: 6 of 6")
+
+
+def test_after_a_run_the_rubric_holds_every_item_of_the_recipes_assignment(nets):
+    from cifarlab.conf import compose
+    from cifarlab.config import parse_params
+    from cifarlab.rubric import run_rubric
+    nets("my_net", new.NETWORK.format(name="my_net"))
+    model = build_model("my_net", 10)
+    evaluation = {"accuracy": 86.0, "accuracy_without_tta": 84.9, "tta": "flip"}
+    gradcam = {"explained_images": 10, "layers": ["c3"]}
+    params = parse_params(compose(["recipe=s9_small_net", "model=resnet18"])).model_copy(update={"model": "my_net"})
+    rubric = run_rubric(params, model, evaluation, gradcam)
+    assert (rubric["assignment"], rubric["passed"], rubric["total"]) == ("s9_small_net", 9, 10)
+    (accuracy,) = [item for item in rubric["items"] if item["kind"] == "accuracy"]
+    assert accuracy == {"kind": "accuracy", "name": "test accuracy, plain", "required": ">= 85%",
+                        "measured": "84.90% (86.00% with TTA)", "passed": False, "source": "7. Achieve 85% accuracy"}
+    kinds = [item["kind"] for item in rubric["items"]]
+    assert kinds.count("architecture") == 6 and kinds.count("training") == 3
+    plain = parse_params(compose(["model=s9net"]))
+    assert run_rubric(plain, model, evaluation, gradcam)["assignment"] is None  # the default recipe: no rubric
+    s8 = parse_params(compose(["recipe=s8_resnet18_ln"]))
+    rubric = run_rubric(s8, build_model("resnet18_ln", 10), evaluation, {"explained_images": 20, "layers": ["a", "b"]})
+    assert rubric["passed"] == rubric["total"] == 8

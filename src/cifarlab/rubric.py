@@ -1,17 +1,22 @@
-"""The course assignments (the students' reports in ../shared/seeds/) as checklists of items a
-network's code can be measured against, each with the seed line it comes from. What is measured
-is the network itself (its modules and, where torch.fx can trace it, its forward), never what its
-file or class is called. The training, output and accuracy items of the assignments are not
-checked here: they need a run."""
+"""The course assignments (the students' reports in ../shared/seeds/) as checklists of measurable
+items, each with the seed line it comes from: the architecture (measured on the network itself,
+its modules and, where torch.fx can trace it, its forward; never on what its file or class is
+called), the training (the run's params), the outputs and the accuracy target (the run's
+metrics). `python -m cifarlab.check` measures the architecture alone, before any training; the
+report stage measures all of it after a run (metrics/rubric.json)."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 from torch import fx, nn
 
 from cifarlab.facts import Untraceable, parameter_count, receptive_field
+
+if TYPE_CHECKING:
+    from cifarlab.config import Params
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,19 @@ def anatomy(model: nn.Module) -> Anatomy:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """What the items are measured on: the network, and after a run its params and metrics."""
+    anatomy: Anatomy
+    params: Params | None = None
+    accuracy: float | None = None  # plain test accuracy, %
+    accuracy_tta: float | None = None  # with the run's TTA, shown beside it; None without TTA
+    explained_images: int | None = None  # misclassified images shown, each with GradCAM at every layer
+    gradcam_layers: int = 0
+
+
+@dataclass(frozen=True)
 class Item:
+    kind: str  # architecture, training, outputs or accuracy
     name: str
     required: str
     measured: str
@@ -99,83 +116,183 @@ class Item:
 
 @dataclass(frozen=True)
 class Requirement:
+    kind: str
     name: str
     required: str
-    measure: Callable[[Anatomy], tuple[str, bool | None]]
+    measure: Callable[[Evidence], tuple[str, bool | None]]
     source: str
 
-    def item(self, body: Anatomy) -> Item:
-        measured, passed = self.measure(body)
-        return Item(self.name, self.required, measured, passed, self.source)
+    def item(self, evidence: Evidence) -> Item:
+        measured, passed = self.measure(evidence)
+        return Item(self.kind, self.name, self.required, measured, passed, self.source)
 
 
 def _yes(flag: bool) -> tuple[str, bool]:
     return ("yes" if flag else "no"), flag
 
 
-def _params_below(limit: int) -> Callable[[Anatomy], tuple[str, bool]]:
-    return lambda body: (f"{body.params:,}", body.params < limit)
+def _architecture(name: str, required: str, flag: Callable[[Anatomy], bool], source: str) -> Requirement:
+    return Requirement("architecture", name, required, lambda e: _yes(flag(e.anatomy)), source)
 
 
-def _field_above(limit: int) -> Callable[[Anatomy], tuple[str, bool | None]]:
-    def measure(body: Anatomy) -> tuple[str, bool | None]:
-        if body.receptive_field is None:
-            return f"unknown ({body.receptive_field_unknown})", None
-        return f"{body.receptive_field} px", body.receptive_field > limit
-    return measure
+def _params_below(limit: int, source: str) -> Requirement:
+    return Requirement("architecture", "parameters", f"< {limit:,}",
+                       lambda e: (f"{e.anatomy.params:,}", e.anatomy.params < limit), source)
+
+
+def _field_above(limit: int, source: str) -> Requirement:
+    def measure(e: Evidence) -> tuple[str, bool | None]:
+        if e.anatomy.receptive_field is None:
+            return f"unknown ({e.anatomy.receptive_field_unknown})", None
+        return f"{e.anatomy.receptive_field} px", e.anatomy.receptive_field > limit
+    return Requirement("architecture", "receptive field", f"> {limit} px", measure, source)
+
+
+def _no_max_pooling(source: str) -> Requirement:
+    return Requirement("architecture", "no max-pooling", "none",
+                       lambda e: ("used", False) if e.anatomy.max_pooling else ("none", True), source)
+
+
+def _layer_norm_only(e: Evidence) -> tuple[str, bool]:
+    body = e.anatomy
+    words = "LayerNorm only" if body.layer_norm and not body.batch_norm else \
+        "BatchNorm used" if body.batch_norm else "no LayerNorm"
+    return words, body.layer_norm and not body.batch_norm
+
+
+def _epochs(count: int, source: str) -> Requirement:
+    return Requirement("training", "epochs", str(count),
+                       lambda e: (str(e.params.train.epochs), e.params.train.epochs == count), source)
+
+
+def _training(name: str, required: str, used: Callable[[Params], bool], source: str) -> Requirement:
+    return Requirement("training", name, required, lambda e: _yes(used(e.params)), source)
+
+
+def _crop(padding: int, source: str) -> Requirement:
+    return _training(f"RandomCrop(32, padding={padding})", "applied",
+                     lambda p: p.augment.crop.p > 0 and p.augment.crop.padding == padding, source)
+
+
+def _cutout(size: int, source: str) -> Requirement:
+    return _training(f"CutOut {size}x{size}, mean-filled", "applied",
+                     lambda p: p.augment.cutout.p > 0 and p.augment.cutout.size == size, source)
+
+
+def _shown(count: int, source: str) -> list[Requirement]:
+    """The gallery of misclassified images, and GradCAM on those same images, `count` of each."""
+    return [
+        Requirement("outputs", "misclassified images shown", f">= {count}",
+                    lambda e: (str(e.explained_images), e.explained_images >= count), source),
+        Requirement("outputs", "GradCAM on the same images", f">= {count}",
+                    lambda e: (f"{e.explained_images} at each of {e.gradcam_layers} layer(s)",
+                               e.explained_images >= count), source),
+    ]
+
+
+def _curves(source: str) -> Requirement:
+    return Requirement("outputs", "loss curves of train and test", "both", lambda e: (
+        "train and test" if e.params.train.test_curve else "train only", e.params.train.test_curve), source)
+
+
+def _accuracy(target: float, source: str) -> Requirement:
+    def measure(e: Evidence) -> tuple[str, bool]:
+        tta = "" if e.accuracy_tta is None else f" ({e.accuracy_tta:.2f}% with TTA)"
+        return f"{e.accuracy:.2f}%{tta}", e.accuracy >= target
+    return Requirement("accuracy", "test accuracy, plain", f">= {target:g}%", measure, source)
 
 
 @dataclass(frozen=True)
 class Assignment:
     title: str
     seed: str  # the report in ../shared/seeds/ its items are read from
-    architecture: tuple[Requirement, ...]
-    not_checked: str = ""  # what of its architecture cannot be measured here yet
+    items: tuple[Requirement, ...]
+    not_checked: str = ""  # what of it is not measured (yet)
+
+    @property
+    def architecture(self) -> tuple[Requirement, ...]:
+        return tuple(r for r in self.items if r.kind == "architecture")
 
 
-S9_SEED = "002_b7464361a51ceea4.txt"
-ASSIGNMENTS = {
+S7_SEED, S8_SEED = "000_1a8ae5131926b78c.txt", "004_3196d1ca57a8b663.txt"
+S9_SEED, S9_RESNET_SEED = "002_b7464361a51ceea4.txt", "001_d4c371c64f9203cf.txt"
+ASSIGNMENTS = {  # keyed by the recipe (conf/recipe/) that trains the assignment; s7_early has none
     "s9_small_net": Assignment("S9 small net", S9_SEED, (
-        Requirement("no max-pooling", "none", lambda b: ("none" if not b.max_pooling else "used", not b.max_pooling),
-                    "1. ... C1C2C3C40 (No MaxPooling, ...)"),
-        Requirement("receptive field", "> 44 px", _field_above(44), "2. Total RF must be more than 44"),
-        Requirement("depthwise-separable convolution", "at least one", lambda b: _yes(b.depthwise_separable),
-                    "3. one of the layers must use Depthwise Separable Convolution"),
-        Requirement("dilated convolution", "at least one", lambda b: _yes(b.dilated),
-                    "4. one of the layers must use Dilated Convolution"),
-        Requirement("global average pooling", "yes", lambda b: _yes(b.global_average_pooling),
-                    "5. use GAP (compulsory)"),
-        Requirement("parameters", "< 200,000", _params_below(200_000), "7. ... Total Params to be less than 200k"),
+        _no_max_pooling("1. ... C1C2C3C40 (No MaxPooling, ...)"),
+        _field_above(44, "2. Total RF must be more than 44"),
+        _architecture("depthwise-separable convolution", "at least one", lambda b: b.depthwise_separable,
+                      "3. one of the layers must use Depthwise Separable Convolution"),
+        _architecture("dilated convolution", "at least one", lambda b: b.dilated,
+                      "4. one of the layers must use Dilated Convolution"),
+        _architecture("global average pooling", "yes", lambda b: b.global_average_pooling, "5. use GAP (compulsory)"),
+        _params_below(200_000, "7. ... Total Params to be less than 200k"),
+        _training("horizontal flip", "applied", lambda p: p.augment.hflip.p > 0, "6. ... horizontal flip"),
+        _training("ShiftScaleRotate", "applied", lambda p: p.augment.shift_scale_rotate.p > 0,
+                  "6. ... shiftScaleRotate"),
+        _cutout(16, "6. ... coarseDropout (max_holes = 1, max_height=16px, ... fill_value=(mean of your dataset))"),
+        _accuracy(85, "7. Achieve 85% accuracy"),
     )),
-    "s7_early": Assignment("S7 early submission", "000_1a8ae5131926b78c.txt", (
-        Requirement("parameters", "< 100,000", _params_below(100_000),
-                    "2. EARLY SUBMISSIONS: ... Total Params to be less than 100k"),
-    )),
-    "s8_resnet18_ln": Assignment("S8 ResNet18 with LayerNorm", "004_3196d1ca57a8b663.txt", (
-        Requirement("LayerNorm only", "no BatchNorm, LayerNorm used",
-                    lambda b: ("LayerNorm only" if b.layer_norm and not b.batch_norm else
-                               "BatchNorm used" if b.batch_norm else "no LayerNorm",
-                               b.layer_norm and not b.batch_norm),
+    "s7_early": Assignment("S7 early submission", S7_SEED, (
+        _params_below(100_000, "2. EARLY SUBMISSIONS: ... Total Params to be less than 100k"),
+    ), "its training and accuracy items: no recipe trains it"),
+    "s7_resnet18": Assignment("S7 ResNet18", S7_SEED, (
+        _epochs(20, "1. ... train resnet18 for 20 epochs"),
+        _curves("1. ... show loss curves for test and train datasets"),
+        *_shown(10, "1. ... a gallery of 10 misclassified images; gradcam output on 10 misclassified images"),
+    ), "its network is ResNet18 itself: nothing of it is a measurable limit"),
+    "s8_resnet18_ln": Assignment("S8 ResNet18 with LayerNorm", S8_SEED, (
+        Requirement("architecture", "LayerNorm only", "no BatchNorm, LayerNorm used", _layer_norm_only,
                     "Must use LayerNormalization ONLY"),
+        _epochs(40, "Train for 40 Epochs"),
+        _crop(4, "RandomCrop(32, padding=4)"),
+        _cutout(16, "CutOut(16x16)"),
+        _training("Rotate(±5°)", "applied", lambda p: p.augment.rotate.p > 0 and p.augment.rotate.limit == 5,
+                  "Rotate(±5°)"),
+        _training("ReduceLROnPlateau", "used", lambda p: p.train.scheduler.name == "plateau",
+                  "Must use ReduceLROnPlateau"),
+        *_shown(20, "20 misclassified images; 20 GradCam output on the SAME misclassified images"),
     )),
-    "s7_resnet18": Assignment("S7 ResNet18", "000_1a8ae5131926b78c.txt", (),
-                              "its network is ResNet18 itself; nothing of it is a measurable limit"),
-    "s9_custom_resnet": Assignment("S9 custom ResNet", "001_d4c371c64f9203cf.txt", (),
-                                   "its layer table (prep 64, layer1 128 + residual, layer2 256, layer3 512 + "
-                                   "residual, MaxPool 4, FC) is not compared yet"),
+    "s9_custom_resnet": Assignment("S9 custom ResNet", S9_RESNET_SEED, (
+        _epochs(24, "6. ... Total Epochs = 24"),
+        _training("OneCycle peaking at epoch 5", "yes", lambda p: p.train.scheduler.name == "onecycle"
+                  and p.train.scheduler.onecycle.peak_epoch == 5, "6. Uses One Cycle Policy ... Max at Epoch = 5"),
+        _training("no annihilation", "yes", lambda p: not p.train.scheduler.onecycle.anneal, "6. ... No Annihilation"),
+        _crop(4, "7. ... RandomCrop 32, 32 (after padding of 4)"),
+        _training("FlipLR", "applied", lambda p: p.augment.hflip.p > 0, "7. ... >> FlipLR"),
+        _cutout(8, "7. ... Followed by CutOut(8, 8)"),
+        _training("batch size", "512", lambda p: p.train.batch_size == 512, "8. Batch size = 512"),
+    ), "its layer table (prep 64, layer1 128 + residual, layer2 256, layer3 512 + residual, MaxPool 4, FC) is not "
+       "compared"),
 }
 
 
 def architecture_items(assignment: str, model: nn.Module) -> list[Item]:
-    body = anatomy(model)
-    return [requirement.item(body) for requirement in ASSIGNMENTS[assignment].architecture]
+    evidence = Evidence(anatomy(model))
+    return [requirement.item(evidence) for requirement in ASSIGNMENTS[assignment].architecture]
 
 
-def verdict(title: str, items: list[Item]) -> str:
+def run_rubric(params: Params, model: nn.Module, evaluation: dict, gradcam: dict) -> dict:
+    """metrics/rubric.json: every item of the run's assignment (named by its recipe), with
+    `passed` and `total` that `dvc exp show` lists; a recipe that is no assignment has no rubric
+    and says so."""
+    assignment = ASSIGNMENTS.get(params.recipe)
+    if assignment is None:
+        return {"assignment": None, "note": f"recipe {params.recipe} is not a course assignment; those are "
+                                            f"{', '.join(name for name in ASSIGNMENTS if name != 's7_early')}"}
+    tta = evaluation["accuracy"] if evaluation["tta"] != "none" else None
+    evidence = Evidence(anatomy(model), params, evaluation["accuracy_without_tta"], tta,
+                        gradcam["explained_images"], len(gradcam["layers"]))
+    items = [requirement.item(evidence) for requirement in assignment.items]
+    return {"assignment": params.recipe, "title": assignment.title, "seed": assignment.seed,
+            "passed": sum(bool(item.passed) for item in items), "total": len(items),
+            "items": [vars(item) for item in items], "not_checked": assignment.not_checked or None}
+
+
+def verdict(title: str, items: list[Item], what: str = "architecture items") -> str:
     """One line: how many items are met, and what the missed ones measured."""
     missed = [f"{item.name} {item.measured}, required {item.required}" for item in items if item.passed is False]
     unknown = [item.name for item in items if item.passed is None]
-    line = f"meets {title}'s architecture items: {sum(bool(item.passed) for item in items)} of {len(items)}"
+    line = f"meets {title}'s {what}: {sum(bool(item.passed) for item in items)} of {len(items)}"
     if missed:
         line += "; missed: " + "; ".join(missed)
     if unknown:

@@ -62,6 +62,7 @@ ROBUSTNESS_CSV = Path("plots/robustness.csv")  # corruption, severity, accuracy
 FAITHFULNESS_CSV = Path("eval/faithfulness.csv")  # ROAD curves: layer, order, fraction, probability
 REPORT_HTML = Path("reports/report.html")
 REPORT_MD = Path("reports/report.md")
+RUBRIC = Path("metrics/rubric.json")  # the run against its assignment's checklist (cifarlab.rubric)
 MODEL_CARD = Path("reports/model_card.md")  # the model's uses, data, evaluation and limits, with a model-index header
 RESUME_STATE = Path(".cache/train_state.pt")  # outside DVC's outs, so it survives a rerun
 # which stage writes each file that a later stage reads: the rerun a damaged file needs

@@ -31,7 +31,20 @@ def model_index(params: Params, train: dict, evaluation: dict, robustness: dict,
                 "metrics": metrics}]}]}
 
 
-def model_card(params: Params, train: dict, evaluation: dict, robustness: dict, details: dict, gradcam: dict) -> str:
+def rubric_lines(rubric: dict) -> list[str]:
+    """The card's opening: the run against its course assignment, as a table, or that it has none."""
+    if rubric["assignment"] is None:
+        return ["## Assignment", f"No rubric: {rubric['note']}.", ""]
+    met = {True: "yes", False: "**no**", None: "cannot tell"}
+    rows = [f"| {item['kind']} | {item['name']} | {item['required']} | {item['measured']} | {met[item['passed']]} |"
+            for item in rubric["items"]]
+    return [f"## Assignment: {rubric['title']}, {rubric['passed']} of {rubric['total']} items met",
+            f"Items read from ../shared/seeds/{rubric['seed']} (metrics/rubric.json has the line of each).", "",
+            "| kind | item | required | this run | met |", "|---|---|---|---|---|", *rows, ""]
+
+
+def model_card(params: Params, train: dict, evaluation: dict, robustness: dict, details: dict, gradcam: dict,
+               rubric: dict) -> str:
     classes = list(details["per_class_accuracy"])
     size = params.data.image_size
     acc, plain = evaluation["accuracy"], evaluation["accuracy_without_tta"]
@@ -43,6 +56,7 @@ def model_card(params: Params, train: dict, evaluation: dict, robustness: dict, 
         "---", yaml.safe_dump(model_index(params, train, evaluation, robustness, classes), sort_keys=False).strip(),
         "---", "",
         f"# Model card: {train['model']} on {params.data.source}", "",
+        *rubric_lines(rubric),
         "## Intended use",
         f"Classifying {size}x{size} RGB images into {len(classes)} classes ({', '.join(classes)}): coursework, "
         "experiments, and a starting point for fine-tuning (`train.init_from`). Larger photos are reduced to their "

@@ -134,11 +134,25 @@ def robustness_rows(robustness: dict) -> list[tuple[str, str]]:
     ]
 
 
+def rubric_section(rubric: dict) -> Section:
+    """The run against its assignment: one row per item, met or not, with the seed line it comes from."""
+    if rubric["assignment"] is None:
+        return Section("Assignment", "table", [("no rubric", rubric["note"])])
+    rows = [(f"{item['kind']}: {item['name']}",
+             f"{({True: 'met', False: 'NOT MET', None: 'cannot tell'})[item['passed']]}: {item['measured']} "
+             f"(required {item['required']}; \"{item['source']}\")") for item in rubric["items"]]
+    if rubric["not_checked"]:
+        rows.append(("not checked", rubric["not_checked"]))
+    return Section(f"Assignment {rubric['title']}: {rubric['passed']} of {rubric['total']} items met "
+                   f"(../shared/seeds/{rubric['seed']})", "table", rows)
+
+
 def report_sections(params: Params, train: dict, evaluation: dict, robustness: dict, details: dict, gradcam: dict,
-                    model: nn.Module) -> list[Section]:
+                    model: nn.Module, rubric: dict) -> list[Section]:
     confused = [(f"{pair['actual']} taken for {pair['predicted']}", f"{pair['count']} images")
                 for pair in details["most_confused"]]
     return [
+        rubric_section(rubric),
         Section("Run summary", "table", run_summary(train, evaluation, gradcam, params.gradcam.faithfulness.fractions,
                                                       params.data, len(details["per_class_accuracy"]))),
         Section("Loss, accuracy and learning rate", "image", paths.CURVES_PNG),
