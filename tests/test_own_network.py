@@ -239,6 +239,7 @@ def test_the_docs_walk_through_trains_a_students_network_and_only_its_own_edits_
     assert ran(log) == STAGES, log
     facts = json.loads((project / "metrics" / "train.json").read_text())
     assert facts["network"] == "my_net" and facts["params"] == 62_890 and facts["receptive_field"] == 51
+    assert facts["layer_kinds"] == "Conv2d x12, BatchNorm2d x12, ReLU x12, AdaptiveAvgPool2d x1, Linear x1"
     assert json.loads((project / "plan" / "choice.json").read_text())["network"]["file"] == "nets/my_net.py"
     assert json.loads((project / "metrics" / "rubric.json").read_text())["assignment"] is None  # no assignment
     assert json.loads((project / "metrics" / "gradcam.json").read_text())["layers"] == ["c3"]  # the 8 px block
@@ -277,8 +278,11 @@ def test_the_docs_walk_through_trains_a_students_network_and_only_its_own_edits_
 
 
 @pytest.mark.slow
-def test_a_notebook_net_without_arguments_and_one_of_f_conv2d_train_too(tmp_path):
-    from test_pipeline import dvc, git_commit, make_project, ran
+def test_a_notebook_net_without_arguments_and_one_of_f_conv2d_train_and_a_broken_one_stops_at_its_line(tmp_path):
+    import subprocess
+    import sys
+
+    from test_pipeline import _env, dvc, git_commit, make_project, ran
 
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
     project = make_project(tmp_path / "project", str(tree))
@@ -289,10 +293,17 @@ def test_a_notebook_net_without_arguments_and_one_of_f_conv2d_train_too(tmp_path
         (project / "conf" / "model" / f"{name}.yaml").write_text(new.RECIPE.format(name=name))
     git_commit(project, "networks")
     for name in ("notebook", "functional"):
-        log = dvc("exp", "run", "-S", f"model={name}", "-S", "gradcam.layers=[default]", cwd=project)
+        log = dvc("exp", "run", "-S", f"model={name}", cwd=project)
         assert "report" in ran(log), log
         facts = json.loads((project / "metrics" / "train.json").read_text())
         assert facts["network"] == name and facts["receptive_field"] == {"notebook": 13, "functional": 11}[name]
+    (project / "nets" / "broken.py").write_text(textwrap.dedent(FORWARD_FAILS))
+    (project / "conf" / "model" / "broken.yaml").write_text(new.RECIPE.format(name="broken"))
+    result = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-S", "model=broken"], cwd=project,
+                            capture_output=True, text=True, env=_env())
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert "error: nets/broken.py, line 12: return self.fc(x)" in result.stdout + result.stderr
+    assert "train" not in ran(result.stdout + result.stderr)  # stopped at the plan, before anything trained
 
 
 # Misses two of S9's items: a max-pool, and no dilated convolution.
@@ -383,3 +394,10 @@ def test_after_a_run_the_rubric_holds_every_item_of_the_recipes_assignment(nets)
     s8 = parse_params(compose(["recipe=s8_resnet18_ln"]))
     rubric = run_rubric(s8, build_model("resnet18_ln", 10), evaluation, {"explained_images": 20, "layers": ["a", "b"]})
     assert rubric["passed"] == rubric["total"] == 8
+
+
+def test_check_on_a_network_that_fails_is_its_line_not_a_traceback(nets):
+    from cifarlab import check
+    nets("broken", FORWARD_FAILS)
+    with pytest.raises(SystemExit, match=r"^error: nets/broken.py, line 12: return self.fc\(x\)"):
+        check.main(["broken", "--assignment", "s9_small_net"])

@@ -33,7 +33,7 @@ def _summary(train_images: int = 50_000, source_train: int = 50_000, accuracy: f
              started_from: dict | None = None) -> dict[str, str]:
     params = parse_params(default_params_dict())
     train = {"train_images": train_images, "val_images": 0, "source_images": {"train": source_train, "test": 1000},
-             "model": "airbench94", "params": 1, "macs": 1,
+             "model": "airbench94", "params": 1, "macs": 1, "layer_kinds": "Conv2d x1",
              "receptive_field": 67, "epochs": 5, "device": "cpu", "precision": "bf16", "layout": "channels_last",
              "train_seconds": 90.0, "train_images_per_s": 300.0, "epoch_seconds": 95.0, "max_lr": None,
              "lr_finder_lr": None, "checkpoint": {"epoch": 5, "chosen_by": "last epoch"}, "best_val_acc": None,

@@ -97,6 +97,16 @@ def receptive_field(model: nn.Module) -> int:
     return field[output][0]
 
 
+def layer_kinds(model: nn.Module) -> str:
+    """The kinds of layer the network is built of, with how many of each, in the order first met
+    (`Conv2d x12, BatchNorm2d x12, ReLU x12, AdaptiveAvgPool2d x1, Linear x1`): containers left out."""
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        if not list(module.children()):
+            counts[type(module).__name__] = counts.get(type(module).__name__, 0) + 1
+    return ", ".join(f"{kind} x{count}" for kind, count in counts.items())
+
+
 def field_words(facts: dict) -> str:
     """The receptive field as a person reads it: `47 px`, or unknown and why."""
     if facts.get("receptive_field") is None:

@@ -67,6 +67,7 @@ def run_summary(train: dict, evaluation: dict, gradcam: dict, fractions: list[fl
                                     if train.get("model_chosen_by", "").startswith("plan.ladder") else "")),
         ("parameters", f"{train['params']:,}"),
         ("multiply-adds per image", f"{train['macs']:,}"), ("receptive field", field_words(train)),
+        ("layers", train["layer_kinds"]),
         *([("started from", f"{train['started_from']['checkpoint']} (train.init_from)")]
           if train.get("started_from") else []),
         ("epochs", train["epochs"]), ("device", f"{train['device']}, {train['precision']}, {train['layout']}"),

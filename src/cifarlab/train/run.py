@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cifarlab.core.io import immediately
-from cifarlab.facts import Untraceable, field_words, macs_per_image, parameter_count, receptive_field
+from cifarlab.facts import Untraceable, field_words, layer_kinds, macs_per_image, parameter_count, receptive_field
 from cifarlab.feed.batches import eval_batches, resolve_workers, train_batches
 from cifarlab.feed.device import describe, make_scaler, memory_format, resolve_precision, select_device
 from cifarlab.models.registry import build_model
@@ -154,7 +154,8 @@ def built_model(name: str, images: np.ndarray, num_classes: int, stats: Stats, s
     torch.manual_seed(seed)
     model = build_model(name, num_classes, images.shape[1])
     init_from_data(model, images, stats, seed)
-    facts = {"params": parameter_count(model), "macs": macs_per_image(model, images.shape[1])}
+    facts = {"params": parameter_count(model), "macs": macs_per_image(model, images.shape[1]),
+             "layer_kinds": layer_kinds(model)}
     try:
         facts["receptive_field"] = receptive_field(model)
     except Untraceable as why:  # it still trains; the field is marked unknown, and why
