@@ -353,13 +353,19 @@ def test_the_rubric_reads_functional_and_untraceable_networks(nets):
 
 
 @pytest.mark.parametrize("name, assignment", [("s9net", "s9_small_net"), ("tiny", "s7_early"),
-                                              ("resnet18_ln", "s8_resnet18_ln")])
+                                              ("resnet18_ln", "s8_resnet18_ln"), ("custom_resnet", "s9_custom_resnet")])
 def test_the_zoos_assignment_networks_meet_their_architecture_items(name, assignment):
     assert set(_met(name, assignment).values()) == {True}
 
 
-def test_a_network_with_batchnorm_misses_layernorm_only():
-    assert _met("resnet18", "s8_resnet18_ln") == {"LayerNorm only": False}
+def test_networks_unlike_the_assignments_miss_what_differs(nets):
+    assert _met("resnet18", "s8_resnet18_ln") == {"LayerNorm only": False}  # BatchNorm
+    nets("mine", new.NETWORK.format(name="mine"))
+    assert _met("mine", "s9_custom_resnet") == {"the layer table's maps": False, "residual additions": False,
+                                                "MaxPool with kernel 4": False}
+    nets("branchy", UNTRACEABLE)
+    assert _met("branchy", "s9_custom_resnet")["the layer table's maps"] is None  # cannot tell
+    assert _met("resnet18", "s9_custom_resnet")["MaxPool with kernel 4"] is False
 
 
 def test_the_docs_check_command_runs_verbatim(nets, capsys):

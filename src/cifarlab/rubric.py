@@ -6,12 +6,15 @@ metrics). `python -m cifarlab.check` measures the architecture alone, before any
 report stage measures all of it after a run (metrics/rubric.json)."""
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
 
 from cifarlab.facts import Untraceable, parameter_count, receptive_field
 
@@ -31,6 +34,9 @@ class Anatomy:
     global_average_pooling: bool  # nn.AdaptiveAvgPool2d(1), F.adaptive_avg_pool2d(x, 1) or a mean over H and W
     batch_norm: bool
     layer_norm: bool  # nn.LayerNorm, or GroupNorm with one group (LayerNorm over C, H, W)
+    maps: tuple[tuple[int, int], ...] | None  # (channels, px) of the feature maps in forward order; None: untraced
+    additions: tuple[tuple[int, int], ...] | None  # (channels, px) of each addition of two maps (a residual)
+    max_pool_4: bool  # a max-pool with a 4x4 window
 
 
 def _traced(model: nn.Module) -> tuple[fx.GraphModule | None, list[fx.Node]]:
@@ -64,6 +70,30 @@ def _convolutions(model: nn.Module, graph: fx.GraphModule | None, calls: list[fx
     return found
 
 
+def _shapes(graph: fx.GraphModule | None, image_size: int = 32) -> tuple[list, list]:
+    """The (channels, px) of every 4-D value the forward computes, in order, and of each addition
+    of two maps; both empty where the network could not be traced."""
+    if graph is None:
+        return [], []
+    was_training = graph.training
+    try:
+        ShapeProp(graph.eval()).propagate(torch.zeros(1, 3, image_size, image_size))
+    except Exception:  # noqa: BLE001 - shapes are for the layer table only
+        return [], []
+    finally:
+        graph.train(was_training)
+    maps, additions = [], []
+    for node in graph.graph.nodes:
+        shape = getattr(node.meta.get("tensor_meta"), "shape", None)
+        if shape is None or len(shape) != 4:
+            continue
+        maps.append((shape[1], shape[-1]))
+        tensors = [arg for arg in node.args if isinstance(arg, fx.Node)]
+        if node.target in (operator.add, operator.iadd, torch.add, "add", "add_") and len(tensors) == 2:
+            additions.append((shape[1], shape[-1]))
+    return [shape for index, shape in enumerate(maps) if index == 0 or maps[index - 1] != shape], additions
+
+
 def _spatial_mean(node: fx.Node) -> bool:
     dims = _arg(node, 1, "dim")
     return node.target == "mean" and isinstance(dims, (tuple, list)) and set(dims) in ({2, 3}, {-2, -1})
@@ -73,6 +103,7 @@ def anatomy(model: nn.Module) -> Anatomy:
     modules = list(model.modules())
     graph, calls = _traced(model)
     convs = _convolutions(model, graph, calls)
+    maps, additions = _shapes(graph)
     try:
         field, unknown = receptive_field(model), None
     except Untraceable as why:
@@ -90,6 +121,9 @@ def anatomy(model: nn.Module) -> Anatomy:
         batch_norm=any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules),
         layer_norm=any(isinstance(m, nn.LayerNorm) or (isinstance(m, nn.GroupNorm) and m.num_groups == 1)
                        for m in modules),
+        maps=tuple(maps) if graph is not None else None, additions=tuple(additions) if graph is not None else None,
+        max_pool_4=any(isinstance(m, nn.MaxPool2d) and _pair(m.kernel_size) == 4 for m in modules)
+        or any(node.target is F.max_pool2d and _pair(_arg(node, 1, "kernel_size")) == 4 for node in calls),
     )
 
 
@@ -158,6 +192,35 @@ def _layer_norm_only(e: Evidence) -> tuple[str, bool]:
     words = "LayerNorm only" if body.layer_norm and not body.batch_norm else \
         "BatchNorm used" if body.batch_norm else "no LayerNorm"
     return words, body.layer_norm and not body.batch_norm
+
+
+def _in_order(wanted: list[tuple[int, int]], seen: tuple[tuple[int, int], ...]) -> bool:
+    """Whether `wanted` appears in `seen` in this order (other maps may come between)."""
+    rest = iter(seen)
+    return all(shape in rest for shape in wanted)
+
+
+def _words(shapes) -> str:
+    return ", ".join(f"{channels} ch at {px} px" for channels, px in shapes) or "none"
+
+
+TABLE_MAPS = [(64, 32), (128, 16), (256, 8), (512, 4)]  # prep, layer1, layer2, layer3 of the S9 custom ResNet
+TABLE_RESIDUALS = [(128, 16), (512, 4)]  # layer1's and layer3's additions
+
+
+def _table_maps(e: Evidence) -> tuple[str, bool | None]:
+    maps = e.anatomy.maps
+    if maps is None:
+        return "unknown (torch.fx cannot trace its forward)", None
+    stages = [shape for shape in maps if shape in TABLE_MAPS]
+    return _words(dict.fromkeys(stages)), _in_order(TABLE_MAPS, maps)
+
+
+def _table_residuals(e: Evidence) -> tuple[str, bool | None]:
+    additions = e.anatomy.additions
+    if additions is None:
+        return "unknown (torch.fx cannot trace its forward)", None
+    return _words(additions), _in_order(TABLE_RESIDUALS, additions)
 
 
 def _epochs(count: int, source: str) -> Requirement:
@@ -253,6 +316,12 @@ ASSIGNMENTS = {  # keyed by the recipe (conf/recipe/) that trains the assignment
         *_shown(20, "20 misclassified images; 20 GradCam output on the SAME misclassified images"),
     )),
     "s9_custom_resnet": Assignment("S9 custom ResNet", S9_RESNET_SEED, (
+        Requirement("architecture", "the layer table's maps", "64 ch at 32 px, 128 at 16, 256 at 8, 512 at 4, in "
+                    "order", _table_maps, "1. PrepLayer ... [64k]; 2. Layer1 ... [128k]; 3. Layer 2 ... [256k]; "
+                    "4. Layer 4 ... [512k]"),
+        Requirement("architecture", "residual additions", "at 128 ch 16 px and 512 ch 4 px", _table_residuals,
+                    "2. ... Add(X, R1); 4. ... Add(X, R2)"),
+        _architecture("MaxPool with kernel 4", "yes", lambda b: b.max_pool_4, "4. ... MaxPooling with Kernel Size 4"),
         _epochs(24, "6. ... Total Epochs = 24"),
         _training("OneCycle peaking at epoch 5", "yes", lambda p: p.train.scheduler.name == "onecycle"
                   and p.train.scheduler.onecycle.peak_epoch == 5, "6. Uses One Cycle Policy ... Max at Epoch = 5"),
@@ -261,8 +330,7 @@ ASSIGNMENTS = {  # keyed by the recipe (conf/recipe/) that trains the assignment
         _training("FlipLR", "applied", lambda p: p.augment.hflip.p > 0, "7. ... >> FlipLR"),
         _cutout(8, "7. ... Followed by CutOut(8, 8)"),
         _training("batch size", "512", lambda p: p.train.batch_size == 512, "8. Batch size = 512"),
-    ), "its layer table (prep 64, layer1 128 + residual, layer2 256, layer3 512 + residual, MaxPool 4, FC) is not "
-       "compared"),
+    ), "the layer table's order of operations inside each layer (conv, then max-pool, BN, ReLU) is not compared"),
 }
 
 
