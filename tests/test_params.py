@@ -29,8 +29,8 @@ def _set(params, dotted, value):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("model", "resnet50", "allowed: auto, airbench93, airbench94, custom_resnet, resnet18, resnet18_ln, s9net, tiny, "
-                          "or your own in nets/<name>.py"),
+    ("model", "resnet50", "is not a network here; allowed: auto, airbench93, airbench94, custom_resnet, resnet18, "
+                          "resnet18_ln, s9net, tiny"),
     ("train.epochs", 0, "train.epochs = 0"),
     ("train.epochs", "ten", "a number of epochs >= 1 or 'auto'"),
     ("train.batch_size", -8, "train.batch_size = -8"),
