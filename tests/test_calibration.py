@@ -68,6 +68,24 @@ def test_the_reliability_points_average_to_the_ece():
     assert weighted == pytest.approx(calibration_error(logits, labels), abs=0.01)
 
 
+def test_ties_at_bin_edges_fall_in_the_bins_the_ece_uses():
+    """Confidences exactly on an edge k/15, and exactly 1.0: the diagram's bins are torchmetrics'
+    [k/15, (k+1)/15), with 1.0 on its own, so its points still average to the ECE."""
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    from cifarlab.evaluate.calibration import BINS, reliability_points
+    edges = torch.linspace(0, 1, BINS + 1)
+    top = torch.tensor([edges[8], edges[8], 0.55, 0.52, 1.0, 1.0, edges[13]])
+    correct = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    probs = torch.stack([top, 1 - top], dim=1)  # two classes: the top one is class 0
+    labels = (1 - correct).long()
+    points = reliability_points(top, correct)
+    assert [p["images"] for p in points] == [1, 3, 1, 2]  # 0.52 | 8/15, 8/15, 0.55 | 13/15 | 1.0, 1.0
+    weighted = sum(p["images"] * abs(p["accuracy"] - p["confidence"]) for p in points) / len(top)
+    assert weighted == pytest.approx(100 * multiclass_calibration_error(probs, labels, 2, n_bins=BINS).item(),
+                                     abs=1e-3)
+
+
 def _sharpened(temperature: float, count: int = 20_000, seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels drawn from softmax(true logits), and the true logits times `temperature`."""
     generator = torch.Generator().manual_seed(seed)

@@ -33,15 +33,25 @@ def calibration_error(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return 100 * multiclass_calibration_error(probs, labels, probs.shape[1], n_bins=BINS, norm="l1").item()
 
 
+def confidence_bins(confidence: torch.Tensor) -> torch.Tensor:
+    """Each confidence's bin, as torchmetrics' ECE bins it: [k/15, (k+1)/15) for k = 0..14, and
+    exactly 1.0 in a bin of its own (index 15), so the diagram's points are the metric's bins."""
+    edges = torch.linspace(0, 1, BINS + 1, dtype=confidence.dtype, device=confidence.device)
+    return torch.bucketize(confidence, edges, right=True) - 1
+
+
 def reliability(logits: torch.Tensor, labels: torch.Tensor) -> list[dict]:
     """The reliability diagram's points: per non-empty confidence bin, the mean confidence, the
     accuracy (both in %) and the images. Weighted by images, |accuracy - confidence| averages to
     calibration_error."""
     confidence, predicted = F.softmax(logits.float(), dim=1).max(dim=1)
-    correct = (predicted == labels).float()
-    bins = torch.clamp(torch.ceil(confidence * BINS).long() - 1, 0, BINS - 1)  # (k/15, (k+1)/15]
+    return reliability_points(confidence, (predicted == labels).float())
+
+
+def reliability_points(confidence: torch.Tensor, correct: torch.Tensor) -> list[dict]:
+    bins = confidence_bins(confidence)
     points = []
-    for k in range(BINS):
+    for k in range(BINS + 1):
         inside = bins == k
         if inside.any():
             points.append({"bin": k + 1, "confidence": round(100 * confidence[inside].mean().item(), 3),
