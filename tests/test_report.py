@@ -75,12 +75,18 @@ def test_the_summary_gives_the_accuracys_interval_and_the_model_it_started_from(
     assert "started from" not in _summary()
 
 
-@pytest.mark.parametrize("confidence, way", [(71.0, "under-confident"), (97.0, "over-confident")])
-def test_the_calibration_section_says_which_way_the_probabilities_err(confidence, way):
+@pytest.mark.parametrize("confidence, way, fitted_on, words", [
+    (71.0, "under-confident", "validation", "fitted on the validation split:"),
+    (97.0, "over-confident", "test, cross-fitted", "fitted on the test split (there is no validation split"),
+])
+def test_the_calibration_section_says_which_way_the_probabilities_err_and_where_t_was_fitted(confidence, way,
+                                                                                             fitted_on, words):
     rows = dict(calibration_rows({"mean_confidence_without_tta": confidence, "accuracy_without_tta": 90.0,
                                   "calibration_error_without_tta": 19.2, "calibration_error": 21.0,
-                                  "calibration_error_calibrated": 1.1, "temperature": 0.55}))
+                                  "calibration_error_calibrated": 1.1, "temperature": 0.55,
+                                  "temperature_fitted_on": fitted_on}))
     assert rows["which way it errs"].startswith(f"{way}: without TTA its mean confidence is {confidence:.1f}%")
     assert rows["calibration error (ECE, 15 bins)"] == ("19.2 points without TTA, 21.0 with TTA, 1.1 after "
                                                         "temperature scaling")
-    assert rows["temperature"].startswith("0.55: predict and the ONNX card divide the logits by it")
+    assert rows["temperature"].startswith(f"0.55, {words}")
+    assert "predict and the ONNX card divide" in rows["temperature"]

@@ -103,7 +103,8 @@ def assess(plain: torch.Tensor, tta: torch.Tensor, labels: torch.Tensor,
     metrics = {"calibration_error" + ("" if kind == "tta" else f"_{kind}"): round(calibration_error(logits, labels), 3)
                for kind, logits in kinds.items()}
     confidence = F.softmax(plain.float(), dim=1).max(dim=1).values.mean().item()
-    metrics.update({"mean_confidence_without_tta": round(100 * confidence, 3), "temperature": temperature})
+    metrics.update({"mean_confidence_without_tta": round(100 * confidence, 3), "temperature": temperature,
+                    "temperature_fitted_on": "validation" if held_out is not None else "test, cross-fitted"})
     return metrics, {kind: reliability(logits, labels) for kind, logits in kinds.items()}, \
         {"temperature": temperature, "fitted_on": fitted_on}
 

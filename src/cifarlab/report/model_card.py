@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from cifarlab.report.sections import fitted_on_words
+
 if TYPE_CHECKING:
     from cifarlab.config import Params
 
@@ -72,14 +74,16 @@ def model_card(params: Params, train: dict, evaluation: dict, robustness: dict, 
         f"{train['train_seconds']:.0f} s of training ({train['model_chosen_by']}).", "",
         "## Evaluation",
         f"Test accuracy {acc:.2f}% (95% Wilson interval {low:.2f}-{high:.2f}%) with {evaluation['tta']} test-time "
-        f"augmentation, {plain:.2f}% without, on {evaluation['num_test_images']:,} test images no training decision "
-        f"saw. Weakest class: {worst[0]} ({worst[1]}%). Most confused: {pairs or 'none'}.", "",
+        f"augmentation, {plain:.2f}% without, on {evaluation['num_test_images']:,} test images, which this run neither "
+        "trained on nor chose its checkpoint by (the recipes' own values were chosen as docs/results.md says). "
+        f"Weakest class: {worst[0]} ({worst[1]}%). Most confused: {pairs or 'none'}.", "",
         "## Calibration",
         f"Without TTA the model's mean confidence is {evaluation['mean_confidence_without_tta']:.1f}% for "
         f"{plain:.1f}% accuracy; expected calibration error {evaluation['calibration_error_without_tta']:.1f} "
         f"points without TTA, {evaluation['calibration_error']:.1f} with TTA and "
         f"{evaluation['calibration_error_calibrated']:.1f} after temperature scaling (temperature "
-        f"{evaluation['temperature']:g}, which `python -m cifarlab.predict` and the ONNX card apply).", "",
+        f"{evaluation['temperature']:g}, fitted on {fitted_on_words(evaluation)}; `python -m cifarlab.predict` and "
+        "the ONNX card apply it).", "",
         "## Robustness",
         f"On {robustness['images']:,} test images under the 15 CIFAR-10-C corruptions (noise, blur, weather, digital) "
         f"at 5 severities each: {robustness['mean_corruption_accuracy']:.1f}% mean accuracy (95% interval "

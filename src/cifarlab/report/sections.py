@@ -114,9 +114,18 @@ def calibration_rows(evaluation: dict) -> list[tuple[str, str]]:
                                              f"{evaluation['calibration_error']:.1f} with TTA, "
                                              f"{evaluation['calibration_error_calibrated']:.1f} after temperature "
                                              "scaling"),
-        ("temperature", f"{evaluation['temperature']:g}: predict and the ONNX card divide the logits by it "
-                        "(models/calibration.json), so the probabilities they give mean what they say"),
+        ("temperature", f"{evaluation['temperature']:g}, fitted on {fitted_on_words(evaluation)}: predict and the "
+                        "ONNX card divide the logits by it (models/calibration.json), so the probabilities they give "
+                        "mean what they say on images like these"),
     ]
+
+
+def fitted_on_words(evaluation: dict) -> str:
+    """Where the temperature was fitted, in words: the validation split, or the test split itself."""
+    if evaluation["temperature_fitted_on"] == "validation":
+        return "the validation split"
+    return ("the test split (there is no validation split: a temperature changes no prediction, and the error after "
+            "it is cross-fitted over two halves)")
 
 
 def robustness_rows(robustness: dict) -> list[tuple[str, str]]:
