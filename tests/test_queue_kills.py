@@ -103,3 +103,24 @@ def test_a_killed_worker_s_experiment_is_queued_again_and_reruns_cleanly(tmp_pat
     assert (runs["State"] == "Success").all(), shown
     assert int(runs.loc["victim", "train.epochs"]) == EPOCHS and int(runs.loc["bystander", "train.seed"]) == 2
     assert runs["accuracy"].astype(float).notna().all(), shown  # both ran to the end of the pipeline
+
+
+def test_requeue_stops_the_dead_runs_stage_processes_and_leaves_a_users_shell_alone(tmp_path):
+    """What _stop_leftovers stops in a dead experiment's copy: DVC's processes and the stage
+    scripts' (with their children), never another process that happens to work there."""
+    from cifarlab.requeue import _stop_leftovers
+
+    copy = tmp_path / "copy"
+    (copy / "stages").mkdir(parents=True)
+    (copy / "stages" / "train.py").write_text("import time\ntime.sleep(120)\n")
+    stage = subprocess.Popen([sys.executable, "stages/train.py"], cwd=copy)
+    shell = subprocess.Popen(["sh", "-c", "sleep 120"], cwd=copy)  # a user's shell, opened in the copy
+    try:
+        time.sleep(1)
+        _stop_leftovers(copy)
+        assert stage.wait(timeout=15) is not None  # stopped
+        assert shell.poll() is None  # still running
+    finally:
+        for process in (stage, shell):
+            process.kill()
+            process.wait()

@@ -75,21 +75,40 @@ def _remove_copy(queue, stash_rev: str) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def _is_pipeline(process, copy: Path) -> bool:
+    """Whether `process` is DVC's or one of the copy's stage scripts (python stages/<stage>.py):
+    what a dead run leaves behind. A shell or an editor a user opened there is neither."""
+    command = process.cmdline()
+    if not command:
+        return False
+    program = Path(command[0]).name
+    if program in ("dvc", "dvc.exe") or command[1:3] == ["-m", "dvc"]:
+        return True
+    return any(arg.endswith(".py") and Path(arg).parent.name == "stages"
+               and (copy / "stages" / Path(arg).name).is_file() for arg in command[1:])
+
+
 def _stop_leftovers(copy: Path) -> None:
     """A stage process can outlive a killed worker and train on in the dead copy, where nothing
-    will ever collect its results: stop it (SIGTERM, so it unwinds cleanly) before the rerun."""
+    will ever collect its results: stop it and its children (data-parallel workers) with SIGTERM,
+    so it unwinds cleanly, before the rerun. Only DVC's and the stages' processes: a user's shell
+    in the copy is left alone."""
     import psutil
 
-    leftovers = []
+    leftovers = {}
     for process in psutil.process_iter():
         try:
-            if Path(process.cwd()).resolve().is_relative_to(copy):
-                leftovers.append(process)
+            if Path(process.cwd()).resolve().is_relative_to(copy) and _is_pipeline(process, copy):
+                for found in (process, *process.children(recursive=True)):
+                    leftovers[found.pid] = found
         except (psutil.Error, OSError):  # gone meanwhile, or not ours to inspect
             continue
-    for process in leftovers:
-        process.terminate()
-    _gone, alive = psutil.wait_procs(leftovers, timeout=10)
+    for process in leftovers.values():
+        try:
+            process.terminate()
+        except psutil.Error:
+            continue
+    _gone, alive = psutil.wait_procs(list(leftovers.values()), timeout=10)
     for process in alive:
         process.kill()
 
