@@ -122,6 +122,18 @@ def test_every_recipe_command_is_one_short_line():
     assert sorted(match.group(1) for match in named if match) == ASSIGNMENTS
 
 
+def test_the_docs_table_of_the_models_own_epochs_is_what_conf_sets():
+    """docs/recipes.md, "The models' own defaults": each row's epochs are what -S model=NAME trains."""
+    text = (ROOT / "docs" / "recipes.md").read_text()
+    table = text.split("## The models' own defaults", 1)[1].split("\n\n", 2)[1]
+    rows = {cells[1].strip(" `"): cells[-2].strip() for cells in (line.split("|") for line in table.splitlines()[2:])}
+    assert set(rows) == {"auto (the default)", *ZOO}
+    for name in ZOO:
+        assert rows[name] == str(parse_params(compose([f"model={name}"])).train.epochs), name
+    ladder = [str(rung.epochs) for rung in parse_params(compose()).plan.ladder]
+    assert rows["auto (the default)"] == ", ".join(ladder[:-1]) + " or " + ladder[-1]
+
+
 def test_the_default_recipe_can_be_named_and_means_no_recipe():
     """params.yaml says `recipe: default`; `-S recipe=default` selects exactly that, for any model."""
     assert compose(["recipe=default"]) == compose()
