@@ -116,6 +116,7 @@ def test_the_sample_takes_each_class_alike():
     assert np.all(np.diff(chosen) > 0)
     assert np.array_equal(class_sample(labels, 10, seed=0), chosen)
     assert not np.array_equal(class_sample(labels, 10, seed=1), chosen)
+    assert np.array_equal(class_sample(labels, 0, seed=0), np.arange(len(labels)))  # 0: the whole test split
 
 
 def test_the_summary_says_what_the_cells_say():

@@ -204,7 +204,7 @@ class EvaluateConfig(Section):
 
 
 class RobustnessConfig(Section):
-    images_per_class: int = Field(ge=1)
+    images_per_class: int = Field(ge=0)  # 0: the whole test split
     seed: int = Field(ge=0)
 
 

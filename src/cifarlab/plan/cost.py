@@ -56,7 +56,7 @@ def cost(params: Params, speed: Speed, sizes: DataSizes, startup: float) -> Cost
     train = steps * step_seconds + scored / speed.inference_images_per_s
     road = params.gradcam.faithfulness
     passes = (sizes.test * TTA_PASSES[params.evaluate.tta]
-              + CORRUPTIONS * min(params.robustness.images_per_class * sizes.classes, sizes.test)
+              + CORRUPTIONS * min(params.robustness.images_per_class * sizes.classes or sizes.test, sizes.test)
               + road.images * len(road.fractions) * ROAD_ORDERS * len(params.gradcam.layers))
     rest = FIXED_SECONDS + passes / speed.inference_images_per_s
     return Cost(startup + speed.setup_seconds + range_test, train, rest)

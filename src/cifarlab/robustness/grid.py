@@ -18,7 +18,9 @@ from cifarlab.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 
 def class_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """Indices of `per_class` test images of each class (all of a class that has fewer), drawn
-    at random with `seed`, in ascending order."""
+    at random with `seed`, in ascending order; per_class 0: every test image."""
+    if per_class == 0:
+        return np.arange(len(labels))
     order = np.random.default_rng(seed).permutation(len(labels))
     chosen = [order[labels[order] == label][:per_class] for label in np.unique(labels)]
     return np.sort(np.concatenate(chosen))
