@@ -8,7 +8,6 @@ from cifarlab.evaluate import calibration, scoring
 from cifarlab.evaluate.figures import confusion_figure
 from cifarlab.feed.batches import eval_batches
 from cifarlab.feed.device import select_device, usable_precision
-from cifarlab.feed.inference import predict
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
 from cifarlab.prepared import load_prepared
 
@@ -18,20 +17,17 @@ def main() -> None:
     cfg, (model, ckpt) = params.evaluate, load_checkpoint(paths.MODEL, device, params.model_choices(), data.classes)
     stats, precision = checkpoint_stats(ckpt), usable_precision(ckpt["precision"], device)
     batches = eval_batches(data.x_test, data.y_test, stats, cfg.batch_size, device, "device")
-    plain, labels = predict(model, batches, device, precision)
-    logits = scoring.tta_logits(model, batches, device, plain, cfg.tta, precision)
+    scored = scoring.score(model, batches, device, precision, cfg.tta, data.classes)
     calibrated, diagram, temperature = calibration.assess(
-        plain, logits, labels, scoring.validation_logits(model, data, stats, cfg.batch_size, device, precision))
-    table = scoring.predictions_table(logits, labels, data.classes)
-    matrix = scoring.confusion_matrix(labels.numpy(), table["predicted_id"].to_numpy(), data.num_classes)
-    metrics = {**scoring.test_metrics(logits, plain, labels, cfg.tta), **calibrated,
-               "suspect_labels": int(table["label_suspect"].sum())}
+        scored.plain, scored.logits, scored.labels,
+        scoring.validation_logits(model, data, stats, cfg.batch_size, device, precision))
+    metrics = {**scored.metrics, **calibrated, "suspect_labels": int(scored.table["label_suspect"].sum())}
     with together():
-        write_csv(paths.PREDICTIONS, table)
-        write_csv(paths.CONFUSION_CSV, table[["actual", "predicted"]])
-        save_figure(paths.CONFUSION_PNG, confusion_figure(matrix, data.classes))
+        write_csv(paths.PREDICTIONS, scored.table)
+        write_csv(paths.CONFUSION_CSV, scored.table[["actual", "predicted"]])
+        save_figure(paths.CONFUSION_PNG, confusion_figure(scored.matrix, data.classes))
         calibration.write(diagram, metrics, {**temperature, "weights_sha256": ckpt["digest"]})
-        write_json(paths.CLASS_DETAILS, scoring.class_details(matrix, data.classes))
+        write_json(paths.CLASS_DETAILS, scored.details)
         write_json(paths.METRICS_EVAL, metrics)
     print(scoring.scored_line(metrics, data.num_classes, paths.METRICS_EVAL))
 

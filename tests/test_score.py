@@ -45,18 +45,19 @@ def test_a_folder_of_own_photos_is_scored_by_class_with_bad_files_named(tmp_path
     assert done.returncode == 1, done.stderr
     assert done.stderr.count("\n") == 1 and "photos/cat/broken.jpg" in done.stderr
     metrics = json.loads((tmp_path / "scores" / "metrics.json").read_text())
-    assert metrics["images"] == 12 and sorted(metrics["per_class"]) == ["bird", "cat"]
+    classes = json.loads((tmp_path / "scores" / "classes.json").read_text())
+    assert metrics["num_test_images"] == 12 and classes["per_class_accuracy"]["ship"] is None  # no ship photos
     predicted = subprocess.run([sys.executable, "-m", "cifarlab.predict", "photos", "--top", "1", "--csv", "top.csv"],
                                cwd=tmp_path, capture_output=True, text=True)
     table = pd.read_csv(tmp_path / "top.csv")
-    right = (table["class_1"] == table["file"].str.split("/").str[1]).sum()
-    assert predicted.returncode == 1 and metrics["accuracy"] == pytest.approx(100 * right / 12, abs=0.01)
-    low, high = metrics["interval_95"]
-    assert low <= metrics["accuracy"] <= high
+    right = (table["class_1"] == table["file"].str.split("/").str[1]).sum()  # predict: no TTA
+    assert predicted.returncode == 1 and metrics["accuracy_without_tta"] == pytest.approx(100 * right / 12, abs=0.01)
+    assert metrics["accuracy_95"]["low"] <= metrics["accuracy"] <= metrics["accuracy_95"]["high"]
+    right = (pd.read_csv(tmp_path / "scores" / "predictions.csv").eval("actual == predicted")).sum()  # with TTA
     confusion = pd.read_csv(tmp_path / "scores" / "confusion.csv", index_col="actual")
     assert list(confusion.columns) == CLASSES and confusion.loc[["bird", "cat"]].to_numpy().sum() == 12
     assert np.trace(confusion.to_numpy()) == right
-    assert f"{metrics['accuracy']:.2f}% of 12 images right" in done.stdout
+    assert f"{metrics['accuracy']:.2f}% of 12 images right with flip_translate TTA" in done.stdout
 
 
 def test_a_class_the_model_does_not_know_is_refused_by_name_before_anything_is_written(tmp_path):
@@ -78,7 +79,7 @@ def test_a_data_source_with_a_test_split_has_its_test_images_scored(tmp_path):
     done = _score("tree", "--out", "tree-scores", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "tree-scores" / "metrics.json").read_text())
-    assert metrics["images"] == 9 and all(row["images"] == 3 for row in metrics["per_class"].values())
+    assert metrics["num_test_images"] == 9
 
 
 def test_the_docs_score_command_runs_verbatim(tmp_path):
@@ -92,4 +93,25 @@ def test_the_docs_score_command_runs_verbatim(tmp_path):
         Image.fromarray(image).save(tmp_path / "my-photos" / CLASSES[label] / f"{index}.png")
     done = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "scores" / "metrics.json").read_text())["images"] == 6
+    assert json.loads((tmp_path / "scores" / "metrics.json").read_text())["num_test_images"] == 6
+
+
+def test_score_and_evaluate_agree_image_for_image_on_the_same_data(tmp_path, run_python):
+    """One scoring path: the evaluate stage on a project's test split, and `score` on the same
+    data source, give the same per-image table and the same accuracy metrics."""
+    from conftest import project_on_tree
+
+    project = project_on_tree(tmp_path, 4, 5)  # model tiny, flip + translate TTA
+    assert run_python(["stages/download.py"], cwd=project).returncode == 0
+    _checkpoint(project / "models" / "model.pt")
+    evaluated = run_python(["stages/evaluate.py"], cwd=project)
+    assert evaluated.returncode == 0, evaluated.stderr
+    done = _score(str(tmp_path / "tree"), "--out", "scored", cwd=project)
+    assert done.returncode == 0, done.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(project / "scored" / "predictions.csv"),
+                                  pd.read_csv(project / "eval" / "predictions.csv"))
+    scored = json.loads((project / "scored" / "metrics.json").read_text())
+    evaluation = json.loads((project / "metrics" / "evaluate.json").read_text())
+    assert scored == {key: evaluation[key] for key in scored}
+    assert json.loads((project / "scored" / "classes.json").read_text()) == json.loads(
+        (project / "eval" / "classes.json").read_text())

@@ -3,8 +3,12 @@ training. DATA is any source the download stage reads (its test split is scored)
 archive of class folders, <class>/<images>, every image of which is scored (a file that cannot be
 read is one line, as in predict, and the rest are scored). Images are prepared
 as the model's training images were (model_input); a class the model does not know is refused by
-name. Writes, into --out: metrics.json (accuracy with its 95% Wilson interval, per class),
-confusion.csv and misclassified.png; all computed before anything is written."""
+name. They are scored by the evaluate stage's own code (evaluate/scoring.py), with the same
+test-time augmentation (--tta, evaluate.tta's values), and written as it writes them, into --out:
+metrics.json (as metrics/evaluate.json: accuracy with and without TTA, each with its 95% Wilson
+interval, the loss), classes.json (as eval/classes.json: per class), predictions.csv (as
+eval/predictions.csv: per image), confusion.csv and misclassified.png; all computed before
+anything is written."""
 from __future__ import annotations
 
 import argparse
@@ -16,16 +20,18 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from cifarlab.config import TTA_MODES
 from cifarlab.core import paths
 from cifarlab.core.errors import UserError
 from cifarlab.core.io import remove, save_figure, together, write_csv, write_json
 from cifarlab.download.filetree import FileTree, open_tree
 from cifarlab.download.imagefolder import decode_image
 from cifarlab.download.sources import find_root, prepare
-from cifarlab.evaluate.scoring import confusion_matrix
-from cifarlab.intervals import wilson_interval
+from cifarlab.evaluate.scoring import score
+from cifarlab.feed.batches import eval_batches
+from cifarlab.feed.device import select_device, usable_precision
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
-from cifarlab.predict import probabilities
+from cifarlab.predict import BATCH
 
 GALLERY = 20  # misclassified images shown, most confident first
 
@@ -66,28 +72,19 @@ def labelled_images(source: Path, size: int) -> tuple[list[np.ndarray], list[int
     return list(data.x_test), data.y_test.tolist(), data.classes, []
 
 
-def scores(matrix: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy with its interval, overall and per class (a row of the confusion matrix), in percent."""
-    def scored(correct: int, total: int) -> dict:
-        low, high = wilson_interval(correct, total)
-        return {"images": total, "accuracy": round(100 * correct / total, 2),
-                "interval_95": [round(low, 2), round(high, 2)]}
-
-    per_class = {name: scored(int(matrix[label, label]), int(matrix[label].sum()))
-                 for label, name in enumerate(classes) if matrix[label].sum()}
-    return {**scored(int(np.trace(matrix)), int(matrix.sum())), "per_class": per_class}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cifarlab.score", description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="labelled images: a data source, or <class>/<images>")
     parser.add_argument("--model", type=Path, default=paths.MODEL, help=f"the checkpoint (default {paths.MODEL})")
     parser.add_argument("--out", type=Path, default=Path("scores"), help="folder for the results (default scores/)")
+    parser.add_argument("--tta", choices=TTA_MODES, default="flip_translate",
+                        help="test-time augmentation, as evaluate.tta (default flip_translate, the pipeline's)")
     args = parser.parse_args(argv)
     try:
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"--out {args.out}: exists and is not a folder")
-        model, ckpt = load_checkpoint(args.model)
+        device = select_device()
+        model, ckpt = load_checkpoint(args.model, device)
         images, labels, classes, errors = labelled_images(args.data, ckpt["image_size"])
         known = list(ckpt["classes"])
         unknown = [name for name in classes if name not in known]
@@ -103,26 +100,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data}: none of its images could be read; nothing scored", file=sys.stderr)
         return 2
     actual = np.array([known.index(classes[label]) for label in labels], dtype=np.int64)
-    probs = probabilities(model, images, checkpoint_stats(ckpt)).numpy()
-    predicted = probs.argmax(1)
-    matrix = confusion_matrix(actual, predicted, len(known))
-    metrics = scores(matrix, known)
+    batches = eval_batches(np.stack(images), actual, checkpoint_stats(ckpt), BATCH, device, "device")
+    scored = score(model, batches, device, usable_precision(ckpt["precision"], device), args.tta, known)
+    table, metrics = scored.table, scored.metrics
+    predicted, confidence = table["predicted_id"].to_numpy(), table["confidence"].to_numpy()
     wrong = np.flatnonzero(predicted != actual)
-    wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:GALLERY]
-    confusion = pd.DataFrame(matrix, index=pd.Index(known, name="actual"), columns=known)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:GALLERY]
+    confusion = pd.DataFrame(scored.matrix, index=pd.Index(known, name="actual"), columns=known)
     from cifarlab.gallery import gallery_figure  # matplotlib loads only when there is something to draw
 
-    with together():  # all three files or none
+    with together():  # every file or none
         write_json(args.out / "metrics.json", metrics)
+        write_json(args.out / "classes.json", scored.details)
+        write_csv(args.out / "predictions.csv", table)
         write_csv(args.out / "confusion.csv", confusion.reset_index())
         remove(args.out / "misclassified.png")  # a gallery of an earlier scoring is not this one's
         if len(wrong):
-            captions = [f"{known[actual[i]]} -> {known[predicted[i]]} {probs[i, predicted[i]]:.2f}" for i in wrong]
+            captions = [f"{known[actual[i]]} -> {known[predicted[i]]} {confidence[i]:.2f}" for i in wrong]
             save_figure(args.out / "misclassified.png", gallery_figure([images[i] for i in wrong], captions,
                                                                       title="misclassified, most confident first"))
-    low, high = metrics["interval_95"]
-    print(f"{metrics['accuracy']:.2f}% of {metrics['images']} images right (95% interval {low:.2f}-{high:.2f}%) "
-          f"-> {args.out}/")
+    bounds = metrics["accuracy_95"]
+    plain = f" ({metrics['accuracy_without_tta']:.2f}% without)" if args.tta != "none" else ""
+    print(f"{metrics['accuracy']:.2f}% of {metrics['num_test_images']} images right with {args.tta} TTA{plain} (95% "
+          f"interval {bounds['low']:.2f}-{bounds['high']:.2f}%) -> {args.out}/")
     return 1 if errors else 0
 
 

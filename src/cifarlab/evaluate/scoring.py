@@ -1,6 +1,9 @@
-"""Scoring a model's test-split predictions: accuracy, loss, per-class precision and recall,
-the most-confused class pairs, and test-time augmentation."""
+"""Scoring a model's predictions on labelled images: accuracy, loss, per-class precision and
+recall, the most-confused class pairs, and test-time augmentation. One path for the evaluate
+stage (the test split) and `python -m cifarlab.score` (a user's own images): score()."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -146,3 +149,26 @@ def class_details(matrix: np.ndarray, classes: list[str]) -> dict:
     return {"per_class_accuracy": dict(zip(classes, recall)), "per_class_accuracy_95": dict(zip(classes, intervals)),
             "per_class_precision": dict(zip(classes, precision)),
             "most_confused": most_confused(matrix, classes)}
+
+
+@dataclass
+class Scored:
+    plain: torch.Tensor  # logits without TTA
+    logits: torch.Tensor  # with TTA (the result)
+    labels: torch.Tensor
+    table: pd.DataFrame  # per image (predictions_table)
+    matrix: np.ndarray  # confusion: rows actual, columns predicted
+    metrics: dict  # test_metrics
+    details: dict  # class_details
+
+
+def score(model: nn.Module, batches: Batches, device: torch.device, precision: str, mode: str,
+          classes: list[str]) -> Scored:
+    """`batches` (labelled, in order) scored with TTA `mode`: the evaluate stage's numbers and
+    tables, and the same for `python -m cifarlab.score`, so both say alike of alike images."""
+    plain, labels = predict(model, batches, device, precision)
+    logits = tta_logits(model, batches, device, plain, mode, precision)
+    table = predictions_table(logits, labels, classes)
+    matrix = confusion_matrix(labels.numpy(), table["predicted_id"].to_numpy(), len(classes))
+    return Scored(plain, logits, labels, table, matrix, test_metrics(logits, plain, labels, mode),
+                  class_details(matrix, classes))
