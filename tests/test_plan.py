@@ -347,3 +347,28 @@ def test_the_passes_the_estimate_prices_are_the_stages_own():
     from cifarlab.plan import cost
     from cifarlab.robustness.corruptions import CORRUPTIONS, SEVERITIES
     assert cost.ROAD_ORDERS == len(ORDERS) and cost.CORRUPTIONS == len(CORRUPTIONS) * len(SEVERITIES)
+
+
+def test_the_start_up_measurement_makes_the_train_stages_imports(tmp_path):
+    """The train stage imports more than the plan (dvclive, matplotlib): measuring the start-up,
+    the plan makes every cifarlab import of stages/train.py, so that their time is counted."""
+    import os
+    import subprocess
+    import sys
+
+    from cifarlab.download.sources import prepare
+    from cifarlab.prepared import save_prepared
+    from conftest import ROOT
+    from stage_imports import SRC, project_files
+    write_image_tree(tmp_path / "tree", make_arrays(per_class_train=2, per_class_test=1))
+    save_prepared(tmp_path / "prepared.npz", prepare(str(tmp_path / "tree"), 32, {"train": 0, "test": 0}, 0,
+                                                      tmp_path / "raw"))
+    def modules(stage: str) -> list[str]:
+        return sorted(".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+                      for path in project_files(ROOT / "stages" / f"{stage}.py"))
+    code = (f"import sys, torch, {', '.join(modules('plan'))}; from cifarlab.plan.run import train_startup; "
+            f"train_startup(torch.device('cpu'), {str(tmp_path / 'prepared.npz')!r}); "
+            f"print([m for m in {modules('train')!r} if m not in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "CIFARLAB_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
