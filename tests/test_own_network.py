@@ -407,3 +407,16 @@ def test_check_on_a_network_that_fails_is_its_line_not_a_traceback(nets):
     nets("broken", FORWARD_FAILS)
     with pytest.raises(SystemExit, match=r"^error: nets/broken.py, line 12: return self.fc\(x\)"):
         check.main(["broken", "--assignment", "s9_small_net"])
+
+
+def test_a_students_checkpoint_starts_a_fine_tune_of_the_same_network(nets, tmp_path):
+    from cifarlab.train.init_from import start_from
+    nets("my_net", new.NETWORK.format(name="my_net"))
+    trained = build_model("my_net", 3)
+    save_checkpoint(tmp_path / "start.pt", "my_net", trained.state_dict(), CLASSES, Stats([0.5] * 3, [0.25] * 3), 1,
+                    {})
+    fresh = build_model("my_net", 2)
+    line, _ = start_from(fresh, str(tmp_path / "start.pt"), "my_net", ["cat", "dog"], 32)
+    assert "every weight of its my_net but the head" in line and "(cat)" in line
+    assert torch.equal(fresh.c1[0][0].weight, trained.c1[0][0].weight)
+    assert torch.equal(fresh.fc.weight[0], trained.fc.weight[CLASSES.index("cat")])
