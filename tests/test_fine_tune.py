@@ -62,7 +62,7 @@ def test_the_head_keeps_the_rows_of_shared_classes_by_name_and_makes_new_ones(tm
     ("missing", "is not a file"),
     ("other model", "holds a s9net model, but this run trains tiny; train the same model (-S model=s9net)"),
     ("other size", "was trained on 24 px images, but data.image_size is 32"),
-    ("not a checkpoint", "refused or unreadable checkpoint"),
+    ("not a checkpoint", "not a PyTorch checkpoint (neither a zip archive nor a pickle), not a cifarlab checkpoint"),
 ])
 def test_a_checkpoint_that_cannot_be_the_start_is_refused_in_one_line(tmp_path, case, message):
     path = tmp_path / "model.pt"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,7 +25,7 @@ class _RunsCode:
 def test_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
     path = tmp_path / "model.pt"
     torch.save({"model": "tiny", "classes": ["a", "b"], "state_dict": {}, "payload": _RunsCode()}, path)
-    with pytest.raises(UserError, match="refused or unreadable checkpoint"):
+    with pytest.raises(UserError, match="refused: it holds Python objects besides tensors"):
         load_checkpoint(path)
     assert MARKER not in capsys.readouterr().out
 
@@ -78,3 +79,30 @@ def test_download_cut_off_half_way_removes_the_partial_file(tmp_path):
         server.server_close()
     assert url in str(err.value)
     assert list((tmp_path / "raw").iterdir()) == []
+
+
+@pytest.mark.parametrize("name, content, says", [
+    ("model.pt", b"", "an empty file (0 bytes), not a cifarlab checkpoint"),
+    ("model.pt", b"PK\x05\x06" + b"\x00" * 18, "a zip archive without a PyTorch checkpoint in it"),
+    ("model.onnx.json", b'{"input": {}}', "a JSON file (the ONNX model's card), not a cifarlab checkpoint"),
+    ("model.onnx", b"\x08\x07\x12\x07pytorch", "an ONNX model (onnxruntime runs it"),
+    ("notes.txt", b"my model", "not a PyTorch checkpoint (neither a zip archive nor a pickle)"),
+])
+def test_any_file_that_is_not_a_checkpoint_is_one_line_saying_what_it_is(tmp_path, name, content, says):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UserError) as raised:
+        load_checkpoint(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: {says}") and "\n" not in message
+    assert "weights_only" not in message and "dvc repro train" not in message  # not the train stage's output
+
+
+def test_advice_never_relays_torchs_unsafe_loading_and_names_the_stage_only_for_its_own_output(tmp_path,
+                                                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    torch.save({"payload": _RunsCode()}, tmp_path / "models" / "model.pt")
+    with pytest.raises(UserError) as raised:
+        load_checkpoint(Path("models/model.pt"))
+    assert "weights_only" not in str(raised.value) and str(raised.value).endswith("rerun `dvc repro train`")

@@ -121,7 +121,7 @@ def test_an_onnx_file_given_as_the_model_is_one_line_saying_what_runs_it(project
     done = _predict_capped(project, "photos", "--model", "model.onnx")
     assert done.returncode == 2
     (line,) = done.stderr.decode().strip().splitlines()
-    assert line.startswith("error: model.onnx: an ONNX file") and "onnxruntime" in line
+    assert line.startswith("error: model.onnx: an ONNX model") and "onnxruntime" in line
 
 
 def _encoded(image: Image.Image, fmt: str, **options) -> bytes:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import pickle
 import sys
+import zipfile
 from pathlib import Path
 
 import torch
@@ -49,29 +51,76 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", models: tupl
                     classes: list[str] | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the model in eval mode and return it with the checkpoint's metadata. Given the
     models params.yaml may train (Params.model_choices) and the prepared data's classes, a
-    checkpoint left by another run (another model, another dataset) is refused before it is used."""
-    if not Path(path).is_file():
+    checkpoint left by another run (another model, another dataset) is refused before it is used.
+    Every command and stage reads model files here, so any file that is not one is one line saying
+    what it is, and never advice to load it unsafely."""
+    path = Path(path)
+    if not path.is_file():
         raise UserError(f"{path}: checkpoint not found; run `dvc repro train` first")
-    if _is_onnx(Path(path)):
-        raise UserError(f"{path}: an ONNX file, not a PyTorch checkpoint (models/model.pt); onnxruntime runs it "
-                        "(README, \"Use your model\")")
+    not_one = _not_a_checkpoint(path)
+    if not_one:
+        raise UserError(f"{path}: {not_one}, not a cifarlab checkpoint (models/model.pt); {_what_to_do(path)}")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused an object: loading it could run code
+        raise UserError(f"{path}: refused: it holds Python objects besides tensors and plain values, which could run "
+                        f"code when loaded (a cifarlab checkpoint holds none); {_what_to_do(path)}") from None
+    except Exception as err:  # truncated or garbled bytes
+        raise UserError(f"{path}: unreadable checkpoint ({_first_line(err)}): damaged or incomplete; "
+                        f"{_what_to_do(path)}") from None
+    try:
         missing = sorted(CHECKPOINT_KEYS - set(ckpt)) if isinstance(ckpt, dict) else ["everything"]
         if missing:
             raise UserError(f"{path}: not a checkpoint of this version of cifarlab (it lacks {', '.join(missing)}); "
-                            "rerun `dvc repro train`")
+                            f"{_what_to_do(path)}")
         if ckpt["digest"] != weights_digest(ckpt["state_dict"]):
-            raise ValueError("the weights do not match their checksum")
+            raise UserError(f"{path}: its weights do not match their checksum: damaged; {_what_to_do(path)}")
         _check_fits(path, ckpt, models, classes)
         model = build_model(ckpt["model"], len(ckpt["classes"]), ckpt["image_size"])
         _load_weights(path, model, ckpt)
     except UserError:
         raise
-    except Exception as err:  # a refused pickle, truncated or garbled bytes, missing keys
-        raise UserError(f"{path}: refused or unreadable checkpoint ({str(err).splitlines()[0][:200]}); it is "
-                        "damaged or incomplete; rerun `dvc repro train`") from None
+    except Exception as err:  # keys of the wrong type or shape
+        raise UserError(f"{path}: an unusable checkpoint ({_first_line(err)}); {_what_to_do(path)}") from None
     return model.to(device).eval(), ckpt
+
+
+def _first_line(err: Exception) -> str:
+    """An exception as a few words (some have no message at all)."""
+    text = str(err).strip()
+    return text.splitlines()[0][:160] if text else type(err).__name__
+
+
+def _what_to_do(path: Path) -> str:
+    """The train stage's own output is remade by rerunning it; any other file is the user's to replace."""
+    if path.resolve() == paths.MODEL.resolve():
+        return "rerun `dvc repro train`"
+    return f"name a checkpoint a cifarlab run wrote (its models/model.pt, or a copy of it) instead of {path.name}"
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    """What the file is, by its first bytes, when that is plainly not a PyTorch checkpoint (a zip
+    holding data.pkl); None when it may be one."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if not head:
+        return "an empty file (0 bytes)"
+    if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":  # protobuf's ir_version field
+        return "an ONNX model (onnxruntime runs it: README, \"Use your model\")"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "a JSON file" + (" (the ONNX model's card)" if path.name.endswith(".onnx.json") else "")
+    if head[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return None  # a damaged checkpoint: torch.load says how
+        if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in names):
+            return "a zip archive without a PyTorch checkpoint in it"
+        return None
+    if head[:1] == b"\x80":  # a pickle, as torch wrote before its zip format
+        return None
+    return "not a PyTorch checkpoint (neither a zip archive nor a pickle)"
 
 
 def _load_weights(path: Path, model: nn.Module, ckpt: dict) -> None:
@@ -89,13 +138,6 @@ def _load_weights(path: Path, model: nn.Module, ckpt: dict) -> None:
         raise UserError(f"{changed}, and the weights no longer fit its layers; retrain it (`dvc repro`) or put the "
                         "file back as it was (git restore / git checkout)") from None
     print(f"note: {changed}; its weights still fit, but run through the new code", file=sys.stderr)
-
-
-def _is_onnx(path: Path) -> bool:
-    """An ONNX model by its name or its first byte (protobuf's ir_version field), where a
-    checkpoint is a zip ('PK') or, from old torch versions, a pickle (0x80)."""
-    with open(path, "rb") as handle:
-        return path.suffix.lower() == ".onnx" or handle.read(1) == b"\x08"
 
 
 def _check_fits(path: Path, ckpt: dict, models: tuple[str, ...] | None, classes: list[str] | None) -> None:
