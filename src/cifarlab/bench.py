@@ -28,6 +28,8 @@ import torch.nn.functional as F
 import yaml
 
 from cifarlab.config import AugmentConfig, Params, load_params
+from cifarlab.core.errors import UserError, refuse
+from cifarlab.core.io import check_output
 from cifarlab.facts import macs_per_image
 from cifarlab.feed.batches import resolve_workers, train_batches
 from cifarlab.feed.device import describe, select_device
@@ -250,6 +252,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="only estimate a whole `dvc repro` of --params here (under a minute), and which of "
                              "the plan stage's choices fits plan.budget_minutes")
     args = parser.parse_args(argv)
+    if args.out is not None:
+        try:
+            check_output("--out", args.out)
+        except UserError as err:
+            refuse(str(err))
     if args.estimate:
         print_estimate(load_params(args.params), select_device())
         return

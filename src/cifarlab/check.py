@@ -4,9 +4,8 @@ training: each item, what it requires, what the network has, and the seed line i
 from __future__ import annotations
 
 import argparse
-import sys
 
-from cifarlab.core.errors import UserError
+from cifarlab.core.errors import UserError, refuse
 from cifarlab.rubric import ASSIGNMENTS, architecture_items, verdict
 
 
@@ -23,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         items = architecture_items(args.assignment, build_model(args.name, args.classes))
     except UserError as err:
-        sys.exit(f"error: {err}")
+        refuse(str(err))
     print(f"{assignment.title} (../shared/seeds/{assignment.seed}): the architecture of {args.name}\n")
     print("| item | required | measured | met | from the assignment |\n|---|---|---|---|---|")
     for item in items:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from cifarlab.core.io import write_text
+from cifarlab.core.errors import UserError, refuse
+from cifarlab.core.io import check_output, write_text
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -80,6 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as `dvc exp run -S` takes them")
     parser.add_argument("--out", type=Path, help="write this file, whole or not at all (default: print)")
     args = parser.parse_args(argv)
+    if args.out is not None:
+        try:
+            check_output("--out", args.out)
+        except UserError as err:
+            refuse(str(err))
     text = params_text(args.overrides)  # composed first: a failure leaves --out as it was
     if args.out is None:
         print(text, end="")

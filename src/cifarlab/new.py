@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import argparse
 import keyword
-import sys
 from pathlib import Path
 
 from cifarlab.config import AUTO
+from cifarlab.core.errors import refuse
 from cifarlab.core.io import write_text
 from cifarlab.models import NETS, ZOO
 
@@ -81,10 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", help="the network's name: a Python identifier, e.g. my_net")
     name = parser.parse_args(argv).name
     if not Path("dvc.yaml").is_file() or not CONF_MODELS.is_dir():
-        sys.exit("error: run this in the project folder (where dvc.yaml and conf/ are)")
+        refuse("run this in the project folder (where dvc.yaml and conf/ are)")
     why = refusal(name)
     if why:
-        sys.exit(f"error: {why}")
+        refuse(why)
     network, recipe = NETS / f"{name}.py", CONF_MODELS / f"{name}.yaml"
     write_text(network, NETWORK.format(name=name))
     write_text(recipe, RECIPE.format(name=name))

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from cifarlab.core import paths
 from cifarlab.core.errors import UserError
-from cifarlab.core.io import save_figure, write_csv
+from cifarlab.core.io import check_output, save_figure, write_csv
 from cifarlab.download.imagefolder import decode_image
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint, load_temperature
 from cifarlab.stats import Stats, normalised
@@ -83,12 +83,11 @@ def explain(model: torch.nn.Module, ckpt: dict, files: list[Path], images: list[
 
 
 def _check_outputs(csv: Path | None, explain: Path | None) -> None:
-    """Where the results go, checked before any prediction work: a run never ends by failing to
-    write what it computed."""
-    if csv is not None and csv.is_dir():
-        raise UserError(f"--csv {csv}: is a folder; name a file")
-    if explain is not None and explain.exists() and not explain.is_dir():
-        raise UserError(f"--explain {explain}: is a file; name a folder (made if missing)")
+    """Where the results go, checked before any prediction work."""
+    if csv is not None:
+        check_output("--csv", csv, "file")
+    if explain is not None:
+        check_output("--explain", explain, "folder")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from cifarlab.core.errors import refuse
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         repo = Repo(".")
     except NotDvcRepoError:
-        sys.exit("error: run this in the project folder (no DVC project here)")
+        refuse("run this in the project folder (no DVC project here)")
     with repo:
         queue = repo.experiments.celery_queue
         found = orphans(queue)

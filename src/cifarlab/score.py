@@ -23,7 +23,7 @@ from tqdm import tqdm
 from cifarlab.config import TTA_MODES
 from cifarlab.core import paths
 from cifarlab.core.errors import UserError
-from cifarlab.core.io import remove, save_figure, together, write_csv, write_json
+from cifarlab.core.io import check_output, remove, save_figure, together, write_csv, write_json
 from cifarlab.download.filetree import FileTree, open_tree
 from cifarlab.download.imagefolder import decode_image
 from cifarlab.download.sources import find_root, prepare
@@ -81,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="test-time augmentation, as evaluate.tta (default flip_translate, the pipeline's)")
     args = parser.parse_args(argv)
     try:
-        if args.out.exists() and not args.out.is_dir():
-            raise UserError(f"--out {args.out}: exists and is not a folder")
+        check_output("--out", args.out, "folder")
         device = select_device()
         model, ckpt = load_checkpoint(args.model, device)
         images, labels, classes, errors = labelled_images(args.data, ckpt["image_size"])

@@ -10,8 +10,9 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 from collections.abc import Iterator
+
+from cifarlab.core.errors import refuse
 
 METRICS_FILE = "metrics/evaluate.json"
 CHOICE_FILE = "plan/choice.json"  # what trained, where params.yaml left it to the plan stage
@@ -88,15 +89,15 @@ def main(argv: list[str] | None = None) -> None:
     else:
         shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
         if shown.returncode:
-            sys.exit(f"error: `dvc exp show --json` failed: {(shown.stderr.strip().splitlines() or ['?'])[-1]}")
+            refuse(f"`dvc exp show --json` failed: {(shown.stderr.strip().splitlines() or ['?'])[-1]}")
         text = shown.stdout
     try:
         shown = json.loads(text)
     except json.JSONDecodeError as err:
-        sys.exit(f"error: not the JSON of `dvc exp show --json` ({err})")
+        refuse(f"not the JSON of `dvc exp show --json` ({err})")
     rows = summarise(shown)
     if not rows:
-        sys.exit(f"error: no experiment with {METRICS_FILE} in the input; run some first")
+        refuse(f"no experiment with {METRICS_FILE} in the input; run some first")
     for row, label in zip(rows, _differences(rows)):
         parts = [f"{name} {mean:.2f}%" + (f" ± {sd:.2f}" if row["n"] > 1 else "") for name, (mean, sd) in
                  (("accuracy", row.get("accuracy", (float("nan"),) * 2)),

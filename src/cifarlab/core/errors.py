@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 INTERRUPTED = 130
 INTERRUPTED_LINE = ("interrupted: every output written so far is complete; run `dvc repro` again "
@@ -14,6 +15,15 @@ INTERRUPTED_LINE = ("interrupted: every output written so far is complete; run `
 
 class UserError(Exception):
     """A mistake in params.yaml or in the input data that the user can fix."""
+
+
+NOTHING_RAN = 2  # a command's exit status when it refused its input before doing anything
+
+
+def refuse(message: str) -> NoReturn:
+    """End a command that did nothing: one `error:` line on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(NOTHING_RAN)
 
 
 def earlier_outputs(by_hand: str) -> str:

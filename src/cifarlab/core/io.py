@@ -128,6 +128,22 @@ def read_checked(path: str | Path, read: Callable[[Path], T]) -> T:
         raise UserError(f"{path} is damaged or incomplete; rerun `dvc repro {WRITTEN_BY[path]}`") from None
 
 
+def check_output(flag: str, path: Path, kind: str = "file") -> None:
+    """A command's output path (`flag` names it: --csv, --out, ...), checked before any work: it
+    can be made as a `kind` ("file" or "folder"), so that a run never ends, its work done, by
+    failing to write what it computed. One rule for every command."""
+    if kind == "file" and path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; name a file")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path}: is a file; name a folder (made if missing)")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {path}: {parent} is a file, so nothing can be written under it; name "
+                                f"another {kind}")
+            return
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_open(path, "w") as handle:
         json.dump(obj, handle, indent=2)
