@@ -93,3 +93,26 @@ def test_training_starts_from_the_checkpoint_and_records_which_weights(tmp_path)
     assert facts["started_from"] == {"checkpoint": str(tmp_path / "model.pt"), "weights_sha256": weights_digest(saved)}
     assert training_facts(default_params(), result.__class__(**{**vars(result), "started_from": None}),
                           0, "named in params.yaml")["started_from"] is None
+
+
+@pytest.mark.slow
+def test_starting_from_the_stages_own_output_is_refused_before_dvc_can_delete_it(tmp_path):
+    """`-S train.init_from=models/model.pt`: dvc repro deletes a stage's outputs before it runs it,
+    so the user's trained model would be gone; the params check refuses it first (the plan stage,
+    which always runs before train), and the model stays as it was."""
+    import subprocess
+    import sys
+
+    from conftest import make_arrays, write_image_tree
+    from test_pipeline import _env, dvc, make_project, ran
+
+    tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=12, per_class_test=4))
+    project = make_project(tmp_path / "project", str(tree))
+    dvc("repro", cwd=project)
+    model = (project / "models" / "model.pt").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-S", "train.init_from=models/model.pt"],
+                          cwd=project, capture_output=True, text=True, env=_env())
+    log = done.stdout + done.stderr
+    assert done.returncode != 0 and "train" not in ran(log), log
+    assert "train.init_from = models/model.pt is the train stage's own output" in log and "cp models/model.pt" in log
+    assert (project / "models" / "model.pt").read_bytes() == model

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.fields import FieldInfo
 
 from cifarlab.core.errors import UserError
+from cifarlab.core.paths import MODEL, user_path
 
 OPTIMIZERS = ("sgd", "muon", "adam", "adamw")
 SCHEDULERS = ("onecycle", "linear", "plateau", "step", "cosine", "none")
@@ -301,6 +302,10 @@ class Params(Section):
         if train.epochs == AUTO and not self.rungs():
             raise ParamsError(f"params.yaml: train.epochs = auto takes the epochs of a plan.ladder entry, and none is "
                               f"for model {self.model}; set train.epochs to a number (-S train.epochs=10)")
+        if train.init_from and user_path(train.init_from).resolve() == (Path.cwd() / MODEL).resolve():
+            raise ParamsError(f"params.yaml: train.init_from = {train.init_from} is the train stage's own output, "
+                              "which dvc repro deletes before it trains; copy it first (cp models/model.pt "
+                              "start.pt) and start from the copy (-S train.init_from=start.pt)")
         if train.lr_finder.start_lr >= train.lr_finder.end_lr:
             raise ParamsError(f"params.yaml: train.lr_finder.start_lr = {train.lr_finder.start_lr} must be "
                               f"below train.lr_finder.end_lr = {train.lr_finder.end_lr}")
