@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from cifarlab.core.errors import UserError, refuse
-from cifarlab.rubric import ASSIGNMENTS, architecture_items, verdict
+from cifarlab.rubric import ASSIGNMENTS, MET, architecture_items, verdict
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{assignment.title} (../shared/seeds/{assignment.seed}): the architecture of {args.name}\n")
     print("| item | required | measured | met | from the assignment |\n|---|---|---|---|---|")
     for item in items:
-        met = {True: "yes", False: "**no**", None: "cannot tell"}[item.passed]
+        met = MET[item.passed]
         print(f"| {item.name} | {item.required} | {item.measured} | {met} | {item.source} |")
     if assignment.not_checked:
         print(f"\nnot checked: {assignment.not_checked}")

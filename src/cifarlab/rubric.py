@@ -52,21 +52,22 @@ def _arg(node: fx.Node, index: int, name: str, default=None):
     return node.args[index] if len(node.args) > index else node.kwargs.get(name, default)
 
 
-def _pair(value) -> int:
+def _largest(value) -> int:
+    """The larger of a (height, width) pair, or the one number: a dilation counts along either axis."""
     return max(value) if isinstance(value, (tuple, list)) else value
 
 
 def _convolutions(model: nn.Module, graph: fx.GraphModule | None, calls: list[fx.Node]) -> list[tuple[int, int, bool]]:
     """(kernel, dilation, depthwise) of every convolution: nn.Conv2d modules, and F.conv2d calls on
     the network's own weights."""
-    found = [(_pair(m.kernel_size), _pair(m.dilation), m.groups == m.in_channels > 1)
+    found = [(_largest(m.kernel_size), _largest(m.dilation), m.groups == m.in_channels > 1)
              for m in model.modules() if isinstance(m, nn.Conv2d)]
     for node in calls:
         weight = _arg(node, 1, "weight")
         if node.target is F.conv2d and isinstance(weight, fx.Node) and weight.op == "get_attr":
             shape = graph.get_parameter(weight.target).shape
             groups = _arg(node, 6, "groups", 1)
-            found.append((shape[-1], _pair(_arg(node, 5, "dilation", 1)), groups > 1 and shape[1] == 1))
+            found.append((shape[-1], _largest(_arg(node, 5, "dilation", 1)), groups > 1 and shape[1] == 1))
     return found
 
 
@@ -122,9 +123,12 @@ def anatomy(model: nn.Module) -> Anatomy:
         layer_norm=any(isinstance(m, nn.LayerNorm) or (isinstance(m, nn.GroupNorm) and m.num_groups == 1)
                        for m in modules),
         maps=tuple(maps) if graph is not None else None, additions=tuple(additions) if graph is not None else None,
-        max_pool_4=any(isinstance(m, nn.MaxPool2d) and _pair(m.kernel_size) == 4 for m in modules)
-        or any(node.target is F.max_pool2d and _pair(_arg(node, 1, "kernel_size")) == 4 for node in calls),
+        max_pool_4=any(isinstance(m, nn.MaxPool2d) and _largest(m.kernel_size) == 4 for m in modules)
+        or any(node.target is F.max_pool2d and _largest(_arg(node, 1, "kernel_size")) == 4 for node in calls),
     )
+
+
+MET = {True: "yes", False: "**no**", None: "cannot tell"}  # an item's `passed`, as the tables show it
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,13 @@ class UserError(Exception):
     """A mistake in params.yaml or in the input data that the user can fix."""
 
 
+def first_line(err: Exception, limit: int = 160) -> str:
+    """An exception as a few words for a one-line message: its message's first line, or its type's
+    name where it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
+
+
 NOTHING_RAN = 2  # a command's exit status when it refused its input before doing anything
 
 

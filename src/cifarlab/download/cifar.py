@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarlab.core.errors import UserError
+from cifarlab.core.errors import UserError, first_line
 from cifarlab.download.filetree import FileTree
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -110,7 +110,7 @@ def _read_batch(data: bytes, where: str) -> object:
             batch = {key: _array(value) if isinstance(value, _ArrayState) else value for key, value in batch.items()}
         return batch
     except Exception as err:  # the unpickler raises many kinds of exception on damaged or crafted bytes
-        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        reason = first_line(err)
         raise UserError(f"{where}: not a readable CIFAR batch ({reason})") from None
 
 

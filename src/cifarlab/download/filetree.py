@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
-from cifarlab.core.errors import UserError
+from cifarlab.core.errors import UserError, first_line
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar", ".zip")
 # Sizes declared in the headers, checked before anything is read: an image or a CIFAR batch
@@ -210,7 +210,7 @@ def _member_errors(tree: FileTree, name: str) -> Iterator[None]:
     try:
         yield
     except Exception as err:  # decompressors raise many kinds of exception on damaged data
-        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        reason = first_line(err)
         raise UserError(f"{tree.where(name)}: damaged member, cannot be decompressed ({reason})") from None
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from cifarlab.core import paths
-from cifarlab.core.errors import UserError
+from cifarlab.core.errors import UserError, first_line
 from cifarlab.core.io import save_torch
 from cifarlab.model_input import PREPROCESSING
 from cifarlab.models import source_digest, source_file
@@ -66,7 +66,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", models: tupl
         raise UserError(f"{path}: refused: it holds Python objects besides tensors and plain values, which could run "
                         f"code when loaded (a cifarlab checkpoint holds none); {_what_to_do(path)}") from None
     except Exception as err:  # truncated or garbled bytes
-        raise UserError(f"{path}: unreadable checkpoint ({_first_line(err)}): damaged or incomplete; "
+        raise UserError(f"{path}: unreadable checkpoint ({first_line(err)}): damaged or incomplete; "
                         f"{_what_to_do(path)}") from None
     try:
         missing = sorted(CHECKPOINT_KEYS - set(ckpt)) if isinstance(ckpt, dict) else ["everything"]
@@ -81,14 +81,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", models: tupl
     except UserError:
         raise
     except Exception as err:  # keys of the wrong type or shape
-        raise UserError(f"{path}: an unusable checkpoint ({_first_line(err)}); {_what_to_do(path)}") from None
+        raise UserError(f"{path}: an unusable checkpoint ({first_line(err)}); {_what_to_do(path)}") from None
     return model.to(device).eval(), ckpt
-
-
-def _first_line(err: Exception) -> str:
-    """An exception as a few words (some have no message at all)."""
-    text = str(err).strip()
-    return text.splitlines()[0][:160] if text else type(err).__name__
 
 
 def _what_to_do(path: Path) -> str:

@@ -29,11 +29,8 @@ def process_seconds() -> float:
     return time.time() - psutil.Process().create_time()
 
 
-# what stages/train.py imports (tests/test_plan.py checks that the plan makes all of them), and the
-# flop counter its model facts load on first use (it imports triton: 1.3-1.4 s on a 2-core Xeon, which
-# the first model set-up the plan timed paid alone, the second not)
-TRAIN_STAGE_IMPORTS = ("cifarlab.train.outputs", "cifarlab.train.run", "cifarlab.train.distributed",
-                       "torch.utils.flop_counter")
+# what stages/train.py imports (tests/test_plan.py checks that the plan makes all of them)
+TRAIN_STAGE_IMPORTS = ("cifarlab.train.outputs", "cifarlab.train.run", "cifarlab.train.distributed")
 
 
 def train_startup(device: torch.device, data_path=paths.PREPARED) -> tuple[Prepared, float]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from cifarlab.report.sections import fitted_on_words
+from cifarlab.rubric import MET
 
 if TYPE_CHECKING:
     from cifarlab.config import Params
@@ -37,8 +38,7 @@ def rubric_lines(rubric: dict) -> list[str]:
     """The card's opening: the run against its course assignment, as a table, or that it has none."""
     if rubric["assignment"] is None:
         return ["## Assignment", f"No rubric: {rubric['note']}.", ""]
-    met = {True: "yes", False: "**no**", None: "cannot tell"}
-    rows = [f"| {item['kind']} | {item['name']} | {item['required']} | {item['measured']} | {met[item['passed']]} |"
+    rows = [f"| {item['kind']} | {item['name']} | {item['required']} | {item['measured']} | {MET[item['passed']]} |"
             for item in rubric["items"]]
     return [f"## Assignment: {rubric['title']}, {rubric['passed']} of {rubric['total']} items met",
             f"Items read from ../shared/seeds/{rubric['seed']} (metrics/rubric.json has the line of each).", "",

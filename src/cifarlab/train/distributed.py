@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from cifarlab.core.errors import UserError
+from cifarlab.core.errors import UserError, first_line
 
 T = TypeVar("T")
 
@@ -102,7 +102,7 @@ _PEER_GONE = re.compile(r"connection (closed|reset|refused)|closed by peer|broke
 
 def failure_line(err: Exception, group: Group) -> str:
     """What stopped this process: a peer that went away, or an error of its own."""
-    cause = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    cause = first_line(err)
     if isinstance(err, dist.DistError) or _PEER_GONE.search(str(err)):
         return f"training process {group.rank} of {group.world} stopped because another one failed or was stopped " \
                f"({cause})"
