@@ -46,7 +46,7 @@ def native_bf16(monkeypatch):
 def machine(step_seconds: dict[tuple[str, str], float]):
     """A fake machine: seconds per 2,000-image step of (model, precision); low-res steps at
     (24/32)^2 of them, inference at 100 steps' worth of images per step second."""
-    def speed_of(params, precision, device, low_res):
+    def speed_of(params, precision, device, low_res, num_classes):
         seconds = step_seconds[(params.model, precision)] * params.train.batch_size / 2000
         return Speed(seconds, seconds * 0.5625 if low_res else None, 2000 / seconds * 3, 1.0, 5.0), False
     return speed_of
@@ -139,16 +139,17 @@ def test_named_values_are_kept_and_over_budget_is_one_note(native_bf16):
 def test_a_speed_is_measured_once_per_machine_and_recipe(monkeypatch, tmp_path):
     monkeypatch.setenv("CIFARLAB_CACHE", str(tmp_path))
     measured = []
-    monkeypatch.setattr(speeds_module, "measure", lambda params, precision, device, low_res: measured.append(
+    monkeypatch.setattr(speeds_module, "measure", lambda params, precision, device, low_res, classes: measured.append(
         params.model) or Speed(1.0, 0.5 if low_res else None, 100.0, 1.0, 3.0))
     params = default_params(model="airbench93")
-    assert speed(params, "fp32", CPU, False) == (Speed(1.0, None, 100.0, 1.0, 3.0), True)
-    assert speed(params, "fp32", CPU, False)[1] is False  # the same machine and recipe: from the cache
-    assert speed(params.model_copy(update={"model": "tiny"}), "fp32", CPU, False)[1] is True  # another recipe
-    assert speed(params, "fp32", CPU, True)[1] is True  # a low-res step was not measured yet
+    assert speed(params, "fp32", CPU, False, 10) == (Speed(1.0, None, 100.0, 1.0, 3.0), True)
+    assert speed(params, "fp32", CPU, False, 10)[1] is False  # the same machine and recipe: from the cache
+    assert speed(params.model_copy(update={"model": "tiny"}), "fp32", CPU, False, 10)[1] is True  # another recipe
+    assert speed(params, "fp32", CPU, True, 10)[1] is True  # a low-res step was not measured yet
+    assert speed(params, "fp32", CPU, False, 3)[1] is True  # data of another number of classes
     monkeypatch.setattr(torch, "get_num_threads", lambda: 99)  # another machine (or thread count)
-    assert speed(params, "fp32", CPU, False)[1] is True
-    assert measured == ["airbench93", "tiny", "airbench93", "airbench93"]
+    assert speed(params, "fp32", CPU, False, 10)[1] is True
+    assert measured == ["airbench93", "tiny", "airbench93", "airbench93", "airbench93"]
 
 
 def test_train_refuses_a_choice_made_for_other_params(tmp_path):
@@ -229,7 +230,7 @@ def test_low_res_epochs_train_on_smaller_images_and_the_rest_at_full_size():
     params = parse_params(compose(["model=airbench93", "train.precision=fp32", "train.batch_size=8",
                                    "train.micro_batch=0"]))
     assert params.train.low_res.epochs == 4 and params.train.epochs == 9
-    step = training_step(params, CPU)
+    step = training_step(params, CPU, 10)
     seen = []
     step.model.register_forward_pre_hook(lambda module, inputs: seen.append(tuple(inputs[0].shape[-2:])))
     batches = step.batches(1)

@@ -33,7 +33,7 @@ def test_each_microsecond_counts_once_and_the_rest_is_shown_as_outside_any_opera
     (summing total times, which include children, would exceed it), and what they leave is the
     last row, not spread over the others."""
     params = default_params(**SMALL)
-    seconds, rate = profile_steps(params, steps=2, epoch=1)
+    seconds, rate = profile_steps(params, steps=2, epoch=1, num_classes=10)
     assert seconds["convolutions"] > 0 and seconds["optimiser step (all of it)"] > 0
     assert seconds["augmentation and batching"] > 0
     wall = params.train.batch_size / rate

@@ -76,16 +76,16 @@ def _drain(batches) -> None:
 def _step_rate(step: TrainingStep, steps: int, repeats: int) -> float:
     """Images/s of training steps alone: the same synthetic tensors every step, no data path."""
     size = step.params.train.batch_size
-    batch = (torch.randn(size, 3, 32, 32, device=step.device), torch.randint(0, 10, (size,), device=step.device))
+    batch = (torch.randn(size, 3, 32, 32, device=step.device), torch.randint(0, CLASSES, (size,), device=step.device))
     return _rate(size * steps, partial(step.run, [batch] * steps), step.device, repeats)
 
 
 def _step_of(params: Params, name: str, device: torch.device) -> TrainingStep:
     """Training's step of model `name` with params' recipe, in the precision the plan would pick here."""
     named = params.model_copy(update={"model": name})
-    precision = fastest_precision(named, device)
+    precision = fastest_precision(named, device, CLASSES)
     return training_step(named.model_copy(update={"train": named.train.model_copy(update={"precision": precision})}),
-                         device)
+                         device, CLASSES)
 
 
 def _reference_epoch(model, optimizer, batches, device) -> None:
@@ -122,6 +122,7 @@ def bench_data(images: np.ndarray, labels: np.ndarray, augment: AugmentConfig, s
             "device_img_s": rates["device"], "speedup": rates["device"] / rates["albumentations"]}
 
 
+CLASSES = 10  # the synthetic images stand in for CIFAR-10's
 # the report's key for a training epoch on each loader
 EPOCH_RATE_KEYS = {"albumentations": "epoch_albumentations_img_s", "device": "epoch_device_path_img_s"}
 
@@ -131,7 +132,7 @@ def bench_model(name: str, images: np.ndarray, labels: np.ndarray, params: Param
     cfg = params.train
     step = _step_of(params, name, device)
     torch.manual_seed(0)
-    reference = build_model(name, 10)
+    reference = build_model(name, CLASSES)
     macs = macs_per_image(reference)
     reference = reference.to(device)
     reference_optimizer = make_optimizer(reference, cfg.optimizer.model_copy(update={"lr": 1e-3, "decoupled": False}),
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     params = params.model_copy(update={"train": params.train.model_copy(update={"batch_size": args.batch_size})})
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, args.images).astype(np.int64)
+    labels = rng.integers(0, CLASSES, args.images).astype(np.int64)
     device = select_device()
     counts = [int(n) for n in args.processes.split(",")]
     stats = channel_stats(images)

@@ -71,10 +71,10 @@ def kind_of(event) -> str:
     return next((row for row, parts in KINDS if any(part in name for part in parts)), "other")
 
 
-def profile_steps(params: Params, steps: int, epoch: int, warmup: int = 1) -> tuple[dict[str, float], float]:
+def profile_steps(params: Params, steps: int, epoch: int, num_classes: int, warmup: int = 1) -> tuple[dict[str, float], float]:
     """Seconds per training step by kind, the last row the wall time no operator accounts for (the
     rows add up to the step's wall time under the profiler), and images/s."""
-    step = training_step(params, select_device(), epoch)
+    step = training_step(params, select_device(), num_classes, epoch)
     step.run(step.batches(warmup))
     batches = step.batches(steps, wrap=_LabelledBatches)
     activities = [torch.profiler.ProfilerActivity.CPU]
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     params = chosen.params
     print(line, file=sys.stderr)
     epoch = args.epoch or params.train.epochs
-    seconds, rate = profile_steps(params, args.steps, epoch)
+    seconds, rate = profile_steps(params, args.steps, epoch, sizes.classes)
     print(f"{params.model}, epoch {epoch}, batch {params.train.batch_size} in micro-batches of "
           f"{params.train.micro_batch}, {torch.get_num_threads()} threads, {args.steps} steps: {rate:,.0f} images/s "
           "under the profiler (which slows a step a little)")

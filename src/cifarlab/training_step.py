@@ -32,6 +32,7 @@ class TrainingStep:
     schedule: Schedule
     device: torch.device
     epoch: int
+    num_classes: int  # the data's: a network written as Net() for 3 classes builds only so
 
     def batches(self, steps: int, batch_size: int | None = None,
                 wrap: Callable[[Batches], Batches] = lambda batches: batches) -> Batches:
@@ -40,7 +41,7 @@ class TrainingStep:
         rng = np.random.default_rng(0)
         size = self.params.data.image_size
         images = rng.integers(0, 256, (steps * batch_size, size, size, 3), dtype=np.uint8)
-        labels = rng.integers(0, 10, len(images)).astype(np.int64)
+        labels = rng.integers(0, self.num_classes, len(images)).astype(np.int64)
         return wrap(self.batches_of(images, labels, channel_stats(images), batch_size=batch_size))
 
     def batches_of(self, images: np.ndarray, labels: np.ndarray, stats: Stats, loader: str | None = None,
@@ -62,12 +63,12 @@ class TrainingStep:
                     self.precision, group, micro_batch=cfg.micro_batch, size=size)
 
 
-def training_step(params: Params, device: torch.device, epoch: int = 1) -> TrainingStep:
-    """The step of `params` (a named model) as it runs in `epoch` of the run (1-based: a model may
-    train fewer parameters late in a run, see the models' start_epoch)."""
+def training_step(params: Params, device: torch.device, num_classes: int, epoch: int = 1) -> TrainingStep:
+    """The step of `params` (a named model) for data of `num_classes`, as it runs in `epoch` of the
+    run (1-based: a model may train fewer parameters late in a run, see the models' start_epoch)."""
     cfg = params.train
     torch.manual_seed(0)
-    model = build_model(params.model, 10, params.data.image_size).to(device, memory_format=memory_format(device))
+    model = build_model(params.model, num_classes, params.data.image_size).to(device, memory_format=memory_format(device))
     if hasattr(model, "start_epoch"):
         model.start_epoch(epoch)
     precision = resolve_precision(cfg.precision, device)
@@ -75,4 +76,4 @@ def training_step(params: Params, device: torch.device, epoch: int = 1) -> Train
     schedule = Schedule(optimizer, cfg.scheduler.model_copy(update={"name": "none"}), 1, 1)
     if cfg.compile:
         model.compile()
-    return TrainingStep(params, model, precision, optimizer, schedule, device, epoch)
+    return TrainingStep(params, model, precision, optimizer, schedule, device, epoch, num_classes)

@@ -151,8 +151,10 @@ def gradcam_default(model: nn.Module, image_size: int = 32) -> str:
         return declared
     candidates = gradcam_candidates(model, image_size)
     if not candidates:
-        raise NetworkError(f"{type(model).__name__} has no module that outputs maps (N, C, H, W) for GradCAM to "
-                           "explain; name one with -S 'gradcam.layers=[path.to.module]'")
+        raise NetworkError(f"{type(model).__name__} has no module that outputs maps (N, C, H, W), and GradCAM explains "
+                           "a module's maps (functional calls such as F.conv2d have none): make a block of it an "
+                           "nn.Module (nn.Conv2d, or your own) and leave gradcam.layers at default, or name that "
+                           "block with -S 'gradcam.layers=[path.to.module]'")
     sizes = map_sizes(model, list(candidates), image_size)
     wide = [name for name in candidates if (sizes.get(name) or 0) >= MIN_GRADCAM_PX]
     return wide[-1] if wide else candidates[0]

@@ -77,7 +77,7 @@ def options(params: Params) -> list[tuple[tuple[str, int, int], Rung | None]]:
     return found
 
 
-SpeedOf = Callable[[Params, str, torch.device, bool], tuple[Speed, bool]]
+SpeedOf = Callable[[Params, str, torch.device, bool, int], tuple[Speed, bool]]
 
 
 def candidates(params: Params, sizes: DataSizes, device: torch.device, startup: float, speed_of: SpeedOf = speed,
@@ -91,7 +91,7 @@ def candidates(params: Params, sizes: DataSizes, device: torch.device, startup: 
         best = None
         for precision in precisions(params.train.precision, device):
             run = params.planned(Choice(model=model, epochs=epochs, low_res_epochs=low, precision=precision))
-            measured, fresh = speed_of(run, precision, device, low > 0)
+            measured, fresh = speed_of(run, precision, device, low > 0, sizes.classes)
             priced.probes[(model, precision, low > 0)] = measured.measure_seconds
             found = Candidate(run, rung, cost(run, measured, sizes, startup), fresh)
             best = found if best is None or found.cost.total < best.cost.total else best
@@ -101,13 +101,13 @@ def candidates(params: Params, sizes: DataSizes, device: torch.device, startup: 
     return priced
 
 
-def fastest_precision(params: Params, device: torch.device, speed_of: SpeedOf = speed) -> str:
-    """The precision train.precision allows here whose training step is quickest (for the tools
-    that time one model's step: the benchmark, the profiler)."""
+def fastest_precision(params: Params, device: torch.device, num_classes: int, speed_of: SpeedOf = speed) -> str:
+    """The precision train.precision allows here whose training step is quickest for data of
+    `num_classes` (for the tools that time one model's step: the benchmark, the profiler)."""
     allowed = precisions(params.train.precision, device)
     if len(allowed) == 1:
         return allowed[0]  # nothing to measure
-    return min(allowed, key=lambda precision: speed_of(params, precision, device, False)[0].step_seconds)
+    return min(allowed, key=lambda precision: speed_of(params, precision, device, False, num_classes)[0].step_seconds)
 
 
 def budget_seconds(params: Params) -> float:

@@ -62,11 +62,11 @@ def machine(device: torch.device) -> dict:
             "device": describe(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-def recipe_key(params: Params, precision: str, device: torch.device) -> str:
+def recipe_key(params: Params, precision: str, device: torch.device, num_classes: int) -> str:
     """The cache key of a step's speed: the machine and every setting that changes a step's cost
     (not the epochs, the LR or the seed, which change how many steps there are or their values)."""
     train = params.train
-    recipe = {"machine": machine(device), "model": params.model, "precision": precision,
+    recipe = {"machine": machine(device), "model": params.model, "classes": num_classes, "precision": precision,
               "image_size": params.data.image_size, "low_res_size": train.low_res.size,
               "batch_size": train.batch_size, "micro_batch": train.micro_batch, "loader": train.loader,
               "workers": train.workers, "optimizer": train.optimizer.name, "lookahead": train.lookahead.every,
@@ -101,20 +101,22 @@ def remembered(key: str, compute: Callable[[], dict], usable: Callable[[dict], b
     return value, True
 
 
-def speed(params: Params, precision: str, device: torch.device, low_res: bool) -> tuple[Speed, bool]:
-    """The speed of `params`' recipe (a named model) in `precision` here, and whether it was
-    measured just now (False: from the cache). `low_res`: also time a step at train.low_res.size."""
+def speed(params: Params, precision: str, device: torch.device, low_res: bool, num_classes: int
+          ) -> tuple[Speed, bool]:
+    """The speed of `params`' recipe (a named model) in `precision` here, for data of `num_classes`,
+    and whether it was measured just now (False: from the cache). `low_res`: also time a step at
+    train.low_res.size."""
     fields = set(Speed.__dataclass_fields__)
 
     def usable(value: dict) -> bool:
         return set(value) == fields and (value["low_res_step_seconds"] is not None or not low_res)
 
-    value, fresh = remembered(recipe_key(params, precision, device),
-                              lambda: asdict(measure(params, precision, device, low_res)), usable)
+    value, fresh = remembered(recipe_key(params, precision, device, num_classes),
+                              lambda: asdict(measure(params, precision, device, low_res, num_classes)), usable)
     return Speed(**value), fresh
 
 
-def measure(params: Params, precision: str, device: torch.device, low_res: bool) -> Speed:
+def measure(params: Params, precision: str, device: torch.device, low_res: bool, num_classes: int) -> Speed:
     """Time the train stage's model set-up, training's own step (model, layout, optimiser, batch
     path, micro-batches) and scoring, on synthetic images."""
     began = time.perf_counter()
@@ -123,10 +125,10 @@ def measure(params: Params, precision: str, device: torch.device, low_res: bool)
     images = np.random.default_rng(0).integers(0, 256, (DATA_INIT_IMAGES, size, size, 3), dtype=np.uint8)
     stats = channel_stats(images)
     built = time.perf_counter()
-    built_model(params.model, images, 10, stats, cfg.seed)
+    built_model(params.model, images, num_classes, stats, cfg.seed)
     setup = time.perf_counter() - built
     step = training_step(params.model_copy(update={"train": cfg.model_copy(update={"precision": precision})}),
-                         device)
+                         device, num_classes)
     sizes = [None, cfg.low_res.size] if low_res else [None]
     seconds = []
     for size in sizes:
