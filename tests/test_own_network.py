@@ -247,6 +247,9 @@ def test_the_docs_walk_through_trains_a_students_network_and_only_its_own_edits_
 
     photo = next((tree / "test" / "cat").iterdir())
     assert photo.name in sh("python", "-m", "cifarlab.predict", str(photo), cwd=project)  # with its checkpoint
+    sh("python", "-m", "cifarlab.score", str(tree / "test"), "--out", str(tmp_path / "scores"), cwd=project)
+    scored = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert scored["accuracy"] == json.loads((project / "metrics" / "evaluate.json").read_text())["accuracy"]
     with Repo(str(project)) as repo:
         assert changed(repo.status()) == {}
     other = project / "nets" / "other.py"
