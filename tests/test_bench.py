@@ -74,7 +74,7 @@ def test_the_benchmark_times_the_step_training_takes(monkeypatch):
 
     monkeypatch.setattr(step_module, "train_epoch", recorded_epoch)
     monkeypatch.setattr(bench, "training_step", recorded_step)
-    monkeypatch.setattr(bench, "fastest_precision", lambda params, device, num_classes: "fp32")  # the plan's, tested there
+    monkeypatch.setattr(bench, "fastest_precision", lambda params, device, classes: "fp32")  # the plan's, tested there
     images, labels = make_arrays(per_class_train=22)["train"]
     bench.bench_model("tiny", images[:64], labels[:64], params, channel_stats(images), bench.select_device(), 1, 1)
     assert len(calls) == 6 and set(calls) == {(0.3, 8)}  # 2 loaders + step alone, each warmed up and timed once

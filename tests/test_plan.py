@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 
 import pytest
 import torch
@@ -150,6 +151,25 @@ def test_a_speed_is_measured_once_per_machine_and_recipe(monkeypatch, tmp_path):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 99)  # another machine (or thread count)
     assert speed(params, "fp32", CPU, False, 10)[1] is True
     assert measured == ["airbench93", "tiny", "airbench93", "airbench93", "airbench93"]
+
+
+def test_a_step_is_priced_at_the_median_of_steps_timed_one_by_one_after_a_warm_up(monkeypatch):
+    """One slow step among the timed ones (seen one step in ten on a 2-core Xeon) or the warm-up
+    step does not move the price."""
+    pauses = iter([0.3, 0.02, 0.25, 0.03])  # the warm-up, then three timed steps, one of them slow
+
+    class Step:
+        def batches(self, steps, wrap):
+            return wrap(list(range(steps)))
+
+        def run(self, batches, size):
+            for _batch in batches:
+                time.sleep(next(pauses))
+    monkeypatch.setattr(speeds_module, "training_step", lambda params, device, classes: Step())
+    monkeypatch.setattr(speeds_module, "built_model", lambda *args: None)
+    monkeypatch.setattr(speeds_module, "_inference_rate", lambda step: 1.0)
+    measured = speeds_module.measure(default_params(model="tiny"), "fp32", CPU, False, 10)
+    assert 0.03 <= measured.step_seconds < 0.08
 
 
 def test_train_refuses_a_choice_made_for_other_params(tmp_path):

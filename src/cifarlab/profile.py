@@ -71,7 +71,8 @@ def kind_of(event) -> str:
     return next((row for row, parts in KINDS if any(part in name for part in parts)), "other")
 
 
-def profile_steps(params: Params, steps: int, epoch: int, num_classes: int, warmup: int = 1) -> tuple[dict[str, float], float]:
+def profile_steps(params: Params, steps: int, epoch: int, num_classes: int, warmup: int = 1
+                  ) -> tuple[dict[str, float], float]:
     """Seconds per training step by kind, the last row the wall time no operator accounts for (the
     rows add up to the step's wall time under the profiler), and images/s."""
     step = training_step(params, select_device(), num_classes, epoch)

@@ -68,7 +68,8 @@ def training_step(params: Params, device: torch.device, num_classes: int, epoch:
     run (1-based: a model may train fewer parameters late in a run, see the models' start_epoch)."""
     cfg = params.train
     torch.manual_seed(0)
-    model = build_model(params.model, num_classes, params.data.image_size).to(device, memory_format=memory_format(device))
+    model = build_model(params.model, num_classes, params.data.image_size)
+    model = model.to(device, memory_format=memory_format(device))
     if hasattr(model, "start_epoch"):
         model.start_epoch(epoch)
     precision = resolve_precision(cfg.precision, device)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -26,8 +27,11 @@ from cifarlab.training_step import training_step
 
 CACHE_ENV = "CIFARLAB_CACHE"
 # after one whole untimed step, which builds the kernels and the optimiser's state: timed after a
-# warm-up micro-batch alone, airbench94's first steps ran 35% slower than its training went on
-TIMED_STEPS = 2
+# warm-up micro-batch alone, airbench94's first steps ran 35% slower than its training went on.
+# Each step is timed on its own and the median kept: on a 2-core Xeon (AMX) one step in ten ran
+# 1.4-2x slower than those around it, and the mean of two steps had priced a run 29% high.
+UNTIMED_STEPS = 1
+TIMED_STEPS = 3
 INFERENCE_IMAGES = 500
 
 
@@ -132,13 +136,9 @@ def measure(params: Params, precision: str, device: torch.device, low_res: bool,
     sizes = [None, cfg.low_res.size] if low_res else [None]
     seconds = []
     for size in sizes:
-        step.run(step.batches(1), size)  # untimed
-        batches = step.batches(TIMED_STEPS)
-        _sync(device)
-        timed = time.perf_counter()
-        step.run(batches, size)
-        _sync(device)
-        seconds.append((time.perf_counter() - timed) / TIMED_STEPS)
+        timed = step.batches(UNTIMED_STEPS + TIMED_STEPS, wrap=lambda batches: _TimedSteps(batches, device))
+        step.run(timed, size)
+        seconds.append(statistics.median(timed.seconds[UNTIMED_STEPS:]))
     rate = _inference_rate(step)
     return Speed(seconds[0], seconds[1] if low_res else None, rate, setup, time.perf_counter() - began)
 
@@ -147,6 +147,29 @@ def _sync(device: torch.device) -> None:
     """A GPU runs ahead of the host: wait for it before reading the clock."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class _TimedSteps:
+    """Batches that keep each training step's wall time: from asking for its batch (the batch
+    path's augmentation included) to the loop asking for the next."""
+
+    def __init__(self, batches, device: torch.device) -> None:
+        self.batches, self.device, self.seconds = batches, device, []
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        batches = iter(self.batches)
+        while True:
+            _sync(self.device)
+            began = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                return
+            yield batch
+            _sync(self.device)
+            self.seconds.append(time.perf_counter() - began)
 
 
 def _inference_rate(step) -> float:

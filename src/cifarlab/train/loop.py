@@ -22,7 +22,7 @@ from torch import nn
 from cifarlab.feed.batches import Batches
 from cifarlab.feed.device import autocast, to_device
 from cifarlab.feed.inference import score
-from cifarlab.train.clock import RunClock
+from cifarlab.train.clock import RunClock, duration
 from cifarlab.train.distributed import SINGLE, DataParallel, Group, total
 from cifarlab.train.schedule import Schedule
 
@@ -209,7 +209,7 @@ def _epochs(model, optimizer, schedule, scaler, train, val, test, epochs, device
         shown = f"val loss {val_loss:.4f} acc {val_acc:6.2f}%" if val is not None else "no validation split"
         clock.bar.clear()
         group.say(f"epoch {epoch:3d}/{epochs}: train loss {train_loss:.4f} acc {train_acc:6.2f}% | {shown} | "
-                  f"lr {lr:.5f}")
+                  f"lr {lr:.5f} | {duration(time.perf_counter() - began)}")
         progress.epoch_seconds += time.perf_counter() - began
         on_epoch_end(progress)
     return progress
