@@ -15,7 +15,7 @@ from cifarlab.evaluate.scoring import accuracy_interval
 from cifarlab.evaluate.suspects import suspect_labels
 from cifarlab.export.onnx import describe
 from cifarlab.intervals import interval_95
-from cifarlab.models.checkpoint import load_temperature, save_checkpoint
+from cifarlab.models.checkpoint import load_checkpoint, load_temperature, save_checkpoint, save_release
 from cifarlab.models.registry import build_model
 from cifarlab.stats import Stats
 
@@ -143,6 +143,17 @@ def test_predict_and_the_onnx_card_use_the_temperature_of_these_weights_only(tmp
     assert temperature == 1.0 and "other weights" in note
     calibration.write_text('{"temperature": -1')
     assert load_temperature(tmp_path / "model.pt", ckpt)[0] == 1.0
+
+
+def test_the_released_checkpoint_carries_its_temperature_without_a_file_beside_it(tmp_path):
+    """The registry hands out models/cifar10-model.pt alone: its temperature is inside it."""
+    weights = build_model("tiny", 3).state_dict()
+    save_checkpoint(tmp_path / "model.pt", "tiny", weights, ["a", "b", "c"], Stats([0.5] * 3, [0.2] * 3), 1, {})
+    save_release(tmp_path / "fetched" / "model.pt", torch.load(tmp_path / "model.pt", weights_only=True), 1.7,
+                 "the validation split's 5,000 images")
+    model, ckpt = load_checkpoint(tmp_path / "fetched" / "model.pt")
+    assert load_temperature(tmp_path / "fetched" / "model.pt", ckpt) == (1.7, None)
+    assert ckpt["temperature_fitted_on"] == "the validation split's 5,000 images"
 
 
 def test_a_flipped_label_is_suspect_and_the_models_own_mistakes_are_not():

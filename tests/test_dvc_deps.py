@@ -31,7 +31,7 @@ def test_dvc_reads_both_models_into_its_registry_with_type_and_labels():
     with Repo(str(ROOT)) as repo:
         artifacts = repo.artifacts.read()["dvc.yaml"]
     assert {name: (entry.path, entry.type, entry.labels) for name, entry in artifacts.items()} == {
-        "cifar10-model": ("models/model.pt", "model", ["cifar10", "pytorch"]),
+        "cifar10-model": ("models/cifar10-model.pt", "model", ["cifar10", "pytorch"]),
         "cifar10-onnx": ("models/model.onnx", "model", ["cifar10", "onnx"])}
 
 

@@ -47,7 +47,7 @@ def test_a_pushed_run_and_experiment_arrive_whole_in_another_clone(tmp_path):
     _run(push, mine)
     sh("git", "push", "-q", "origin", "HEAD", cwd=mine)
     pushed = {path: (mine / path).read_bytes()
-              for path in ("models/model.pt", "models/model.onnx", "data/prepared.npz")}
+              for path in ("models/model.pt", "models/cifar10-model.pt", "models/model.onnx", "data/prepared.npz")}
     _run(run_exp, mine)  # the experiment's outputs now fill mine's workspace
     _run(exp_push, mine)
 
@@ -79,7 +79,9 @@ def test_a_pushed_run_and_experiment_arrive_whole_in_another_clone(tmp_path):
     fetched = tmp_path / "registry"
     fetched.mkdir()
     _run(artifact.replace("../cifarlab", str(mine)), fetched)  # the model of mine's last commit
-    assert (fetched / "model.pt").read_bytes() == pushed["models/model.pt"]
+    assert (fetched / "model.pt").read_bytes() == pushed["models/cifar10-model.pt"]
+    predicted = sh("python", "-m", "cifarlab.predict", "--model", "model.pt", str(theirs / "photos"), cwd=fetched)
+    assert "photos/" in predicted and "not calibrated" not in predicted  # its temperature travelled inside it
 
 
 def _exp_ref(project, name: str) -> str:

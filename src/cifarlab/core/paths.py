@@ -30,6 +30,7 @@ PLAN_ESTIMATE = Path("plan/estimate.json")  # what it expects the run to cost he
 MODEL = Path("models/model.pt")
 ONNX = Path("models/model.onnx")  # the model out of PyTorch, normalisation inside
 ONNX_CARD = Path("models/model.onnx.json")  # its input, output, classes and opset, for a reader
+RELEASE = Path("models/cifar10-model.pt")  # the checkpoint with its temperature inside: the registry's model
 TRAINING = Path("models/training.json")  # how it was trained, in words: device, precision, chosen epoch
 CALIBRATION = Path("models/calibration.json")  # the temperature that calibrates its plain probabilities
 PREDICTIONS = Path("eval/predictions.csv")

@@ -155,10 +155,22 @@ def checkpoint_stats(ckpt: dict) -> Stats:
     return Stats(ckpt["mean"], ckpt["std"])
 
 
+def save_release(path: Path, ckpt: dict, temperature: float, fitted_on: str) -> None:
+    """The checkpoint with the evaluate stage's temperature inside it (the registry's cifar10-model):
+    whoever fetches that one file predicts calibrated probabilities, with nothing to carry beside it."""
+    save_torch(path, {**ckpt, "temperature": temperature, "temperature_fitted_on": fitted_on})
+
+
 def load_temperature(path: Path, ckpt: dict) -> tuple[float, str | None]:
-    """The temperature the evaluate stage fitted to these weights (calibration.json beside the
-    checkpoint, naming their digest), by which logits are divided so that probabilities match
-    accuracy; without one for these weights, 1 (the model's own probabilities) and a note saying so."""
+    """The temperature the evaluate stage fitted to these weights, by which logits are divided so
+    that probabilities match accuracy: inside the checkpoint (the export stage's release), else in
+    calibration.json beside it, naming their digest; without one for these weights, 1 (the
+    model's own probabilities) and a note saying so."""
+    if "temperature" in ckpt:
+        inside = ckpt["temperature"]
+        if isinstance(inside, float) and math.isfinite(inside) and inside > 0:
+            return inside, None
+        return 1.0, f"{path}: its temperature ({inside!r}) is not a positive number; probabilities are not calibrated"
     file = Path(path).parent / paths.CALIBRATION.name
     try:
         facts = json.loads(file.read_text())

@@ -115,7 +115,8 @@ def calibration_rows(evaluation: dict) -> list[tuple[str, str]]:
                                              f"{evaluation['calibration_error_calibrated']:.1f} after temperature "
                                              "scaling"),
         ("temperature", f"{evaluation['temperature']:g}, fitted on {fitted_on_words(evaluation)}: predict and the "
-                        "ONNX card divide the logits by it (models/calibration.json), so the probabilities they give "
+                        "ONNX card divide the logits by it (models/calibration.json, and inside "
+                        "models/cifar10-model.pt, the registry's model), so the probabilities they give "
                         "mean what they say on images like these"),
     ]
 
