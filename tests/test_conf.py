@@ -226,16 +226,20 @@ def test_a_hand_edit_of_composed_params_is_named_in_one_line(tmp_path, capsys):
 def test_a_bare_dvc_exp_run_recomposes_params_and_no_hydra_keeps_a_hand_edit(tmp_path):
     """What docs/recipes.md says, run: after a hand edit, a plain `dvc exp run` trains conf/'s
     values (the edit gone), and `dvc exp run --no-hydra` trains the edited file."""
-    from test_pipeline import dvc, git_commit, make_project
+    from test_pipeline import dvc, git_commit, make_project, sh
 
     tree = write_image_tree(tmp_path / "tree", make_arrays(per_class_train=2, per_class_test=4))
     project = make_project(tmp_path / "project", str(tree), data__val=0)
+    sh("python", "-m", "cifarlab.conf", "--out", "params.yaml", cwd=project)  # with the header, as committed
     composed = yaml.safe_load((project / "params.yaml").read_text())
     edited = _edited((project / "params.yaml").read_text(), **{"data.subset.test": 6})
     (project / "params.yaml").write_text(edited)
     git_commit(project, "a hand edit")
-    dvc("exp", "run", "download", cwd=project)
+    log = dvc("exp", "run", "download", cwd=project)
     assert yaml.safe_load((project / "params.yaml").read_text()) == composed
+    assert ("note: the committed params.yaml sets data.subset.test = 6 by hand, which this run's params.yaml does "
+            "not: `dvc exp run` recomposed it from conf/; set data.subset.test with `dvc exp run -S "
+            "data.subset.test=6` (or in conf/config.yaml, for good)") in log
     (project / "params.yaml").write_text(edited)
     dvc("exp", "run", "--no-hydra", "download", cwd=project)
     assert yaml.safe_load((project / "params.yaml").read_text())["data"]["subset"]["test"] == 6

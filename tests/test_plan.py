@@ -148,14 +148,17 @@ def test_a_speed_is_measured_once_per_machine_and_recipe(monkeypatch, tmp_path):
     assert speed(params.model_copy(update={"model": "tiny"}), "fp32", CPU, False, 10)[1] is True  # another recipe
     assert speed(params, "fp32", CPU, True, 10)[1] is True  # a low-res step was not measured yet
     assert speed(params, "fp32", CPU, False, 3)[1] is True  # data of another number of classes
+    longer = params.model_copy(update={"train": params.train.model_copy(update={"epochs": 12})})
+    assert speed(longer, "fp32", CPU, False, 10)[1] is True  # its middle epoch's step is another one
     monkeypatch.setattr(torch, "get_num_threads", lambda: 99)  # another machine (or thread count)
     assert speed(params, "fp32", CPU, False, 10)[1] is True
-    assert measured == ["airbench93", "tiny", "airbench93", "airbench93", "airbench93"]
+    assert measured == ["airbench93", "tiny", "airbench93", "airbench93", "airbench93", "airbench93"]
 
 
 def test_a_step_is_priced_at_the_median_of_steps_timed_one_by_one_after_a_warm_up(monkeypatch):
     """One slow step among the timed ones (seen one step in ten on a 2-core Xeon) or the warm-up
-    step does not move the price."""
+    step does not move the price; the step timed is the run's middle epoch's (airbench's whitening
+    bias has stopped training by then, and most of its epochs run so)."""
     pauses = iter([0.3, 0.02, 0.25, 0.03])  # the warm-up, then three timed steps, one of them slow
 
     class Step:
@@ -165,11 +168,15 @@ def test_a_step_is_priced_at_the_median_of_steps_timed_one_by_one_after_a_warm_u
         def run(self, batches, size):
             for _batch in batches:
                 time.sleep(next(pauses))
-    monkeypatch.setattr(speeds_module, "training_step", lambda params, device, classes: Step())
+    epochs = []
+    monkeypatch.setattr(speeds_module, "training_step",
+                        lambda params, device, classes, epoch: epochs.append(epoch) or Step())
     monkeypatch.setattr(speeds_module, "built_model", lambda *args: None)
     monkeypatch.setattr(speeds_module, "_inference_rate", lambda step: 1.0)
-    measured = speeds_module.measure(default_params(model="tiny"), "fp32", CPU, False, 10)
+    params = default_params(model="airbench94")
+    measured = speeds_module.measure(params, "fp32", CPU, False, 10)
     assert 0.03 <= measured.step_seconds < 0.08
+    assert params.train.epochs == 10 and epochs == [5]
 
 
 def test_train_refuses_a_choice_made_for_other_params(tmp_path):

@@ -16,7 +16,14 @@ import yaml
 from cifarlab.core.errors import UserError, refuse
 from cifarlab.core.io import check_output, write_text
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+SHIPPED_CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def project_conf() -> Path:
+    """The conf/ of the project run from (as DVC composes it for `dvc exp run`), else the one
+    shipped beside this package: a clone that shares another's environment composes its own."""
+    here = Path("conf")
+    return here if (here / "config.yaml").is_file() else SHIPPED_CONF
 
 HEADER = """\
 # Generated from conf/ (edit conf/config.yaml, where every key is explained, or conf/model/ and
@@ -32,14 +39,14 @@ def values_digest(values: dict) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def compose(overrides: list[str] = (), conf: Path = CONF) -> dict:
+def compose(overrides: list[str] = (), conf: Path | None = None) -> dict:
     """conf/config.yaml with Hydra overrides applied (`model=s9net`, `train.epochs=3`), as DVC
     composes it for `dvc exp run -S`, as a plain mapping."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(str(conf.resolve()), version_base=None):
+    with initialize_config_dir(str((conf or project_conf()).resolve()), version_base=None):
         cfg = hydra_compose(config_name="config", overrides=list(overrides))
     return OmegaConf.to_container(cfg, resolve=True)
 

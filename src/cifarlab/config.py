@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import reprlib
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -16,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
-from cifarlab.core.errors import UserError
+from cifarlab.core.errors import UserError, set_key
 from cifarlab.core.paths import MODEL, user_path
 
 OPTIMIZERS = ("sgd", "muon", "adam", "adamw")
@@ -282,7 +283,7 @@ class Params(Section):
             for key, value in (("train.checkpoint", train.checkpoint), ("train.scheduler.name", train.scheduler.name)):
                 if value in ("best_val", "plateau"):
                     raise ParamsError(f"params.yaml: {key} = {value} decides on the validation split, but data.val "
-                                      f"= 0 turns it off; set data.val > 0 (e.g. 5000) or choose another value")
+                                      f"= 0 turns it off; {set_key('data.val', '5000')} or choose another value")
         if train.batch_size % train.processes:
             raise ParamsError(f"params.yaml: train.batch_size = {train.batch_size} is the global batch and must "
                               f"divide evenly among train.processes = {train.processes}")
@@ -298,10 +299,10 @@ class Params(Section):
             else list(self.model_choices()) if low_res.epochs else []
         if low_res_models and low_res.size >= self.data.image_size:
             raise ParamsError(f"params.yaml: train.low_res.size = {low_res.size} must be below data.image_size "
-                              f"= {self.data.image_size}, or set train.low_res.epochs to 0")
+                              f"= {self.data.image_size}, or {set_key('train.low_res.epochs', '0')}")
         if train.epochs == AUTO and not self.rungs():
             raise ParamsError(f"params.yaml: train.epochs = auto takes the epochs of a plan.ladder entry, and none is "
-                              f"for model {self.model}; set train.epochs to a number (-S train.epochs=10)")
+                              f"for model {self.model}; {set_key('train.epochs', '10')}")
         if train.init_from and user_path(train.init_from).resolve() == (Path.cwd() / MODEL).resolve():
             raise ParamsError(f"params.yaml: train.init_from = {train.init_from} is the train stage's own output, "
                               "which dvc repro deletes before it trains; copy it first (cp models/model.pt "
@@ -311,7 +312,7 @@ class Params(Section):
                               f"below train.lr_finder.end_lr = {train.lr_finder.end_lr}")
         if train.optimizer.decoupled and train.optimizer.name not in ("sgd", "muon"):
             raise ParamsError(f"params.yaml: train.optimizer.decoupled = true is defined for sgd and muon only, "
-                              f"not {train.optimizer.name}; set it to false or use sgd")
+                              f"not {train.optimizer.name}; {set_key('train.optimizer.decoupled', 'false')} or use sgd")
         flip = self.augment.hflip
         if flip.alternate and flip.p > 0 and (flip.p != 0.5 or train.loader != "device"):
             raise ParamsError(f"params.yaml: augment.hflip.alternate = true flips each image on every other "
@@ -488,7 +489,9 @@ def load_choice(params: Params, path: str | Path) -> tuple[Params, str]:
 
 def _note_hand_edits(path: Path, raw: dict) -> None:
     """One line on stderr when params.yaml was edited by hand after it was composed: this run
-    uses the edit, but the next `dvc exp run` recomposes the file from conf/ and drops it."""
+    uses the edit, but the next `dvc exp run` recomposes the file from conf/ and drops it. Or, where
+    that already happened and git still holds the edit (a committed params.yaml), that this run
+    does not use it. An uncommitted edit that `dvc exp run` recomposed away leaves no trace."""
     from cifarlab.conf import hand_edits
 
     edited = hand_edits(path.read_text(encoding="utf-8"), raw)
@@ -497,3 +500,34 @@ def _note_hand_edits(path: Path, raw: dict) -> None:
         print(f"note: {path}: {shown} edited by hand; used by this run, but a plain `dvc exp run` recomposes "
               f"{path} from conf/ and drops the edit: make it in conf/, pass it as -S, or run "
               "`dvc exp run --no-hydra`", file=sys.stderr)
+        return
+    text = _committed_text(path)
+    try:
+        committed = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return
+    if not isinstance(committed, dict):
+        return
+    lost = [key for key in hand_edits(text, committed) if key != "some keys" and _at(committed, key) != _at(raw, key)]
+    if lost:
+        key = lost[0]
+        shown = ", ".join(f"{k} = {_at(committed, k)}" for k in lost[:3]) + (" and more" if len(lost) > 3 else "")
+        print(f"note: the committed {path} sets {shown} by hand, which this run's {path} does not: `dvc exp run` "
+              f"recomposed it from conf/; {set_key(key, str(_at(committed, key)))}", file=sys.stderr)
+
+
+def _committed_text(path: Path) -> str | None:
+    """params.yaml as git's HEAD holds it; None outside git or where it holds none."""
+    try:
+        shown = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent, capture_output=True,
+                               text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def _at(values: dict, dotted: str) -> object:
+    """The value at a dotted key (None where there is none)."""
+    for part in dotted.split("."):
+        values = values.get(part) if isinstance(values, dict) else None
+    return values

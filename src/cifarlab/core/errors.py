@@ -24,6 +24,12 @@ def first_line(err: Exception, limit: int = 160) -> str:
     return text.splitlines()[0][:limit] if text else type(err).__name__
 
 
+def set_key(key: str, value: str) -> str:
+    """How to set a params key so that it sticks, for every message that asks for one: each
+    `dvc exp run` recomposes params.yaml from conf/, so an edit of params.yaml alone is lost."""
+    return f"set {key} with `dvc exp run -S {key}={value}` (or in conf/config.yaml, for good)"
+
+
 NOTHING_RAN = 2  # a command's exit status when it refused its input before doing anything
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarlab.core.errors import UserError, first_line
+from cifarlab.core.errors import UserError, first_line, set_key
 from cifarlab.download.filetree import FileTree
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -83,9 +83,8 @@ def download(url: str, dest: Path, md5: str) -> Path:
     if check_integrity(dest, md5):
         return dest
     partial = dest.with_name(dest.name + ".part")
-    how_to_fix = ("download it on a machine with internet and set data.source in params.yaml to "
-                  "the local cifar-10-python.tar.gz (or to an image-folder tree train/<class>/*, "
-                  "test/<class>/*)")
+    how_to_fix = (f"download it on a machine with internet and {set_key('data.source', 'PATH')}, PATH the "
+                  "local cifar-10-python.tar.gz (or an image-folder tree train/<class>/*, test/<class>/*)")
     try:
         download_url(url, dest.parent, partial.name)
     except (OSError, ValueError, RuntimeError, http.client.HTTPException) as err:  # no network, a malformed reply

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
-from cifarlab.core.errors import UserError, first_line
+from cifarlab.core.errors import UserError, first_line, set_key
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar", ".zip")
 # Sizes declared in the headers, checked before anything is read: an image or a CIFAR batch
@@ -170,7 +170,7 @@ def _check_readable(archive: Path, info: zipfile.ZipInfo) -> None:
     """Refuse, before reading anything, a member that is encrypted or compressed in a way zipfile cannot undo."""
     if info.flag_bits & 0x1:
         raise UserError(f"{archive}: member '{info.filename}' is password-protected; extract the archive "
-                        "yourself and set data.source to the folder, or zip it again without a password")
+                        f"yourself and {set_key('data.source', 'FOLDER')}, or zip it again without a password")
     if info.compress_type not in ZIP_METHODS:
         method = "Deflate64" if info.compress_type == 9 else f"method {info.compress_type}"
         raise UserError(f"{archive}: member '{info.filename}' is compressed with {method}, which cannot be read "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from cifarlab.config import AUTO, Choice, Params, ParamsError, Rung
+from cifarlab.core.errors import set_key
 from cifarlab.feed.device import native_bf16, resolve_precision
 from cifarlab.plan.cost import Cost, DataSizes, cost
 from cifarlab.plan.speeds import Speed, speed
@@ -73,7 +74,7 @@ def options(params: Params) -> list[tuple[tuple[str, int, int], Rung | None]]:
             found.append(((rung.model, epochs, low), rung))
     if not found:
         raise ParamsError(f"params.yaml: train.low_res.epochs = {cfg.low_res.epochs} is not fewer than the epochs of "
-                          "any plan.ladder entry; set it to auto or 0")
+                          f"any plan.ladder entry; {set_key('train.low_res.epochs', 'auto')} or 0")
     return found
 
 

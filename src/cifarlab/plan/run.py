@@ -13,6 +13,7 @@ from torch import nn
 
 from cifarlab.config import CHOICE_KEY, Params, ParamsError
 from cifarlab.core import paths
+from cifarlab.core.errors import set_key
 from cifarlab.core.io import write_json
 from cifarlab.feed.device import select_device
 from cifarlab.models import source_digest, source_file
@@ -79,7 +80,8 @@ def check_networks(params: Params, num_classes: int, image_size: int) -> None:
         explained_layers(params.gradcam.layers, build_model(model, num_classes, image_size), image_size)
         if low and not trains_at_any_size(model):
             raise ParamsError(f"params.yaml: train.low_res trains at another image size, which {model} does not "
-                              "take (a network says so with any_image_size = True); set train.low_res.epochs to 0")
+                              "take (a network says so with any_image_size = True); "
+                              f"{set_key('train.low_res.epochs', '0')}")
 
 
 def network_file(model: str) -> dict:

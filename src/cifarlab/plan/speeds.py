@@ -66,11 +66,23 @@ def machine(device: torch.device) -> dict:
             "device": describe(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
+def typical_epoch(params: Params) -> int:
+    """The epoch whose step the probe times: the run's middle one. A network may train fewer
+    parameters after its first epochs (airbench's whitening bias, see its start_epoch): on a 2-core
+    Xeon (AMX, bf16) airbench94's epochs 4-10 ran 13% faster than its first three, so a probe of
+    epoch 1 alone had priced the default's training 16% high. Epochs still auto (a tool timing
+    one network's step): its first."""
+    epochs = params.train.epochs
+    return (epochs + 1) // 2 if isinstance(epochs, int) else 1
+
+
 def recipe_key(params: Params, precision: str, device: torch.device, num_classes: int) -> str:
     """The cache key of a step's speed: the machine and every setting that changes a step's cost
-    (not the epochs, the LR or the seed, which change how many steps there are or their values)."""
+    (not the LR or the seed, which change the step's values; the epochs only through the epoch
+    whose step is timed)."""
     train = params.train
     recipe = {"machine": machine(device), "model": params.model, "classes": num_classes, "precision": precision,
+              "epoch": typical_epoch(params),
               "image_size": params.data.image_size, "low_res_size": train.low_res.size,
               "batch_size": train.batch_size, "micro_batch": train.micro_batch, "loader": train.loader,
               "workers": train.workers, "optimizer": train.optimizer.name, "lookahead": train.lookahead.every,
@@ -132,7 +144,7 @@ def measure(params: Params, precision: str, device: torch.device, low_res: bool,
     built_model(params.model, images, num_classes, stats, cfg.seed)
     setup = time.perf_counter() - built
     step = training_step(params.model_copy(update={"train": cfg.model_copy(update={"precision": precision})}),
-                         device, num_classes)
+                         device, num_classes, typical_epoch(params))
     sizes = [None, cfg.low_res.size] if low_res else [None]
     seconds = []
     for size in sizes:

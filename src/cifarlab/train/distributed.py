@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from cifarlab.core.errors import UserError, first_line
+from cifarlab.core.errors import UserError, first_line, set_key
 
 T = TypeVar("T")
 
@@ -168,7 +168,7 @@ def check_devices(processes: int, device: torch.device, sync_bn: bool) -> None:
                         "torch.distributed backend")
     if sync_bn and processes > 1 and device.type != "cuda":
         raise UserError("params.yaml: train.sync_bn = true needs CUDA GPUs (torch's SyncBatchNorm has no CPU "
-                        "kernel); set it to false on a CPU")
+                        f"kernel); on a CPU, {set_key('train.sync_bn', 'false')}")
 
 
 def launch(processes: int, entrypoint: Callable | str, *args: Any) -> dict[int, Any]:
