@@ -48,6 +48,7 @@ def _set(params, dotted, value):
     ("gradcam.faithfulness.fractions", [0.5, 1.0], "= 1.0 is not allowed; expected a number > 0 and < 1"),
     ("data.subset.train", -1, "data.subset.train"),
     ("train.optimizer.lr", 0, "a number > 0"),
+    ("train.optimizer.momentum", 1, "train.optimizer.momentum = 1 is not allowed; expected a number >= 0 and < 1"),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(params, key, value, message):
     with pytest.raises(ParamsError, match=message.replace(".", r"\.").replace("(", r"\(")):
@@ -70,6 +71,19 @@ def test_missing_key_is_reported(params):
     del params["misclassify"]["count"]
     with pytest.raises(ParamsError, match="missing key 'misclassify.count'"):
         parse_params(params)
+
+
+def test_init_from_null_means_random_weights_as_the_empty_string_does(params):
+    assert parse_params(_set(params, "train.init_from", None)).train.init_from == ""
+
+
+def test_a_key_given_twice_is_refused_as_dvc_refuses_it(tmp_path):
+    """PyYAML keeps the last of two equal keys in silence; DVC refuses the file."""
+    path = tmp_path / "params.yaml"
+    text = yaml.safe_dump(default_params_dict(), sort_keys=False)
+    path.write_text(text.replace("model: ", "model: tiny\nmodel: ", 1))
+    with pytest.raises(ParamsError, match=r"params.yaml: not valid YAML \(.*key 'model' is given twice \(line 3\)"):
+        load_params(path)
 
 
 def test_yaml_is_loaded_safely(tmp_path):

@@ -297,6 +297,22 @@ def test_low_res_is_refused_for_a_network_that_does_not_say_it_takes_other_sizes
         check_networks(parse_params(compose(["model=s9net", "gradcam.layers=[layer3]"])), 10, 32)
 
 
+def test_an_image_size_a_network_cannot_shrink_to_is_one_line_with_the_smallest_it_takes():
+    """Seen: a max_pool2d traceback. airbench's three poolings need maps of a few pixels."""
+    tiny_low_res = parse_params(compose(["model=airbench93", "train.epochs=4", "train.low_res.epochs=2",
+                                         "train.low_res.size=8"]))
+    with pytest.raises(ParamsError, match=r"train.low_res.size = 8 is too small for airbench93, which shrinks its "
+                                          r"maps below one pixel; it takes (\d+) px and more: set train.low_res.size "
+                                          r"with `dvc exp run -S train.low_res.size=\1`") as raised:
+        check_networks(tiny_low_res, 10, 32)
+    smallest = int(str(raised.value).split("it takes ")[1].split()[0])
+    check_networks(parse_params(compose(["model=airbench93", "train.epochs=4", "train.low_res.epochs=2",
+                                         f"train.low_res.size={smallest}"])), 10, 32)  # that size trains
+    with pytest.raises(ParamsError, match="data.image_size = 8 is too small for airbench93"):
+        check_networks(parse_params(compose(["model=airbench93", "train.low_res.epochs=0", "data.image_size=8"])),
+                       10, 8)
+
+
 @pytest.mark.slow
 def test_two_machines_train_two_choices_and_one_machine_reruns_nothing(tmp_path, monkeypatch):
     """Through the cache of measured speeds: a fast and a slow machine give train two dvc.lock

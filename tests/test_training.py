@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from cifarlab.models.registry import build_model
 from cifarlab.prepared import Prepared
 from cifarlab.stats import Stats
+from cifarlab.train.loop import NonFiniteLoss, _check_finite
 from cifarlab.train.optim import make_optimizer
 from cifarlab.train.resume import fingerprint, load_resume_state
 from cifarlab.train.run import run
@@ -161,8 +162,18 @@ def test_the_fingerprint_follows_the_model_definition():
 
 def test_nan_loss_stops_at_once_with_a_hint_and_keeps_the_best_so_far():
     history, result = _run(_params(**{"train.epochs": 3, "train.scheduler.onecycle.max_lr": 1e6}))
-    assert re.search(r"epoch \d+ by batch \d+.*learning rate is probably too high", result.failure or "")
+    assert re.search(r"epoch \d+,? (by )?batch \d+.*learning rate is probably too high", result.failure or "")
     assert len(history) < 3
+
+
+def test_a_loss_that_explodes_without_overflowing_stops_the_run():
+    """Seen: a loss from 4.6 to 7.6e9, finite all along, and the run exited as a success."""
+    _check_finite(40.0, 4.6, 10, 1, 3)  # a fresh network's loss on 10 classes, and then some: training goes on
+    with pytest.raises(NonFiniteLoss, match=r"training diverged: the loss reached 7.6e\+09 in epoch 2, batch 5, "
+                                            r"over 23.0 \(10x a uniform guess's ln\(10\)\).*too high"):
+        _check_finite(1e10, 7.6e9, 10, 2, 5)
+    with pytest.raises(NonFiniteLoss, match="NaN/inf in epoch 1 by batch 1"):
+        _check_finite(float("nan"), 2.0, 10, 1, 1)
 
 
 def test_a_validation_split_larger_than_the_training_split_is_pointed_out(capsys):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from cifarlab.core.errors import UserError, set_key
@@ -112,7 +112,7 @@ class MuonConfig(Section):
 class OptimizerConfig(Section):
     name: _choice(OPTIMIZERS)
     lr: float = Field(gt=0)
-    momentum: float = Field(ge=0, le=1)
+    momentum: float = Field(ge=0, lt=1)  # 1 never forgets a gradient: SGD diverges, decoupled units divide by 0
     nesterov: bool
     weight_decay: float = Field(ge=0)
     decoupled: bool  # lr and weight_decay per 1,024 images, independent of momentum and batch size
@@ -178,11 +178,16 @@ class LowResConfig(Section):
 
 
 class TrainConfig(Section):
+    @field_validator("init_from", mode="before")
+    @classmethod
+    def _null_is_none(cls, value: object) -> object:
+        return "" if value is None else value
+
     epochs: Epochs = Field(description="a number of epochs >= 1 or 'auto'")
     batch_size: int = Field(ge=1)
     micro_batch: int = Field(ge=0)  # images per forward/backward pass; gradients add up to the batch's
     seed: int = Field(ge=0)
-    init_from: str  # a checkpoint to start from ('' = random weights): see cifarlab.train.init_from
+    init_from: str  # a checkpoint to start from ('' or null = random weights): see cifarlab.train.init_from
     label_smoothing: float = Field(ge=0, le=1)
     loader: _choice(LOADERS)
     workers: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = Field(
@@ -442,13 +447,29 @@ def parse_params(raw: Any) -> Params:
         raise ParamsError(f"params.yaml: {_message((unknown or errors)[0])}") from None
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last in
+    silence; DVC refuses the file, so the stage and DVC would disagree about the params)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (line {key_node.start_mark.line + 1}); keep one",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read params.yaml with a safe loader and validate it."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: not found; run the stage from the project root")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys)
     except UnicodeDecodeError as err:
         raise ParamsError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
                           "save it as UTF-8") from None

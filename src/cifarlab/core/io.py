@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -145,9 +146,26 @@ def check_output(flag: str, path: Path, kind: str = "file") -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """JSON as the standard has it: a NaN or an infinity (which Python's json writes, and DVC and
+    other readers refuse) is one line naming its key, before anything is written."""
+    bad = _not_a_number(obj)
+    if bad is not None:
+        raise UserError(f"{path}: {bad[0] or 'the value'} = {bad[1]}, not a number; nothing was written")
     with atomic_open(path, "w") as handle:
-        json.dump(obj, handle, indent=2)
+        json.dump(obj, handle, indent=2, allow_nan=False)
         handle.write("\n")
+
+
+def _not_a_number(obj: Any, key: str = "") -> tuple[str, float] | None:
+    """The dotted key and value of the first NaN or infinity in `obj`, else None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (key, obj)
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for name, value in items:
+        found = _not_a_number(value, f"{key}.{name}" if key else str(name))
+        if found is not None:
+            return found
+    return None
 
 
 def read_json(path: str | Path) -> Any:

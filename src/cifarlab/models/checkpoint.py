@@ -37,10 +37,24 @@ CHECKPOINT_KEYS = {"model", "classes", "mean", "std", "epoch", "chosen_by", "pre
                    "state_dict", "digest"}
 
 
+def non_finite(weights: dict) -> str | None:
+    """The first tensor holding NaN or infinity, by name; None when every one is finite. A
+    BatchNorm running variance can go NaN while the loss stays finite (training normalises by
+    each batch's own statistics), and only evaluation would see it, as 10% accuracy."""
+    return next((name for name, tensor in weights.items()
+                 if tensor.is_floating_point() and not torch.isfinite(tensor).all()), None)
+
+
 def save_checkpoint(path: Path, model_name: str, weights: dict, classes: list[str], stats: Stats,
                     epoch: int, chosen_by: dict, precision: str = "fp32", image_size: int = 32) -> None:
     """`network_sha256`: the digest of your network's file (nets/<name>.py) the weights belong to;
-    None for the zoo's, whose code is cifarlab's own version."""
+    None for the zoo's, whose code is cifarlab's own version. Weights that are not all numbers
+    are refused before anything is written."""
+    bad = non_finite(weights)
+    if bad:
+        raise UserError(f"training ended with weights that are not numbers (NaN or infinite in {bad}), so no "
+                        f"checkpoint was written; the learning rate is probably too high (lower "
+                        "train.optimizer.lr or the scheduler's max_lr)")
     save_torch(path, {"model": model_name, "classes": list(classes), "mean": list(stats.mean),
                       "std": list(stats.std), "epoch": epoch, "chosen_by": chosen_by, "precision": precision,
                       "image_size": image_size, "preprocessing": PREPROCESSING, "state_dict": weights,
@@ -75,6 +89,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", models: tupl
                             f"{_what_to_do(path)}")
         if ckpt["digest"] != weights_digest(ckpt["state_dict"]):
             raise UserError(f"{path}: its weights do not match their checksum: damaged; {_what_to_do(path)}")
+        bad = non_finite(ckpt["state_dict"])
+        if bad:
+            raise UserError(f"{path}: its weights are not all numbers (NaN or infinite in {bad}), so nothing it "
+                            f"predicts means anything; {_what_to_do(path)}")
         _check_fits(path, ckpt, models, classes)
         model = build_model(ckpt["model"], len(ckpt["classes"]), ckpt["image_size"])
         _load_weights(path, model, ckpt)

@@ -68,13 +68,23 @@ class Progress:
 
 
 class NonFiniteLoss(Exception):
-    """The loss became NaN or infinite: training cannot continue."""
+    """The loss became NaN or infinite, or exploded: training cannot continue."""
 
 
-def _check_finite(loss_sum: float, epoch: int, step: int) -> None:
+# A step's mean cross-entropy above this many times a uniform guess's, ln(classes), gives the true
+# class under e^-23 of probability on the average image (10 classes): no run that learns gets there
+# (a fresh network starts near 1x; label smoothing keeps a sane run below 2x), a diverging one does.
+DIVERGED = 10
+LOWER_LR = "the learning rate is probably too high (lower train.optimizer.lr or the scheduler's max_lr)"
+
+
+def _check_finite(loss_sum: float, step_loss: float, classes: int, epoch: int, step: int) -> None:
     if not math.isfinite(loss_sum):
-        raise NonFiniteLoss(f"loss became NaN/inf in epoch {epoch} by batch {step}; the learning "
-                            "rate is probably too high (lower train.optimizer.lr or the scheduler's max_lr)")
+        raise NonFiniteLoss(f"loss became NaN/inf in epoch {epoch} by batch {step}; {LOWER_LR}")
+    bound = DIVERGED * math.log(max(classes, 2))
+    if step_loss > bound:
+        raise NonFiniteLoss(f"training diverged: the loss reached {step_loss:.3g} in epoch {epoch}, batch {step}, "
+                            f"over {bound:.1f} ({DIVERGED}x a uniform guess's ln({classes})); {LOWER_LR}")
 
 
 def scaled(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -151,7 +161,7 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
         shown = {}
         if step % 20 == 0 or step == len(batches) or device.type == "cpu":  # a host sync: not every step on GPUs
             loss_sum, correct, count = totals()
-            _check_finite(loss_sum, epoch, step)
+            _check_finite(loss_sum, float(loss), logits.shape[1], epoch, step)
             shown = {"loss": f"{loss_sum / count:.4f}", "acc": f"{100 * correct / count:.2f}%"}
         clock.step_done(**shown)
     loss_sum, correct, count = totals()
