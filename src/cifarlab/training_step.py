@@ -60,7 +60,7 @@ class TrainingStep:
         cfg = self.params.train
         train_epoch(trainer or self.model, batches, self.optimizer, self.schedule,
                     make_scaler(self.device, self.precision), self.device, self.epoch, None, cfg.label_smoothing,
-                    self.precision, group, micro_batch=cfg.micro_batch, size=size)
+                    self.precision, group, micro_batch=cfg.micro_batch, size=size, guard=False)
 
 
 def training_step(params: Params, device: torch.device, num_classes: int, epoch: int = 1) -> TrainingStep:

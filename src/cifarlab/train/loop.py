@@ -128,11 +128,12 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
                 scaler: torch.amp.GradScaler, device: torch.device, epoch: int, clock: RunClock | None = None,
                 label_smoothing: float = 0.0, precision: str = "fp32", group: Group = SINGLE,
                 step_lrs: list[float] | None = None, after_step: Callable[[], None] | None = None,
-                micro_batch: int = 0, size: int | None = None) -> tuple[float, float]:
+                micro_batch: int = 0, size: int | None = None, guard: bool = True) -> tuple[float, float]:
     """One pass over `batches`; returns mean loss and accuracy (%) over all processes and appends
     each step's LR to `step_lrs`. `after_step` runs after each optimiser step (the lookahead).
     With `size`, each augmented batch is scaled down to size x size pixels first (train.low_res).
-    Each step moves the run's `clock` (its bar shows on rank 0; none: nothing shown)."""
+    Each step moves the run's `clock` (its bar shows on rank 0; none: nothing shown). `guard`: stop
+    on a NaN or exploding loss (off for the tools that time a step: a fixed LR on random labels)."""
     clock = clock or RunClock(1, len(batches), show=False)
     clock.start_epoch(epoch)
     model.train()
@@ -161,7 +162,8 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
         shown = {}
         if step % 20 == 0 or step == len(batches) or device.type == "cpu":  # a host sync: not every step on GPUs
             loss_sum, correct, count = totals()
-            _check_finite(loss_sum, float(loss), logits.shape[1], epoch, step)
+            if guard:
+                _check_finite(loss_sum, float(loss), logits.shape[1], epoch, step)
             shown = {"loss": f"{loss_sum / count:.4f}", "acc": f"{100 * correct / count:.2f}%"}
         clock.step_done(**shown)
     loss_sum, correct, count = totals()
