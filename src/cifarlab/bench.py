@@ -42,6 +42,8 @@ from cifarlab.train import distributed
 from cifarlab.train.optim import make_optimizer
 from cifarlab.training_step import TrainingStep, training_step
 
+CLASSES = 10  # the synthetic images stand in for CIFAR-10's
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -122,7 +124,6 @@ def bench_data(images: np.ndarray, labels: np.ndarray, augment: AugmentConfig, s
             "device_img_s": rates["device"], "speedup": rates["device"] / rates["albumentations"]}
 
 
-CLASSES = 10  # the synthetic images stand in for CIFAR-10's
 # the report's key for a training epoch on each loader
 EPOCH_RATE_KEYS = {"albumentations": "epoch_albumentations_img_s", "device": "epoch_device_path_img_s"}
 

@@ -180,7 +180,7 @@ class LowResConfig(Section):
 class TrainConfig(Section):
     @field_validator("init_from", mode="before")
     @classmethod
-    def _null_is_none(cls, value: object) -> object:
+    def _null_is_empty(cls, value: object) -> object:
         return "" if value is None else value
 
     epochs: Epochs = Field(description="a number of epochs >= 1 or 'auto'")

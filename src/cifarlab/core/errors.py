@@ -24,6 +24,9 @@ def first_line(err: Exception, limit: int = 160) -> str:
     return text.splitlines()[0][:limit] if text else type(err).__name__
 
 
+LR_TOO_HIGH = "the learning rate is probably too high (lower train.optimizer.lr or the scheduler's max_lr)"
+
+
 def set_key(key: str, value: str) -> str:
     """How to set a params key so that it sticks, for every message that asks for one: each
     `dvc exp run` recomposes params.yaml from conf/, so an edit of params.yaml alone is lost."""

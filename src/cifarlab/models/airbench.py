@@ -99,7 +99,8 @@ class AirBench(nn.Module):
         """Called before each training epoch (1-based). After WHITEN_BIAS_EPOCHS the whitening bias
         stops training, once the rest of the network has adapted to it. Forward then uses it
         detached: backward stops at the first convolution instead of computing a gradient for the
-        whole first group's input (5-6% of a step on a CPU in fp32, 13% on an AMX Xeon in bf16),
+        whole first group's input (5-6% of a step on a CPU; on a 2-core Xeon with AMX, in bf16,
+        airbench94's epochs after it ran 13% shorter),
         and the bias gets no gradient, so the optimiser leaves it alone. It keeps requires_grad, so
         the model's parameters never change under DDP, which is told when some go unused
         (idle_parameters, distributed.DataParallel)."""

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from cifarlab.core import paths
-from cifarlab.core.errors import UserError, first_line
+from cifarlab.core.errors import LR_TOO_HIGH, UserError, first_line
 from cifarlab.core.io import save_torch
 from cifarlab.model_input import PREPROCESSING
 from cifarlab.models import source_digest, source_file
@@ -53,8 +53,7 @@ def save_checkpoint(path: Path, model_name: str, weights: dict, classes: list[st
     bad = non_finite(weights)
     if bad:
         raise UserError(f"training ended with weights that are not numbers (NaN or infinite in {bad}), so no "
-                        f"checkpoint was written; the learning rate is probably too high (lower "
-                        "train.optimizer.lr or the scheduler's max_lr)")
+                        f"checkpoint was written; {LR_TOO_HIGH}")
     save_torch(path, {"model": model_name, "classes": list(classes), "mean": list(stats.mean),
                       "std": list(stats.std), "epoch": epoch, "chosen_by": chosen_by, "precision": precision,
                       "image_size": image_size, "preprocessing": PREPROCESSING, "state_dict": weights,

@@ -67,6 +67,19 @@ def _own_module(name: str, path: Path):
     return module
 
 
+def runs_at(model: nn.Module, size: int) -> bool:
+    """Whether the network's forward runs on a probe batch of size x size images (its poolings
+    and strides leave a map, its layers' shapes still fit), in eval mode, moving no statistics."""
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(PROBE_IMAGES, 3, size, size))
+    except (RuntimeError, ValueError):
+        return False
+    finally:
+        model.train()
+    return True
+
+
 def build_model(name: str, num_classes: int, image_size: int = 32) -> nn.Module:
     """The network `name` for `num_classes` classes. Your own is built and tried on a batch of
     `image_size` images, so that its mistakes surface here, in your file's terms."""

@@ -17,7 +17,7 @@ from cifarlab.core.errors import set_key
 from cifarlab.core.io import write_json
 from cifarlab.feed.device import select_device
 from cifarlab.models import source_digest, source_file
-from cifarlab.models.registry import build_model, explained_layers, trains_at_any_size
+from cifarlab.models.registry import build_model, explained_layers, runs_at, trains_at_any_size
 from cifarlab.plan.choose import budget_seconds, candidates, options, pick, table
 from cifarlab.plan.cost import DataSizes
 from cifarlab.plan.speeds import machine, remembered
@@ -78,7 +78,7 @@ def check_networks(params: Params, num_classes: int, image_size: int) -> None:
         low_res[model] = low_res.get(model, False) or low > 0
     for model, low in low_res.items():
         network = build_model(model, num_classes, image_size)
-        if not _takes(network, image_size):
+        if not runs_at(network, image_size):
             raise ParamsError(f"params.yaml: data.image_size = {image_size} is too small for {model}, which "
                               f"shrinks its maps below one pixel; {_smallest_words(network, image_size)}")
         explained_layers(params.gradcam.layers, network, image_size)
@@ -87,26 +87,14 @@ def check_networks(params: Params, num_classes: int, image_size: int) -> None:
                               "take (a network says so with any_image_size = True); "
                               f"{set_key('train.low_res.epochs', '0')}")
         size = params.train.low_res.size
-        if low and not _takes(network, size):
+        if low and not runs_at(network, size):
             raise ParamsError(f"params.yaml: train.low_res.size = {size} is too small for {model}, which shrinks "
                               f"its maps below one pixel; {_smallest_words(network, size, 'train.low_res.size')}")
 
 
-def _takes(network: nn.Module, size: int) -> bool:
-    """Whether the network's forward runs on size x size images (its pooling and strides leave a map)."""
-    try:
-        with torch.no_grad():
-            network.eval()(torch.zeros(2, 3, size, size))
-    except (RuntimeError, ValueError):  # a pooling or stride left no map, or a layer's shape no longer fits
-        return False
-    finally:
-        network.train()
-    return True
-
-
 def _smallest_words(network: nn.Module, size: int, key: str = "data.image_size") -> str:
     """The smallest size above `size` the network takes, as the key to set (up to 512 px tried)."""
-    smallest = next((larger for larger in range(size + 1, 513) if _takes(network, larger)), None)
+    smallest = next((larger for larger in range(size + 1, 513) if runs_at(network, larger)), None)
     return "no size up to 512 px works" if smallest is None else \
         f"it takes {smallest} px and more: {set_key(key, str(smallest))}"
 

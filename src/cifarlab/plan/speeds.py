@@ -22,16 +22,17 @@ from cifarlab.config import Params
 from cifarlab.core.io import immediately, write_json
 from cifarlab.feed.device import autocast, describe
 from cifarlab.stats import channel_stats
+from cifarlab.train.clock import TIMED_STEPS, UNTIMED_STEPS
 from cifarlab.train.run import DATA_INIT_IMAGES, built_model
 from cifarlab.training_step import training_step
 
 CACHE_ENV = "CIFARLAB_CACHE"
-# after one whole untimed step, which builds the kernels and the optimiser's state: timed after a
-# warm-up micro-batch alone, airbench94's first steps ran 35% slower than its training went on.
-# Each step is timed on its own and the median kept: on a 2-core Xeon (AMX) one step in ten ran
-# 1.4-2x slower than those around it, and the mean of two steps had priced a run 29% high.
-UNTIMED_STEPS = 1
-TIMED_STEPS = 3
+# The probe times the steps the train stage's own estimate reads (train.clock: the median of
+# TIMED_STEPS after UNTIMED_STEPS), each on its own. The warm-up step builds the kernels and the
+# optimiser's state (timed after a warm-up micro-batch alone, airbench94's first steps ran 35%
+# slower than its training went on); the median drops a slow step: in a 30-step trace of
+# airbench94 in bf16 on a 2-core Intel Xeon with AMX, two steps took 1.4x and 2x as long as those
+# around them, and the mean of two steps had read 2.33 s where that run averaged 1.81 s.
 INFERENCE_IMAGES = 500
 
 

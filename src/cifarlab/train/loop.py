@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cifarlab.core.errors import LR_TOO_HIGH
 from cifarlab.feed.batches import Batches
 from cifarlab.feed.device import autocast, to_device
 from cifarlab.feed.inference import score
@@ -71,20 +72,19 @@ class NonFiniteLoss(Exception):
     """The loss became NaN or infinite, or exploded: training cannot continue."""
 
 
-# A step's mean cross-entropy above this many times a uniform guess's, ln(classes): short test runs
-# whose first steps overshoot and then recover reached 200x (450 on 10 classes); the run seen
-# diverging without overflowing reached 3e9x (7.6e9).
+# A step's mean cross-entropy above this many times a uniform guess's, ln(classes): the test suite's
+# short runs overshot in their first steps to 410x (a loss of 450 on 3 classes) and recovered; the
+# run reported diverging without overflowing reached a loss of 7.6e9.
 DIVERGED = 1000
-LOWER_LR = "the learning rate is probably too high (lower train.optimizer.lr or the scheduler's max_lr)"
 
 
 def _check_finite(loss_sum: float, step_loss: float, classes: int, epoch: int, step: int) -> None:
     if not math.isfinite(loss_sum):
-        raise NonFiniteLoss(f"loss became NaN/inf in epoch {epoch} by batch {step}; {LOWER_LR}")
+        raise NonFiniteLoss(f"loss became NaN/inf in epoch {epoch} by batch {step}; {LR_TOO_HIGH}")
     bound = DIVERGED * math.log(max(classes, 2))
     if step_loss > bound:
         raise NonFiniteLoss(f"training diverged: the loss reached {step_loss:.3g} in epoch {epoch}, batch {step}, "
-                            f"over {bound:.1f} ({DIVERGED}x a uniform guess's ln({classes})); {LOWER_LR}")
+                            f"over {bound:.1f} ({DIVERGED}x a uniform guess's ln({classes})); {LR_TOO_HIGH}")
 
 
 def scaled(images: torch.Tensor, size: int) -> torch.Tensor:
