@@ -13,13 +13,16 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # before torch is imported here
 # the plan stage's measured speeds: one cache per test process, never the user's ~/.cache
 os.environ.setdefault("CIFARLAB_CACHE", tempfile.mkdtemp(prefix="cifarlab-speeds-"))
 
+import contextlib
 import copy
 import functools
+import http.server
 import json
 import pickle
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,24 @@ from cifarlab.config import Params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_JPEG = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+SHARED_FROST = ROOT.parent / "shared" / "data" / "frost"  # the benchmark's frost photographs, never committed
+# a test project's frost: the photographs where this machine has them, else the drawn texture (never a download)
+TEST_FROST = str(SHARED_FROST) if SHARED_FROST.is_dir() else "drawn"
 CLASSES = ["bird", "cat", "ship"]  # alphabetical, so folder order equals label order
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path):
+    """`folder` served over HTTP on this machine, as a download meets a web server; yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def colour_images(count: int, label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
@@ -116,7 +136,7 @@ def set_project_defaults(project: Path, model: str, settings: dict) -> None:
     main = main.replace("  - optional recipe: null", "  - optional recipe: null\n  - test_settings", 1)
     (conf / "config.yaml").write_text(main)
     nested: dict = {}
-    for dotted, value in settings.items():
+    for dotted, value in {"robustness.frost": TEST_FROST, **settings}.items():
         *parents, last = dotted.split(".")
         node = nested
         for key in parents:

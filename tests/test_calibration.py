@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cifarlab.evaluate.calibration import assess, calibration_error, cross_fitted, fit_temperature, reliability
+from cifarlab.evaluate.calibration import assess, calibration_error, fit_temperature, reliability
 from cifarlab.evaluate.scoring import accuracy_interval
 from cifarlab.evaluate.suspects import suspect_labels
 from cifarlab.export.onnx import describe
@@ -102,12 +102,20 @@ def test_temperature_scaling_finds_the_temperature_and_calibrates(made_with):
     assert calibration_error(logits / found, labels) < 1.0 < calibration_error(logits, labels)
 
 
-def test_cross_fitting_scales_each_half_by_the_other_halfs_temperature():
-    logits, labels = _sharpened(2.0, count=2000)
-    scaled = cross_fitted(logits, labels)
-    for this, other in ((0, 1), (1, 0)):
-        expected = logits[this::2] / fit_temperature(logits[other::2], labels[other::2])
-        torch.testing.assert_close(scaled[this::2], expected)
+def test_without_a_validation_split_the_calibrated_error_is_measured_on_images_the_temperature_never_saw():
+    """Alternate images made with opposite miscalibrations: a temperature fitted on all of them
+    and measured on them looks better than none, while each half scaled by the other half's temperature
+    (what an unseen image gets) is worse than not scaling at all. The reported error must be the
+    second, and the temperature shipped the first."""
+    over, under = _sharpened(3.0, count=4000, seed=6), _sharpened(0.4, count=4000, seed=7)
+    logits = torch.stack([over[0], under[0]], dim=1).reshape(-1, CLASSES)  # over, under, over, ...
+    labels = torch.stack([over[1], under[1]], dim=1).reshape(-1)
+    in_sample = calibration_error(logits / fit_temperature(logits, labels), labels)
+    metrics, _, facts = assess(logits, logits, labels, None)
+    reported = metrics["calibration_error_calibrated"]
+    assert reported > in_sample + 10 and reported > metrics["calibration_error_without_tta"]  # 40, 23 and 27 points
+    assert facts["temperature"] == fit_temperature(logits, labels) and metrics["temperature_fitted_on"] == (
+        "test, cross-fitted")
 
 
 def test_assess_fits_on_the_validation_split_when_there_is_one():

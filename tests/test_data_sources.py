@@ -1,15 +1,12 @@
 """The download stage's sources all load to one prepared format, and bad data fails clearly."""
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import pickle
 import shutil
 import tarfile
 import tempfile
-import threading
 import zipfile
 
 import numpy as np
@@ -22,7 +19,7 @@ from cifarlab.download import cifar, imagefolder
 from cifarlab.download.filetree import FolderTree
 from cifarlab.download.sources import prepare
 from cifarlab.prepared import balanced_indices, load_prepared, save_prepared
-from conftest import CLASSES, write_cifar_batches, write_image_tree
+from conftest import CLASSES, serve_folder, write_cifar_batches, write_image_tree
 
 ALL = {"train": 0, "test": 0}
 
@@ -260,14 +257,8 @@ def test_truncated_archive_is_a_clear_error(every_source, tmp_path):
 def served(every_source):
     """The official tarball served over HTTP on this machine, as the real download gets it."""
     tarball = every_source["official tarball"]
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tarball.parent))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield tarball, f"http://127.0.0.1:{server.server_port}/{tarball.name}"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(tarball.parent) as base_url:
+        yield tarball, base_url + tarball.name
 
 
 def test_download_checks_md5_and_keeps_the_file(served, tmp_path):

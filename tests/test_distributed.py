@@ -316,33 +316,47 @@ from cifarlab.train import distributed
 from cifarlab.train.loop import _forward_backward
 
 group, device = distributed.from_env(), torch.device("cpu")
-counts = {}
+data = torch.Generator().manual_seed(1)
+images, labels = torch.randn(32, 3, 8, 8, generator=data), torch.randint(0, 3, (32,), generator=data)
+mine = slice(16 * group.rank, 16 * group.rank + 16)  # each process its own half of the 32 images
+
+
+def network():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(288, 3))
+
+
+whole = network()  # the step as one process takes it: the mean loss over all 32 images
+nn.functional.cross_entropy(whole(images), labels).backward()
+counts, gaps = {}, {}
 with distributed.joined(group, device):
     for micro_batch in (0, 4):  # one pass of 16 images, then four of 4
-        torch.manual_seed(0)
-        model = distributed.DataParallel(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(288, 3)),
-                                         device).for_epoch(1)
+        model = distributed.DataParallel(network(), device).for_epoch(1)
         calls = []
         model.register_comm_hook(None, lambda state, bucket: calls.append(1) or allreduce_hook(None, bucket))
-        images, labels = torch.randn(16, 3, 8, 8), torch.randint(0, 3, (16,))
-        _forward_backward(model, images, labels, torch.amp.GradScaler("cpu", enabled=False), device, "fp32", 0.0,
-                          micro_batch)
+        _forward_backward(model, images[mine], labels[mine], torch.amp.GradScaler("cpu", enabled=False), device,
+                          "fp32", 0.0, micro_batch)
         counts[micro_batch] = len(calls)
-(open(sys.argv[1] + f"/{group.rank}.json", "w")).write(json.dumps(counts))
+        gaps[micro_batch] = max((ours.grad - one.grad).abs().max().item()
+                                for ours, one in zip(model.parameters(), whole.parameters()))
+(open(sys.argv[1] + f"/{group.rank}.json", "w")).write(json.dumps({"all_reduces": counts, "gap": gaps}))
 """
 
 
 def test_a_data_parallel_step_all_reduces_its_gradients_once_however_many_micro_batches(tmp_path):
     """Micro-batches accumulate locally (DDP's no_sync) and the step's summed gradient is averaged
     over the processes once, after the last: a step of four micro-batches sends as many
-    all-reduces as a step of one pass, not four times as many."""
+    all-reduces as a step of one pass, not four times as many, and each process ends the step
+    with the gradient one process gets from the whole batch at once."""
     from cifarlab.train.distributed import launch
     script = tmp_path / "count.py"
     script.write_text(ALL_REDUCES_SCRIPT)
     launch(2, sys.executable, str(script), str(tmp_path))
     for rank in (0, 1):
-        counts = json.loads((tmp_path / f"{rank}.json").read_text())
+        seen = json.loads((tmp_path / f"{rank}.json").read_text())
+        counts = seen["all_reduces"]
         assert counts["4"] == counts["0"] >= 1, counts
+        assert max(seen["gap"].values()) < 1e-6, seen["gap"]
 
 
 IDLE_SCRIPT = """

@@ -171,7 +171,9 @@ def test_changing_the_model_reruns_train_and_after_only(first_run):
 
 def test_evaluation_knobs_never_retrain(first_run):
     project, _ = first_run
-    # every `-S` run starts from conf/, so the model of the run before is named again
+    # the baseline: s9net trained (the test above may have run on another worker, which has its own
+    # copy of the project); every `-S` run starts from conf/, so the model is named again in each
+    dvc("exp", "run", "-S", "model=s9net", cwd=project)
     log = dvc("exp", "run", "-S", "model=s9net", "-S", "evaluate.batch_size=7", "-S", "misclassify.count=3",
               "-S", "gradcam.faithfulness.images=5", cwd=project)
     assert ran(log) == ALWAYS + ["evaluate", "robustness", "misclassify", "gradcam", "report"]

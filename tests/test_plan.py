@@ -81,6 +81,20 @@ def test_the_most_accurate_entry_that_fits_is_chosen_in_the_faster_precision(nat
     assert f"plan: {model} for {epochs} epochs" in line and "the most accurate that fits" in line
 
 
+@pytest.mark.parametrize("device, cuda_bf16, precision", [
+    ("cuda", True, "bf16"),  # a GPU with bf16: nothing to measure
+    ("cuda", False, "fp16"),  # an older GPU: fp16 with loss scaling
+    ("mps", False, "fp32"),  # Apple's GPU: no bf16 autocast here, so fp32
+])
+def test_each_accelerator_trains_in_the_precision_it_runs(monkeypatch, device, cuda_bf16, precision):
+    """The CPU branches are the parametrized test above; these are the GPU ones, through the same
+    choice (what plan/choice.json gives the train stage)."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: cuda_bf16)
+    gpu = machine({(model, p): 0.1 for model in ("airbench94", "airbench93") for p in ("bf16", "fp16", "fp32")})
+    choice = pick(candidates(default_params(), CIFAR, torch.device(device), 5.0, gpu), default_params())[0].choice
+    assert (choice.model, choice.precision) == ("airbench94", precision)
+
+
 def test_on_a_machine_too_slow_for_every_entry_the_quickest_is_trained_and_said(native_bf16):
     native_bf16(False)
     choice, line = chosen(default_params(), CRAWLING)

@@ -213,6 +213,7 @@ class EvaluateConfig(Section):
 class RobustnessConfig(Section):
     images_per_class: int = Field(ge=0)  # 0: the whole test split
     seed: int = Field(ge=0)
+    frost: str = Field(min_length=1)  # where the frost photographs come from (robustness/frost.py)
 
 
 class MisclassifyConfig(Section):

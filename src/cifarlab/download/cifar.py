@@ -1,9 +1,8 @@
-"""The official CIFAR-10 python release: downloaded and md5-checked with torchvision's utilities,
+"""The official CIFAR-10 python release: downloaded and md5-checked (download.fetch),
 and read with our own unpickler that only accepts plain data (the batches are pickles: a file a
 user supplies could run code under torchvision's CIFAR10 class, which unpickles freely)."""
 from __future__ import annotations
 
-import http.client
 import io
 import math
 import pickle
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cifarlab.core.errors import UserError, first_line, set_key
+from cifarlab.download.fetch import fetch
 from cifarlab.download.filetree import FileTree
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -76,28 +76,10 @@ def _array(value: _ArrayState) -> np.ndarray:
 
 
 def download(url: str, dest: Path, md5: str) -> Path:
-    """Fetch `url` to `dest` with torchvision's downloader (skipped when a copy with the right md5
-    is there already). A failed or cut-off download and a checksum mismatch remove the partial file."""
-    from torchvision.datasets.utils import calculate_md5, check_integrity, download_url
-
-    if check_integrity(dest, md5):
-        return dest
-    partial = dest.with_name(dest.name + ".part")
+    """The release at `dest`, fetched and md5-checked unless a good copy is there already."""
     how_to_fix = (f"download it on a machine with internet and {set_key('data.source', 'PATH')}, PATH the "
                   "local cifar-10-python.tar.gz (or an image-folder tree train/<class>/*, test/<class>/*)")
-    try:
-        download_url(url, dest.parent, partial.name)
-    except (OSError, ValueError, RuntimeError, http.client.HTTPException) as err:  # no network, a malformed reply
-        partial.unlink(missing_ok=True)
-        raise UserError(f"could not download {url} ({type(err).__name__}: {err}); partial file removed. "
-                        f"To work offline, {how_to_fix}") from None
-    if not check_integrity(partial, md5):
-        actual = calculate_md5(partial)
-        partial.unlink(missing_ok=True)
-        raise UserError(f"checksum mismatch for {url}: md5 {actual}, expected {md5}; "
-                        f"the file was removed. Retry, or {how_to_fix}")
-    partial.replace(dest)
-    return dest
+    return fetch(url, dest, "md5", md5, how_to_fix)
 
 
 def _read_batch(data: bytes, where: str) -> object:

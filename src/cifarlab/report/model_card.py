@@ -89,8 +89,10 @@ def model_card(params: Params, train: dict, evaluation: dict, robustness: dict, 
         f"at 5 severities each: {robustness['mean_corruption_accuracy']:.1f}% mean accuracy (95% interval "
         f"{robustness['mean_corruption_accuracy_95']['low']:.1f}-{robustness['mean_corruption_accuracy_95']['high']:.1f}%)"
         f", {robustness['mean_drop']:.1f} points below the same images clean; worst under "
-        f"{robustness['worst_corruption'].replace('_', ' ')} ({robustness['worst_corruption_accuracy']:.1f}%). Frost "
-        "is a generated texture, not the benchmark's photographs.", "",
+        f"{robustness['worst_corruption'].replace('_', ' ')} ({robustness['worst_corruption_accuracy']:.1f}%). "
+        + ("Frost blends in the benchmark's own frost photographs." if robustness["frost_is_benchmark"] else
+           "Frost is a drawn texture, not the benchmark's photographs, so frost and the mean are not comparable "
+           "with published CIFAR-10-C results."), "",
         "## Suspect labels",
         f"{evaluation['suspect_labels']:,} of the misclassified test images have a label that confident learning "
         "(cleanlab) finds unlikely; some of the model's counted mistakes may be labelling errors.", "",

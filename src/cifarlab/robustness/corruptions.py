@@ -5,9 +5,8 @@ Perturbations" (ICLR 2019) made CIFAR-10-C by applying 15 corruptions in four fa
 blur, weather, digital) to the test set. The parameters below are the ones their script uses for
 32x32 images (make_cifar_c.py in hendrycks/robustness), which are milder than ImageNet-C's; the
 code is ours, in numpy/scipy/Pillow, on whole batches. Where we knowingly differ:
-- frost: the benchmark blends in crops of six photographs of frost that this project does not
-  ship; here the frost is a generated ice texture at the same blend weights, so frost's numbers
-  are not comparable with published CIFAR-10-C frost results;
+- frost: blends in crops of the benchmark's frost photographs (robustness.frost, see frost.py);
+  where none can be had, a generated ice texture at the same weights, which is not the benchmark's;
 - motion blur (and the snow streaks): the benchmark calls ImageMagick; here the same kernel (a
   one-sided Gaussian trail along a random angle, edge pixels repeated) is applied directly.
 Each function takes float images in [0, 1], shape (N, H, W, 3), and may return values outside
@@ -22,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from scipy import ndimage
+
+from cifarlab.robustness.frost import photo_frost
 
 Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
@@ -189,9 +190,12 @@ def snow(x, severity, rng):
     return whitened + flakes + np.rot90(flakes, k=2, axes=(1, 2))
 
 
-def frost(x, severity, rng):
+def frost(x, severity, rng, photos=None):
+    """The image dimmed and a frost layer added: crops of `photos` (frost.py), else the drawn texture."""
     image_weight, frost_weight = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))[severity - 1]
-    return image_weight * x + frost_weight * _frost_texture(len(x), x.shape[1], rng)
+    n, side = len(x), x.shape[1]
+    layer = _frost_texture(n, side, rng) if photos is None else photo_frost(n, side, photos, rng)
+    return image_weight * x + frost_weight * layer
 
 
 def fog(x, severity, rng):
@@ -279,9 +283,12 @@ CORRUPTIONS: dict[str, Corruption] = {f.__name__: f for family in FAMILIES.value
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
-def corrupt(images: np.ndarray, name: str, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """uint8 images (N, H, W, 3) under corruption `name` at `severity` (0: unchanged, 1-5)."""
+def corrupt(images: np.ndarray, name: str, severity: int, rng: np.random.Generator,
+            frost_photos: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """uint8 images (N, H, W, 3) under corruption `name` at `severity` (0: unchanged, 1-5); frost
+    from `frost_photos` (frost.frost_source) or, without them, the drawn texture."""
     if severity == 0:
         return images.copy()
-    changed = CORRUPTIONS[name](images.astype(np.float64) / 255, severity, rng)
+    x = images.astype(np.float64) / 255
+    changed = frost(x, severity, rng, frost_photos) if name == "frost" else CORRUPTIONS[name](x, severity, rng)
     return (np.clip(changed, 0, 1) * 255).astype(np.uint8)  # truncated to 8 bits, as the benchmark stores them

@@ -7,6 +7,7 @@ import pandas as pd
 
 from cifarlab.figures import plt
 from cifarlab.robustness.corruptions import CORRUPTIONS, FAMILIES, SEVERITIES, corrupt
+from cifarlab.robustness.frost import FrostSource
 from cifarlab.robustness.grid import cell_rng
 
 EXAMPLE_SEVERITY = 3  # the middle of the five
@@ -30,12 +31,14 @@ def heatmap_figure(table: pd.DataFrame, metrics: dict):
     return fig
 
 
-def examples_figure(image: np.ndarray, seed: int):
+def examples_figure(image: np.ndarray, seed: int, frost: FrostSource):
     """One test image clean and under each corruption at EXAMPLE_SEVERITY."""
     severity = EXAMPLE_SEVERITY
-    panels = [("clean", image)] + [(name.replace("_", " "), corrupt(image[None], name, severity,
-                                                                    cell_rng(seed, name, severity))[0])
-                                   for name in CORRUPTIONS]
+    def title(name: str) -> str:
+        return name.replace("_", " ") + (" (drawn)" if name == "frost" and not frost.is_benchmark else "")
+
+    panels = [("clean", image)] + [(title(name), corrupt(image[None], name, severity, cell_rng(seed, name, severity),
+                                                         frost.photos)[0]) for name in CORRUPTIONS]
     fig, axes = plt.subplots(2, 8, figsize=(12, 3.4))
     for ax, (title, picture) in zip(axes.flat, panels):
         ax.imshow(picture, interpolation="nearest")

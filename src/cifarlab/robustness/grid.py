@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from cifarlab.intervals import interval_95, mean_interval_95
 from cifarlab.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from cifarlab.robustness.frost import FrostSource
 
 
 def class_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -30,14 +31,15 @@ def cell_rng(seed: int, name: str, severity: int) -> np.random.Generator:
     return np.random.default_rng([seed, list(CORRUPTIONS).index(name), severity])
 
 
-def correctness_grid(images: np.ndarray, seed: int,
-                     correct: Callable[[np.ndarray], np.ndarray]) -> dict[tuple[str, int], np.ndarray]:
-    """Per cell (corruption, severity; ("clean", 0) first), which images `correct` gets right."""
+def correctness_grid(images: np.ndarray, seed: int, correct: Callable[[np.ndarray], np.ndarray],
+                     frost_photos: tuple[np.ndarray, ...] | None) -> dict[tuple[str, int], np.ndarray]:
+    """Per cell (corruption, severity; ("clean", 0) first), which images `correct` gets right;
+    frost from `frost_photos` (None: the drawn texture)."""
     cells = [("clean", 0)] + [(name, severity) for name in CORRUPTIONS for severity in SEVERITIES]
     grid = {}
     for name, severity in tqdm(cells, desc="corruptions", unit="cell", dynamic_ncols=True):
         grid[name, severity] = correct(images if name == "clean" else
-                                       corrupt(images, name, severity, cell_rng(seed, name, severity)))
+                                       corrupt(images, name, severity, cell_rng(seed, name, severity), frost_photos))
     return grid
 
 
@@ -47,9 +49,10 @@ def grid_table(grid: dict[tuple[str, int], np.ndarray]) -> pd.DataFrame:
                          for (name, severity), hits in grid.items() if name != "clean"])
 
 
-def summary(grid: dict[tuple[str, int], np.ndarray]) -> dict:
+def summary(grid: dict[tuple[str, int], np.ndarray], frost: FrostSource) -> dict:
     """Clean and mean corrupted accuracy on the sample, each with a 95% interval, the drop between
-    them, the worst corruption, and every corruption's accuracy per severity. The mean's interval
+    them, the worst corruption, every corruption's accuracy per severity, and whether frost (so
+    the mean) is the benchmark's. The mean's interval
     treats images as the independent unit (a normal interval over each image's share of the 75
     cells it survives), since one image's 75 outcomes are not 75 independent trials."""
     clean = grid["clean", 0]
@@ -66,10 +69,13 @@ def summary(grid: dict[tuple[str, int], np.ndarray]) -> dict:
             "mean_corruption_accuracy_95": mean_interval_95(per_image),
             "mean_drop": round(100 * clean.mean() - mean, 2),
             "worst_corruption": worst, "worst_corruption_accuracy": by_corruption[worst]["mean"],
-            "corruption_accuracy": by_corruption}
+            "corruption_accuracy": by_corruption,
+            "frost_is_benchmark": frost.is_benchmark, "frost": frost.provenance}
 
 
 def summary_line(metrics: dict, written_to) -> str:
     return (f"under corruption: {metrics['mean_corruption_accuracy']:.2f}% mean over 15 corruptions x 5 severities "
             f"(clean {metrics['clean_accuracy']:.2f}% on the same {metrics['images']} images; worst "
-            f"{metrics['worst_corruption']} {metrics['worst_corruption_accuracy']:.2f}%) -> {written_to}")
+            f"{metrics['worst_corruption']} {metrics['worst_corruption_accuracy']:.2f}%) -> {written_to}"
+            + ("" if metrics["frost_is_benchmark"] else f"\nrobustness: frost is a {metrics['frost']}; frost and the "
+               "mean over corruptions are not comparable with published CIFAR-10-C results"))
