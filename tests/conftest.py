@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # before torch is imported here or in a test's subprocess
@@ -12,6 +13,8 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # before torch is imported here
 
 # the plan stage's measured speeds: one cache per test process, never the user's ~/.cache
 os.environ.setdefault("CIFARLAB_CACHE", tempfile.mkdtemp(prefix="cifarlab-speeds-"))
+# the docs' commands (`cifarlab ...`, `dvc ...`) as an activated environment finds them: this one's
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 import contextlib
 import copy

@@ -30,7 +30,7 @@ def test_generated_params_yaml_is_what_conf_composes_and_says_where_to_edit():
     text = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=ROOT, capture_output=True, text=True).stdout
     if not text.startswith(HEADER):
         pytest.skip("params.yaml holds a run of your own (committed after `dvc exp run`), not the generated defaults")
-    assert yaml.safe_load(text) == compose(), "params.yaml: regenerate it: `python -m cifarlab.conf --out params.yaml`"
+    assert yaml.safe_load(text) == compose(), "params.yaml: regenerate it: `cifarlab conf --out params.yaml`"
     assert (ROOT / "conf" / "config.yaml").read_text().count("#") > 60  # the explanations live there
 
 
@@ -47,7 +47,7 @@ def test_the_tests_start_from_conf_defaults_whatever_params_yaml_holds(tmp_path)
 
 
 def test_conf_out_writes_params_whole_or_leaves_them_as_they_were(tmp_path):
-    """`python -m cifarlab.conf --out params.yaml` after an edit: a composition that fails (a bad
+    """`cifarlab conf --out params.yaml` after an edit: a composition that fails (a bad
     override, a broken conf/) leaves the file as it was, not empty as `> params.yaml` would."""
     out = tmp_path / "params.yaml"
     out.write_text("before\n")
@@ -204,7 +204,7 @@ def _edited(text: str, **changes) -> str:
 
 
 def test_a_hand_edit_of_composed_params_is_named_in_one_line(tmp_path, capsys):
-    """A params.yaml from `python -m cifarlab.conf`, edited by hand: the run uses the edit and one
+    """A params.yaml from `cifarlab conf`, edited by hand: the run uses the edit and one
     line names the keys the next `dvc exp run` would drop; unedited, or only reordered, nothing."""
     from cifarlab.config import load_params
 

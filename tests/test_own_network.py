@@ -223,10 +223,10 @@ def test_the_docs_walk_through_trains_a_students_network_and_only_its_own_edits_
 
     from test_pipeline import ALWAYS, STAGES, changed, dvc, git_commit, make_project, ran, readme_commands, sh
 
-    start = readme_commands("python -m cifarlab.new", section="Your own network")
+    start = readme_commands("cifarlab new", section="Your own network")
     assert start + readme_commands("dvc exp run", section="Your own network") == [
-        "python -m cifarlab.new my_net", "dvc exp run -S model=my_net"]
-    walk = readme_commands("python -m cifarlab.new", section="From a notebook's Net to a trained run") + \
+        "cifarlab new my_net", "dvc exp run -S model=my_net"]
+    walk = readme_commands("cifarlab new", section="From a notebook's Net to a trained run") + \
         readme_commands("dvc exp run", section="From a notebook's Net to a trained run")
     more = readme_commands("dvc exp run", section="What you get for it")
     assert walk == start + ["dvc exp run -S model=my_net"] and len(more) == 2
@@ -378,9 +378,9 @@ def test_the_docs_check_command_runs_verbatim(nets, capsys):
 
     from cifarlab import check
     from test_pipeline import readme_commands
-    (command,) = readme_commands("python -m cifarlab.check")
+    (command,) = readme_commands("cifarlab check")
     nets("my_net", new.NETWORK.format(name="my_net"))
-    check.main(shlex.split(command)[3:])
+    check.main(shlex.split(command)[2:])  # after `cifarlab check`
     assert capsys.readouterr().out.rstrip().endswith("meets S9 small net's architecture items: 6 of 6")
 
 

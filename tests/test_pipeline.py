@@ -261,13 +261,14 @@ def test_every_readme_recipe_runs_in_smoke_form(tmp_path):
 
 def readme_commands(prefix: str, section: str = "") -> list[str]:
     """Every line of the bash blocks of the README and docs/ (in the `## section`, if named) that
-    starts with `prefix` (continuations joined)."""
+    starts with `prefix` (continuations joined), but for `--help` lines (test_commands runs those)."""
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     text = "".join(page.read_text() + "\n## (end of page)\n" for page in pages).replace("\\\n", " ")
     if section:
         text = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## )", text, flags=re.S | re.M).group(1)
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines() if line.startswith(prefix)]
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines() if line.startswith(prefix)]
+    return [line for line in lines if not line.endswith(" --help")]
 
 
 def test_temp_experiments_read_a_relative_source_from_the_project(tmp_path):
@@ -351,7 +352,7 @@ def test_readme_queue_runs_two_experiments_at_once_each_with_its_own_results(tmp
     assert status.count(" Success") == 2, status
     assert most_at_once == 2, seen
     printed = {command: sh(*shlex.split(command), cwd=project) for command in commands[2:]}
-    assert "n=2 (seeds 1, 2)" in printed["python -m cifarlab.seeds"], printed  # the two seeds as one recipe
+    assert "n=2 (seeds 1, 2)" in printed["cifarlab seeds"], printed  # the two seeds as one recipe
     shown = pd.read_csv(io.StringIO(dvc("exp", "show", "--csv", cwd=project)))
     runs = shown[shown["typ"] != "baseline"]  # the experiments, not the commit or the workspace
     assert sorted(runs["train.seed"].astype(int)) == [1, 2] and set(runs["model"]) == {"tiny"}, shown

@@ -390,7 +390,7 @@ def test_the_estimate_command_of_the_speed_docs_runs_verbatim_on_the_default_par
     """docs/speed.md's command, as written, in a folder holding the project's default params.yaml:
     every ladder entry priced, and the one the plan would train named."""
     from test_pipeline import readme_commands, sh
-    (command,) = readme_commands("python -m cifarlab.bench --estimate")
+    (command,) = readme_commands("cifarlab bench --estimate")
     (tmp_path / "params.yaml").write_text(params_text())
     printed = sh(*shlex.split(command), cwd=tmp_path)
     rows = [line for line in printed.splitlines() if line.startswith("| airbench")]

@@ -1,4 +1,4 @@
-"""`python -m cifarlab.profile`: a training step's time by kind of operator, every microsecond
+"""`cifarlab profile`: a training step's time by kind of operator, every microsecond
 counted once."""
 from __future__ import annotations
 

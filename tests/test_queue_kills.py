@@ -1,5 +1,5 @@
 """A queue worker killed mid-training (a closed lid, the out-of-memory killer): the experiment is
-never shown as finished with its partial metrics, `python -m cifarlab.requeue` puts it back and
+never shown as finished with its partial metrics, `cifarlab requeue` puts it back and
 stops the stage the kill left training, the
 next `dvc queue start` reruns it to the end, and the other queued experiment runs once, untouched."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m cifarlab.score`: a checkpoint scored on a user's own labelled folder, without
+"""`cifarlab score`: a checkpoint scored on a user's own labelled folder, without
 training: accuracy with its Wilson interval, per class, the confusion matrix and the gallery."""
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_a_data_source_with_a_test_split_has_its_test_images_scored(tmp_path):
 def test_the_docs_score_command_runs_verbatim(tmp_path):
     from test_pipeline import readme_commands
 
-    (command,) = readme_commands("python -m cifarlab.score")
+    (command,) = readme_commands("cifarlab score")
     _checkpoint(tmp_path / "models" / "model.pt")
     images, labels = make_arrays(per_class_train=2)["train"]
     for index, (image, label) in enumerate(zip(images, labels)):

@@ -1,4 +1,4 @@
-"""Using the trained model outside the pipeline: `python -m cifarlab.predict` on a user's own
+"""Using the trained model outside the pipeline: `cifarlab predict` on a user's own
 images (every format the data sources read, bad files one line each), GradCAM overlays, and the
 ONNX export, which onnxruntime runs to PyTorch's logits."""
 from __future__ import annotations
@@ -228,7 +228,7 @@ def test_readme_onnxruntime_snippet_runs_verbatim(tmp_path):
 def test_readme_predict_commands_run_verbatim(tmp_path):
     """The three predict lines of the README's "Use your model", as written, on a photo and a folder."""
     from test_pipeline import readme_commands
-    commands = readme_commands("python -m cifarlab.predict", section="Use your model")
+    commands = readme_commands("cifarlab predict", section="Use your model")
     assert len(commands) == 3, commands
     _checkpoint(tmp_path / "models" / "model.pt")
     rng = np.random.default_rng(2)

@@ -1,4 +1,4 @@
-"""Speed benchmark: `python -m cifarlab.bench`. On the current device, images/s of (a) the data
+"""Speed benchmark: `cifarlab bench`. On the current device, images/s of (a) the data
 path alone, albumentations DataLoader against the device path (once: it does not depend on the
 model); per model, (b) a training step alone on synthetic tensors in the precision and layout
 training uses, (c) a real training epoch on each loader (train.precision auto, channels-last,
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import yaml
 
 from cifarlab.config import AugmentConfig, Params, load_params
-from cifarlab.core.errors import UserError, refuse
+from cifarlab.core.errors import UserError, refuse, run_command
 from cifarlab.core.io import check_output
 from cifarlab.facts import macs_per_image
 from cifarlab.feed.batches import resolve_workers, train_batches
@@ -236,7 +236,7 @@ def print_estimate(params: Params, device: torch.device) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cifarlab.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cifarlab bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="airbench94,tiny,s9net,custom_resnet,resnet18",
                         help="comma-separated, from: " + ", ".join(model_names()))
     parser.add_argument("--images", type=int, default=1024, help="synthetic 32x32 training images per pass")
@@ -307,4 +307,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

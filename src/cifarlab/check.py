@@ -1,16 +1,17 @@
-"""`python -m cifarlab.check NAME --assignment ASSIGNMENT`: whether network NAME (your
+"""`cifarlab check NAME --assignment ASSIGNMENT`: whether network NAME (your
 nets/NAME.py, or the zoo's) meets an assignment's architecture items, in seconds and before any
 training: each item, what it requires, what the network has, and the seed line it comes from."""
 from __future__ import annotations
 
 import argparse
+import sys
 
-from cifarlab.core.errors import UserError, refuse
+from cifarlab.core.errors import UserError, refuse, run_command
 from cifarlab.rubric import ASSIGNMENTS, MET, architecture_items, verdict
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cifarlab check", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="the network: one of the zoo's, or yours in nets/NAME.py")
     parser.add_argument("--assignment", required=True, choices=list(ASSIGNMENTS),
                         help="the course assignment whose items to check")
@@ -34,4 +35,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -2,18 +2,21 @@
 conf/ as Hydra config groups, which `dvc exp run -S` composes into params.yaml (DVC's Hydra
 support, `hydra.enabled` in .dvc/config). This composes them the same way without DVC, for the
 tests (which start from the project's defaults, whatever params.yaml a user committed) and for
-`python -m cifarlab.conf`, which rewrites the committed params.yaml after an edit to conf/."""
+`cifarlab conf`, which rewrites the committed params.yaml after an edit to conf/."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import json
+import re
 import shlex
+import sys
 from pathlib import Path
 
 import yaml
 
-from cifarlab.core.errors import UserError, refuse
+from cifarlab.core.errors import UserError, refuse, run_command
 from cifarlab.core.io import check_output, write_text
 
 SHIPPED_CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -27,7 +30,7 @@ def project_conf() -> Path:
 
 HEADER = """\
 # Generated from conf/ (edit conf/config.yaml, where every key is explained, or conf/model/ and
-# conf/recipe/; then run `python -m cifarlab.conf --out params.yaml`). Every `dvc exp run`, with
+# conf/recipe/; then run `cifarlab conf --out params.yaml`). Every `dvc exp run`, with
 # or without -S, rewrites this file from conf/ (and its -S changes), so a hand edit here is lost
 # by the next `dvc exp run`; `dvc repro` and `dvc exp run --no-hydra` run this file as it is.
 """
@@ -83,8 +86,31 @@ def _differences(before: object, after: object, prefix: str = "") -> set[str]:
     return set() if before == after else {prefix.rstrip(".")}
 
 
+def _dotted_keys(values: dict, prefix: str = "") -> list[str]:
+    return [key for name, value in values.items() for key in
+            (_dotted_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else [f"{prefix}{name}"])]
+
+
+def composed_text(overrides: list[str]) -> str:
+    """params_text, with what Hydra or YAML says of a bad override or a broken conf/ in one line."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+    from yaml import YAMLError
+
+    try:
+        return params_text(overrides)
+    except (HydraException, OmegaConfBaseException, YAMLError) as err:
+        said = " ".join(str(err).split("Config search path:")[0].split())  # Hydra's run over several lines
+        unknown = re.match(r"Could not override '([^']+)'", said)
+        if unknown:
+            keys = _dotted_keys(compose())
+            close = difflib.get_close_matches(unknown[1], keys, n=1)
+            said = f"no key {unknown[1]!r} in conf/" + (f"; did you mean {close[0]!r}?" if close else "")
+        raise UserError(f"conf: {said[:400]}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cifarlab.conf", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cifarlab conf", description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as `dvc exp run -S` takes them")
     parser.add_argument("--out", type=Path, help="write this file, whole or not at all (default: print)")
     args = parser.parse_args(argv)
@@ -93,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             check_output("--out", args.out)
         except UserError as err:
             refuse(str(err))
-    text = params_text(args.overrides)  # composed first: a failure leaves --out as it was
+    text = composed_text(args.overrides)  # composed first: a failure leaves --out as it was
     if args.out is None:
         print(text, end="")
     else:
@@ -101,4 +127,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

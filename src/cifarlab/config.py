@@ -362,7 +362,7 @@ def _check_models(params: Params) -> None:
         if name not in known:
             allowed = ("auto, " if key == "model" else "") + ", ".join(known)
             raise ParamsError(f"params.yaml: {key} = {shown(name)} is not a network here; allowed: {allowed}, or "
-                              "your own in nets/<name>.py (`python -m cifarlab.new <name>` starts one)")
+                              "your own in nets/<name>.py (`cifarlab new <name>` starts one)")
         source_file(name)  # a file of nets/ named like a zoo network is refused
 
 
@@ -464,6 +464,14 @@ class _UniqueKeys(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What the YAML parser found wrong, and where, in one line (its own message spans several)."""
+    problem, mark = getattr(err, "problem", None), getattr(err, "problem_mark", None)
+    if problem and mark is not None and "line" not in problem:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join((problem or str(err)).split())[:300]
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read params.yaml with a safe loader and validate it."""
     path = Path(path)
@@ -475,7 +483,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
                           "save it as UTF-8") from None
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML ({str(err)[:300]})") from None
+        raise ParamsError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
     params = parse_params(raw)
     _note_hand_edits(path, raw)
     return params

@@ -2,6 +2,8 @@
 receptive field of its final feature map."""
 from __future__ import annotations
 
+import argparse
+
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
@@ -128,5 +130,11 @@ def models_table(num_classes: int = 10, image_size: int = 32) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(prog="cifarlab facts", description="the zoo's facts as a Markdown table, "
+                            "for 10 classes and 32x32 input").parse_args(argv)
     print(models_table())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""`python -m cifarlab.new NAME`: start a network of your own. It writes nets/NAME.py, a plain
+"""`cifarlab new NAME`: start a network of your own. It writes nets/NAME.py, a plain
 PyTorch `class Net(nn.Module)` to edit (or to replace with your notebook's), and
 conf/model/NAME.yaml, its training recipe, so that `dvc exp run -S model=NAME` trains it through
 every stage. Nothing in cifarlab itself needs an edit."""
@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import keyword
+import sys
 from pathlib import Path
 
 from cifarlab.config import AUTO
-from cifarlab.core.errors import refuse
+from cifarlab.core.errors import refuse, run_command
 from cifarlab.core.io import write_text
 from cifarlab.models import NETS, ZOO
 
@@ -77,7 +78,7 @@ def refusal(name: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cifarlab new", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="the network's name: a Python identifier, e.g. my_net")
     name = parser.parse_args(argv).name
     if not Path("dvc.yaml").is_file() or not CONF_MODELS.is_dir():
@@ -93,4 +94,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

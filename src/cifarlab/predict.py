@@ -1,4 +1,4 @@
-"""`python -m cifarlab.predict PATH...`: the trained model (models/model.pt) on your own images.
+"""`cifarlab predict PATH...`: the trained model (models/model.pt) on your own images.
 Each file and every image in each folder is read with the data sources' own reader (any format
 Pillow opens, EXIF orientation, 16-bit, alpha) and brought to the model's input size exactly as
 the training images were (cifarlab.model_input: the centre square, resized). One row per image:
@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from cifarlab.core import paths
-from cifarlab.core.errors import UserError
+from cifarlab.core.errors import UserError, run_command
 from cifarlab.core.io import check_output, save_figure, write_csv
 from cifarlab.download.imagefolder import decode_image
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint, load_temperature
@@ -91,7 +91,7 @@ def _check_outputs(csv: Path | None, explain: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cifarlab.predict", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cifarlab predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="image files and folders of images")
     parser.add_argument("--top", type=int, default=3, help="classes shown per image (default 3)")
     parser.add_argument("--csv", type=Path, help="also write the table to this CSV file")
@@ -135,4 +135,4 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -1,4 +1,4 @@
-"""`python -m cifarlab.profile`: where a training step of params.yaml's recipe spends its time on
+"""`cifarlab profile`: where a training step of params.yaml's recipe spends its time on
 this device, by kind of operator (torch.profiler), as a Markdown table. The steps run as the train
 stage runs them (its model, batch size, micro-batches, precision, memory layout, optimiser, label
 smoothing and batch path with its augmentations) on synthetic images, as in one epoch of the run
@@ -18,6 +18,7 @@ import torch
 from torch.autograd.profiler import record_function
 
 from cifarlab.config import Params, load_params
+from cifarlab.core.errors import run_command
 from cifarlab.feed.device import select_device
 from cifarlab.plan.choose import candidates, pick
 from cifarlab.plan.run import sizes_here
@@ -107,7 +108,7 @@ def profile_table(seconds: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cifarlab.profile", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cifarlab profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the recipe (default ./params.yaml)")
     parser.add_argument("--steps", type=int, default=3, help="profiled training steps, after one warm-up step")
     parser.add_argument("--epoch", type=int, help="profile steps as in this epoch of the run (default: its last)")
@@ -127,4 +128,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

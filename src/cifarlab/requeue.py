@@ -1,4 +1,4 @@
-"""`python -m cifarlab.requeue`: queue again the experiments whose queue worker was killed mid-run
+"""`cifarlab requeue`: queue again the experiments whose queue worker was killed mid-run
 (a closed laptop lid, the out-of-memory killer, a reboot, `kill -9`).
 
 DVC takes a task off its queue when a worker starts it and only marks it done when the worker
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cifarlab.core.errors import refuse
+from cifarlab.core.errors import refuse, run_command
 
 
 @dataclass(frozen=True)
@@ -115,17 +116,22 @@ def _stop_leftovers(copy: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cifarlab requeue", description=__doc__.split("\n\n")[0])
     parser.parse_args(argv)
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
+    from dvc.scm import NoSCMError
 
     try:
         repo = Repo(".")
     except NotDvcRepoError:
         refuse("run this in the project folder (no DVC project here)")
     with repo:
-        queue = repo.experiments.celery_queue
+        try:
+            queue = repo.experiments.celery_queue
+        except NoSCMError:
+            refuse("this DVC project is not in a git repository, and DVC queues experiments only in one "
+                   "(`git init`, then commit the project)")
         found = orphans(queue)
         for orphan in found:
             requeue(queue, orphan)
@@ -137,4 +143,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -2,7 +2,7 @@
 items, each with the seed line it comes from: the architecture (measured on the network itself,
 its modules and, where torch.fx can trace it, its forward; never on what its file or class is
 called), the training (the run's params), the outputs and the accuracy target (the run's
-metrics). `python -m cifarlab.check` measures the architecture alone, before any training; the
+metrics). `cifarlab check` measures the architecture alone, before any training; the
 report stage measures all of it after a run (metrics/rubric.json)."""
 from __future__ import annotations
 

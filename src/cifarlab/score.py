@@ -1,4 +1,4 @@
-"""`python -m cifarlab.score DATA`: a trained model scored on labelled images of your own, without
+"""`cifarlab score DATA`: a trained model scored on labelled images of your own, without
 training. DATA is any source the download stage reads (its test split is scored) or a folder or
 archive of class folders, <class>/<images>, every image of which is scored (a file that cannot be
 read is one line, as in predict, and the rest are scored). Images are prepared
@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from cifarlab.config import TTA_MODES
 from cifarlab.core import paths
-from cifarlab.core.errors import UserError
+from cifarlab.core.errors import UserError, run_command
 from cifarlab.core.io import check_output, remove, save_figure, together, write_csv, write_json
 from cifarlab.download.filetree import FileTree, open_tree
 from cifarlab.download.imagefolder import decode_image
@@ -73,7 +73,7 @@ def labelled_images(source: Path, size: int) -> tuple[list[np.ndarray], list[int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cifarlab.score", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cifarlab score", description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="labelled images: a data source, or <class>/<images>")
     parser.add_argument("--model", type=Path, default=paths.MODEL, help=f"the checkpoint (default {paths.MODEL})")
     parser.add_argument("--out", type=Path, default=Path("scores"), help="folder for the results (default scores/)")
@@ -126,4 +126,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -1,4 +1,4 @@
-"""Seed sweeps as distributions: `python -m cifarlab.seeds` reads `dvc exp show --json`, groups
+"""Seed sweeps as distributions: `cifarlab seeds` reads `dvc exp show --json`, groups
 the experiments that differ only in train.seed and prints each group's test accuracy (and plain
 accuracy) as mean +/- sample standard deviation over its n runs. What the plan stage chose
 (plan/choice.json: network, epochs, precision) is part of the recipe, so runs of `model: auto` that
@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
+import sys
 from collections.abc import Iterator
 
-from cifarlab.core.errors import refuse
+from cifarlab.core.errors import refuse, run_command
 
 METRICS_FILE = "metrics/evaluate.json"
 CHOICE_FILE = "plan/choice.json"  # what trained, where params.yaml left it to the plan stage
@@ -81,11 +83,17 @@ def _differences(rows: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cifarlab seeds", description=__doc__.split("\n\n")[0])
     parser.add_argument("file", nargs="?", help="saved output of `dvc exp show --json` (default: run it here)")
     args = parser.parse_args(argv)
     if args.file:
-        text = open(args.file).read()
+        try:
+            text = open(args.file, encoding="utf-8").read()
+        except UnicodeDecodeError:
+            refuse(f"{args.file}: not text, so not the JSON of `dvc exp show --json`")
+    elif shutil.which("dvc") is None:
+        refuse("dvc is not on the PATH: activate the project's environment (README, Setup), or give a file saved "
+               "from `dvc exp show --json`")
     else:
         shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
         if shown.returncode:
@@ -108,4 +116,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

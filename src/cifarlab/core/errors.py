@@ -42,6 +42,23 @@ def refuse(message: str) -> NoReturn:
     sys.exit(NOTHING_RAN)
 
 
+def run_command(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """A command's main(argv) (`cifarlab VERB`, or `python -m cifarlab.VERB`), its failures one line
+    each: a UserError, or a file it was given that is missing, a folder or unreadable, exit 2; an
+    interruption, 130. Otherwise main's own status (1: some inputs refused)."""
+    try:
+        return main(argv) or 0
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or first_line(err)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
+    return NOTHING_RAN
+
+
 def earlier_outputs(by_hand: str) -> str:
     """What a failure leaves of the stage's earlier outputs: `dvc repro` deletes a stage's outputs
     before it runs the stage (it sets DVC_STAGE in the stage's environment), so only a stage run

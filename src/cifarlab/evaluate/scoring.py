@@ -1,6 +1,6 @@
 """Scoring a model's predictions on labelled images: accuracy, loss, per-class precision and
 recall, the most-confused class pairs, and test-time augmentation. One path for the evaluate
-stage (the test split) and `python -m cifarlab.score` (a user's own images): score()."""
+stage (the test split) and `cifarlab score` (a user's own images): score()."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -165,7 +165,7 @@ class Scored:
 def score(model: nn.Module, batches: Batches, device: torch.device, precision: str, mode: str,
           classes: list[str]) -> Scored:
     """`batches` (labelled, in order) scored with TTA `mode`: the evaluate stage's numbers and
-    tables, and the same for `python -m cifarlab.score`, so both say alike of alike images."""
+    tables, and the same for `cifarlab score`, so both say alike of alike images."""
     plain, labels = predict(model, batches, device, precision)
     logits = tta_logits(model, batches, device, plain, mode, precision)
     table = predictions_table(logits, labels, classes)

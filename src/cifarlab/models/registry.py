@@ -43,7 +43,7 @@ def network_class(name: str) -> type[nn.Module]:
     path = source_file(name)
     if path is None:
         raise UserError(f"unknown model {name!r}; known models: {', '.join(model_names())}, or your own in "
-                        f"nets/{name}.py (`python -m cifarlab.new {name}` starts one)")
+                        f"nets/{name}.py (`cifarlab new {name}` starts one)")
     module = _own_module(name, path)
     net = getattr(module, "Net", None)
     if not (isinstance(net, type) and issubclass(net, nn.Module)):

@@ -82,7 +82,7 @@ def model_card(params: Params, train: dict, evaluation: dict, robustness: dict, 
         f"{plain:.1f}% accuracy; expected calibration error {evaluation['calibration_error_without_tta']:.1f} "
         f"points without TTA, {evaluation['calibration_error']:.1f} with TTA and "
         f"{evaluation['calibration_error_calibrated']:.1f} after temperature scaling (temperature "
-        f"{evaluation['temperature']:g}, fitted on {fitted_on_words(evaluation)}; `python -m cifarlab.predict` and "
+        f"{evaluation['temperature']:g}, fitted on {fitted_on_words(evaluation)}; `cifarlab predict` and "
         "the ONNX card apply it).", "",
         "## Robustness",
         f"On {robustness['images']:,} test images under the 15 CIFAR-10-C corruptions (noise, blur, weather, digital) "
