@@ -68,8 +68,52 @@ def test_a_class_the_model_does_not_know_is_refused_by_name_before_anything_is_w
     Image.new("RGB", (32, 32)).save(tmp_path / "mine" / "cat" / "1.png")
     done = _score("mine", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "classes hamster are not among the model's 3 (bird, cat, ship)" in done.stderr
+    assert "classes 'hamster' are not among the model's 3 ('bird', 'cat', 'ship'; class names are" in done.stderr
     assert not (tmp_path / "scores").exists()
+
+
+def _photo(path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(path)
+
+
+def test_class_folders_are_matched_as_the_download_stage_matches_them_with_photos_in_sub_folders(tmp_path):
+    """Folders named by hand: another case, a trailing space, photos sorted into years. Each is
+    the class a user means; none vanishes from the counts."""
+    _checkpoint(tmp_path / "models" / "model.pt")
+    for name in ("Bird /1.png", "Bird /2.png", "CAT/2019/1.png", "CAT/2020/summer/2.png", "ship/1.png"):
+        _photo(tmp_path / "mine" / name)
+    done = _score("mine", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(tmp_path / "scores" / "predictions.csv")
+    assert sorted(table["actual"]) == ["bird", "bird", "cat", "cat", "ship"]  # the model's own names
+    counts = json.loads((tmp_path / "scores" / "classes.json").read_text())["per_class_accuracy"]
+    assert all(counts[name] is not None for name in CLASSES)
+
+
+@pytest.mark.parametrize("layout, said", [
+    (["cat/1.png", "Cat/2.png"], "folders 'Cat' and 'cat' are one class (class names are matched regardless of case"),
+    (["cat/1.png", "cafe\u0301/1.png"], "classes 'caf\\xe9' are not among"),  # a Mac's decomposed accent, escaped
+    (["cat/1.png", "bird/notes/"], "mine/bird: a class folder without images"),
+], ids=["one class twice", "unknown, shown escaped", "a class without images"])
+def test_a_folder_score_cannot_read_as_meant_is_one_line_naming_it(tmp_path, layout, said):
+    _checkpoint(tmp_path / "models" / "model.pt")
+    for name in layout:
+        if name.endswith("/"):
+            (tmp_path / "mine" / name).mkdir(parents=True)
+        else:
+            _photo(tmp_path / "mine" / name)
+    done = _score("mine", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and said in done.stderr, done.stderr
+    assert not (tmp_path / "scores").exists()
+
+
+def test_one_image_as_data_is_told_to_predict(tmp_path):
+    _checkpoint(tmp_path / "models" / "model.pt")
+    _photo(tmp_path / "cat.jpg")
+    done = _score("cat.jpg", cwd=tmp_path)
+    assert done.returncode == 2 and "cat.jpg: one file, not labelled images" in done.stderr
+    assert "`cifarlab predict cat.jpg`" in done.stderr
 
 
 def test_a_data_source_with_a_test_split_has_its_test_images_scored(tmp_path):

@@ -1,9 +1,11 @@
 """`cifarlab score DATA`: a trained model scored on labelled images of your own, without
 training. DATA is any source the download stage reads (its test split is scored) or a folder or
-archive of class folders, <class>/<images>, every image of which is scored (a file that cannot be
-read is one line, as in predict, and the rest are scored). Images are prepared
-as the model's training images were (model_input); a class the model does not know is refused by
-name. They are scored by the evaluate stage's own code (evaluate/scoring.py), with the same
+archive of class folders, <class>/<images>, every image of which is scored, in sub-folders too (a
+file that cannot be read is one line, as in predict, and the rest are scored). Class folders are
+matched to the model's classes as the download stage matches train/ and test/ (regardless of
+case, surrounding spaces and Unicode form); a class the model does not know, a class folder
+without images and one file given as DATA are refused in one line. Images are prepared
+as the model's training images were (model_input). They are scored by the evaluate stage's own code (evaluate/scoring.py), with the same
 test-time augmentation (--tta, evaluate.tta's values), and written as it writes them, into --out:
 metrics.json (as metrics/evaluate.json: accuracy with and without TTA, each with its 95% Wilson
 interval, the loss), classes.json (as eval/classes.json: per class), predictions.csv (as
@@ -24,8 +26,8 @@ from cifarlab.config import TTA_MODES
 from cifarlab.core import paths
 from cifarlab.core.errors import UserError, run_command
 from cifarlab.core.io import check_output, remove, save_figure, together, write_csv, write_json
-from cifarlab.download.filetree import FileTree, open_tree
-from cifarlab.download.imagefolder import decode_image
+from cifarlab.download.filetree import FileTree, is_archive, open_tree
+from cifarlab.download.imagefolder import MATCHING, class_folders, class_key, class_name, decode_image
 from cifarlab.download.sources import find_root, prepare
 from cifarlab.evaluate.scoring import score
 from cifarlab.feed.batches import eval_batches
@@ -37,16 +39,25 @@ GALLERY = 20  # misclassified images shown, most confident first
 
 
 def _class_folder_tree(tree: FileTree, size: int) -> tuple[list[np.ndarray], list[int], list[str], list[str]]:
-    """Every image of a <class>/<images> tree (or one wrapped in a single folder), with its class;
-    a file that cannot be read is one error line, as predict treats it, and the rest are scored."""
+    """Every image of a <class>/<images> tree (or one wrapped in a single folder), with its class,
+    those in sub-folders of a class folder too; a class folder without images is refused (a class
+    never vanishes from the counts in silence); a file that cannot be read is one error line, as
+    predict treats it, and the rest are scored."""
     root = ""
     if not tree.files_in("") and len(tree.subdirs("")) == 1 and tree.subdirs(tree.subdirs("")[0]):
         root = tree.subdirs("")[0]
-    classes = tree.subdirs(root)
-    label_of = {name: label for label, folder in enumerate(classes)
-                for name in tree.files_in(posixpath.join(root, folder))}
-    if not label_of:
-        raise UserError(f"{tree.label}: no images; expected <class>/<image files>, or a data source with a test split")
+    folders = list(class_folders(tree, root).values())
+    if not folders:
+        raise UserError(f"{tree.label}: no class folders; expected <class>/<image files>, or a data source with a "
+                        "test split")
+    label_of = {}
+    for label, folder in enumerate(folders):
+        files = tree.files_under(posixpath.join(root, folder))
+        if not files:
+            raise UserError(f"{tree.where(posixpath.join(root, folder))}: a class folder without images; "
+                            "remove it or add its images")
+        label_of.update(dict.fromkeys(files, label))
+    classes = [class_name(folder) for folder in folders]
     images, labels, errors = [], [], []
     for name, data in tqdm(tree.read(sorted(label_of)), total=len(label_of), desc="reading", unit="img",
                            leave=False, disable=None):
@@ -63,6 +74,9 @@ def labelled_images(source: Path, size: int) -> tuple[list[np.ndarray], list[int
     class-folder tree."""
     if not source.exists():
         raise UserError(f"{source}: no such file or folder")
+    if source.is_file() and not is_archive(source):
+        raise UserError(f"{source}: one file, not labelled images; give a folder (or archive) of <class>/<images>, "
+                        f"or classify it with `cifarlab predict {source}`")
     with open_tree(source) as tree:
         try:
             find_root(tree)
@@ -86,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         model, ckpt = load_checkpoint(args.model, device)
         images, labels, classes, errors = labelled_images(args.data, ckpt["image_size"])
         known = list(ckpt["classes"])
-        unknown = [name for name in classes if name not in known]
+        model_label = {class_key(name): label for label, name in enumerate(known)}
+        unknown = [ascii(name) for name in classes if class_key(name) not in model_label]
         if unknown:
-            raise UserError(f"{args.data}: classes {', '.join(unknown)} are not among the model's "
-                            f"{len(known)} ({', '.join(known)}); remove or rename those folders")
+            raise UserError(f"{args.data}: classes {', '.join(unknown)} are not among the model's {len(known)} "
+                            f"({', '.join(map(ascii, known))}; {MATCHING}); remove or rename those folders")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -98,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         print(f"error: {args.data}: none of its images could be read; nothing scored", file=sys.stderr)
         return 2
-    actual = np.array([known.index(classes[label]) for label in labels], dtype=np.int64)
+    actual = np.array([model_label[class_key(classes[label])] for label in labels], dtype=np.int64)
     batches = eval_batches(np.stack(images), actual, checkpoint_stats(ckpt), BATCH, device, "device")
     scored = score(model, batches, device, usable_precision(ckpt["precision"], device), args.tta, known)
     table, metrics = scored.table, scored.metrics

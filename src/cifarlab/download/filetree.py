@@ -71,6 +71,15 @@ class FileTree:
         """Sorted full names of the visible files directly inside `folder`."""
         return list(self._children.get(folder, ([], []))[1])
 
+    def files_under(self, folder: str) -> list[str]:
+        """Sorted full names of the visible files in `folder` and in every visible folder below it."""
+        found, todo = [], [folder]
+        while todo:
+            folders, files = self._children.get(todo.pop(), ([], []))
+            found += files
+            todo += folders
+        return sorted(found)
+
 
 class FolderTree(FileTree):
     def __init__(self, root: Path) -> None:

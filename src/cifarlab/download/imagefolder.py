@@ -30,15 +30,29 @@ def is_image_tree(tree: FileTree, root: str) -> bool:
     return all(posixpath.join(root, split) in tree.dirs for split in SPLITS)
 
 
-def _class_folders(tree: FileTree, split: str) -> dict[str, str]:
-    """Class name -> folder name in a split. Names are compared in Unicode NFC form, so a folder
-    named on a Mac (decomposed accents) and one named on Linux (composed) are the same class."""
+def class_name(folder: str) -> str:
+    """A class folder's name as a class: in Unicode NFC form (a Mac writes accents decomposed,
+    Linux composed), without surrounding spaces."""
+    return unicodedata.normalize("NFC", folder).strip()
+
+
+def class_key(name: str) -> str:
+    """What two class names must share to be one class, for the download stage and score alike:
+    the name, its case aside (`Cat` and `cat` are one class, never two)."""
+    return class_name(name).casefold()
+
+
+MATCHING = "class names are matched regardless of case, surrounding spaces and Unicode form"
+
+
+def class_folders(tree: FileTree, folder: str) -> dict[str, str]:
+    """class_key -> folder name of the class folders in `folder`; two folders of one class are refused."""
     folders: dict[str, str] = {}
-    for name in tree.subdirs(split):
-        key = unicodedata.normalize("NFC", name)
+    for name in tree.subdirs(folder):
+        key = class_key(name)
         if key in folders:
-            raise UserError(f"{tree.where(split)}: folders '{folders[key]}' and '{name}' are the same class name "
-                            "in two Unicode forms; rename or merge one")
+            raise UserError(f"{tree.where(folder)}: folders {ascii(folders[key])} and {ascii(name)} are one class "
+                            f"({MATCHING}); rename or merge one")
         folders[key] = name
     return folders
 
@@ -52,14 +66,15 @@ def _few(names: list[str], shown: int = 10) -> str:
 def _scan(tree: FileTree, root: str) -> tuple[list[str], dict[str, tuple[list[str], np.ndarray]]]:
     """List every image file per split with its class index, checking the tree's shape."""
     train, test = (posixpath.join(root, split) for split in SPLITS)
-    folders = {split: _class_folders(tree, posixpath.join(root, split)) for split in SPLITS}
-    classes = list(folders["train"])
+    folders = {split: class_folders(tree, posixpath.join(root, split)) for split in SPLITS}
+    classes = [class_name(folder) for folder in folders["train"].values()]
     if not classes:
         raise UserError(f"{tree.where(train)}: no class folders; expected train/<class>/<image files>")
-    unknown = sorted(set(folders["test"]) - set(classes))
+    unknown = sorted(ascii(folder) for key, folder in folders["test"].items() if key not in folders["train"])
     if unknown:
-        raise UserError(f"{tree.where(test)}: classes {_few(unknown)} are not in train/; train has {_few(classes)}")
-    index = {name: i for i, name in enumerate(classes)}
+        raise UserError(f"{tree.where(test)}: classes {_few(unknown)} are not in train/ ({MATCHING}); train has "
+                        f"{_few([ascii(name) for name in classes])}")
+    index = {key: i for i, key in enumerate(folders["train"])}
     listing = {}
     for split in SPLITS:
         names, labels = [], []
