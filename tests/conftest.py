@@ -199,7 +199,8 @@ def project_on_tree(root: Path, per_class_train: int, per_class_test: int, **cha
     dotted-key param changes ({'train.epochs': 1})."""
     tree = write_image_tree(root / "tree", make_arrays(per_class_train, per_class_test))
     project = copy_project(root / "project")
-    params = default_params_dict(**{"data.source": str(tree), "model": "tiny", **changes})
+    params = default_params_dict(**{"data.source": str(tree), "model": "tiny", "robustness.frost": TEST_FROST,
+                                    **changes})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project
 

@@ -106,3 +106,71 @@ def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temp(tmp_path, monkey
     monkeypatch.setattr(io.os, "fsync", real_fsync)
     assert json.loads(target.read_text()) == {"accuracy": 1.0}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def _outputs(project, stage: str) -> dict[str, int]:
+    """The stage's declared outputs (files, and the files of folders), by path, with a hash of their bytes."""
+    import yaml
+    outs = yaml.safe_load((project / "dvc.yaml").read_text())["stages"][stage]["outs"]
+    paths = [project / (out if isinstance(out, str) else next(iter(out))) for out in outs]
+    files = [f for path in paths for f in ([path] if path.is_file() else sorted(path.rglob("*"))) if f.is_file()]
+    return {str(f.relative_to(project)): hash(f.read_bytes()) for f in files}
+
+
+def _temps(project) -> list:
+    return [p for p in project.rglob(".*.tmp") if ".dvc" not in p.parts]
+
+
+OLD = b"\n(an earlier run's)"  # appended to a stage's outputs, so what a run replaced can be told apart
+
+
+@pytest.mark.parametrize("stage", ["export", "report"])
+def test_sigterm_at_any_moment_of_export_or_report_leaves_its_outputs_all_old_or_all_new(finished, stage):
+    """Stopped from the imports to the writes at the end, the stage replaces all its outputs or
+    none (130: none); a SIGTERM as Python exits, after the writes, ends it as the signal does."""
+    import signal
+    import time
+    for delay in (0.5, 2.0, 3.5, 5.0, 6.5):
+        for name in _outputs(finished, stage):
+            (finished / name).write_bytes((finished / name).read_bytes() + OLD)
+        run = subprocess.Popen([sys.executable, f"stages/{stage}.py"], cwd=finished, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate()
+        assert run.returncode in (0, 130, -signal.SIGTERM) and "Traceback" not in stderr, (delay, stderr[-2000:])
+        old = {name: (finished / name).read_bytes().endswith(OLD) for name in _outputs(finished, stage)}
+        assert len(set(old.values())) == 1, (delay, run.returncode, old)  # all old, or all new
+        assert old.popitem()[1] == (run.returncode == 130), (delay, run.returncode)
+        assert not _temps(finished), delay
+    assert _stage(finished, stage).returncode == 0  # the outputs as the stage writes them, for the other tests
+
+
+@pytest.fixture
+def small_disk_at(finished):
+    """Mount a 16 KiB filesystem over a folder of the finished project (a disk that fills mid-write)."""
+    mounted = []
+
+    def mount(relative: str):
+        folder = finished / relative
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(folder)],
+                          capture_output=True).returncode:
+            pytest.skip("cannot mount a tmpfs here (not root)")
+        mounted.append(folder)
+        return folder
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("stage, folder", [("report", "reports"), ("misclassify", "plots/5-misclassify")])
+def test_a_full_disk_under_a_stages_folder_is_one_line_and_nothing_partial(finished, small_disk_at, stage, folder):
+    before = {path: digest for path, digest in _outputs(finished, stage).items() if not path.startswith(folder)}
+    full = small_disk_at(folder)
+    result = _stage(finished, stage)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and folder in errors[0], errors
+    assert not list(full.iterdir())  # nothing half-written on the full disk
+    after = {path: digest for path, digest in _outputs(finished, stage).items() if not path.startswith(folder)}
+    assert after == before and not _temps(finished)  # its other outputs kept, all together
