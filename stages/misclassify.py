@@ -8,7 +8,7 @@ from cifarlab.core.errors import UserError, run_stage
 from cifarlab.core.io import read_table, save_figure, write_csv
 from cifarlab.gallery import gallery_figure
 from cifarlab.misclassify.choose import TITLES, choose_misclassified
-from cifarlab.predictions import PREDICTION_COLUMNS, caption
+from cifarlab.predictions_csv import PREDICTION_COLUMNS, caption
 from cifarlab.prepared import load_prepared
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from cifarlab import bench
+from cifarlab.commands import bench
 from conftest import ROOT, default_params_dict
 
 FIGURES = ("train_step_img_s", "epoch_albumentations_img_s", "epoch_device_path_img_s", "epoch_reference_img_s",

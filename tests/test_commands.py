@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cifarlab.cli import VERBS
+from cifarlab.commands import VERBS
 from conftest import ROOT, copy_project
 
 BIN = Path(sys.executable).parent

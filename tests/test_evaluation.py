@@ -20,7 +20,7 @@ from cifarlab.evaluate.scoring import (
 )
 from cifarlab.feed.inference import predict
 from cifarlab.misclassify.choose import choose_misclassified
-from cifarlab.predictions import PREDICTION_COLUMNS, caption
+from cifarlab.predictions_csv import PREDICTION_COLUMNS, caption
 
 CLASSES = ["cat", "dog", "ship"]
 

@@ -20,8 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
+from cifarlab.commands.user_files import shown_name
 from cifarlab.download.imagefolder import decode_image
-from cifarlab.user_files import shown_name
 from test_use_the_model import _checkpoint
 
 MEMORY_HEADROOM = 2 << 30  # predict may use this much beyond what its imports took
@@ -32,7 +32,7 @@ def _predict_capped(cwd: Path, *args: str, timeout: float = 120) -> subprocess.C
     MEMORY_HEADROOM, and killed (failing the test) if it blocks."""
     code = textwrap.dedent(f"""
         import resource, sys
-        from cifarlab.predict import main
+        from cifarlab.commands.predict import main
         with open('/proc/self/statm') as f:
             used = int(f.read().split()[0]) * resource.getpagesize()
         resource.setrlimit(resource.RLIMIT_AS, (used + {MEMORY_HEADROOM}, used + {MEMORY_HEADROOM}))
@@ -205,7 +205,7 @@ def test_thousands_of_images_are_read_a_batch_at_a_time(project, monkeypatch):
     replaced by a uniform guess, since its cost is not what is measured), and every row arrives."""
     import tracemalloc
 
-    from cifarlab import predict
+    from cifarlab.commands import predict
     from cifarlab.models.checkpoint import save_checkpoint
     from cifarlab.models.registry import build_model
     from test_use_the_model import STATS

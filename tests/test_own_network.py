@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from cifarlab import new
+from cifarlab.commands import new
 from cifarlab.core.errors import UserError
 from cifarlab.facts import Untraceable, receptive_field
 from cifarlab.models import model_names, source_file
@@ -337,7 +337,7 @@ def _met(name: str, assignment: str) -> dict[str, bool | None]:
 
 
 def test_the_s9_rubric_passes_a_network_that_meets_it_and_names_the_two_items_another_misses(nets, capsys):
-    from cifarlab import check
+    from cifarlab.commands import check
     nets("meets", new.NETWORK.format(name="meets"))
     assert set(_met("meets", "s9_small_net").values()) == {True}
     nets("misses", MISSES_TWO)
@@ -376,7 +376,7 @@ def test_networks_unlike_the_assignments_miss_what_differs(nets):
 def test_the_docs_check_command_runs_verbatim(nets, capsys):
     import shlex
 
-    from cifarlab import check
+    from cifarlab.commands import check
     from test_pipeline import readme_commands
     (command,) = readme_commands("cifarlab check")
     nets("my_net", new.NETWORK.format(name="my_net"))
@@ -408,7 +408,7 @@ def test_after_a_run_the_rubric_holds_every_item_of_the_recipes_assignment(nets)
 
 
 def test_check_on_a_network_that_fails_is_its_line_not_a_traceback(nets, capsys):
-    from cifarlab import check
+    from cifarlab.commands import check
     nets("broken", FORWARD_FAILS)
     with pytest.raises(SystemExit) as stopped:
         check.main(["broken", "--assignment", "s9_small_net"])

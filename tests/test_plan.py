@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from cifarlab import seeds
+from cifarlab.commands import seeds
 from cifarlab.conf import compose, params_text
 from cifarlab.config import Choice, ParamsError, load_choice, parse_params
 from cifarlab.core.errors import UserError

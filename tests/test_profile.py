@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from cifarlab.profile import OUTSIDE, kind_of, profile_steps, profile_table
+from cifarlab.commands.profile import OUTSIDE, kind_of, profile_steps, profile_table
 from conftest import default_params, default_params_dict
 
 SMALL = {"model": "tiny", "train.batch_size": 32, "train.micro_batch": 16}

@@ -108,7 +108,7 @@ def test_a_killed_worker_s_experiment_is_queued_again_and_reruns_cleanly(tmp_pat
 def test_requeue_stops_the_dead_runs_stage_processes_and_leaves_a_users_shell_alone(tmp_path):
     """What _stop_leftovers stops in a dead experiment's copy: DVC's processes and the stage
     scripts' (with their children), never another process that happens to work there."""
-    from cifarlab.requeue import _stop_leftovers
+    from cifarlab.commands.requeue import _stop_leftovers
 
     copy = tmp_path / "copy"
     (copy / "stages").mkdir(parents=True)

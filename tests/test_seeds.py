@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from cifarlab.seeds import summarise
+from cifarlab.commands.seeds import summarise
 
 STAGE = textwrap.dedent("""
     import json, yaml

@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cifarlab.commands.predict import probabilities, read_inputs
 from cifarlab.download.filetree import open_tree
 from cifarlab.download.imagefolder import load_image_tree
 from cifarlab.export.onnx import describe, onnx_bytes
@@ -27,7 +28,6 @@ from cifarlab.model_input import PREPROCESSING
 from cifarlab.models import ZOO
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint, save_checkpoint
 from cifarlab.models.registry import build_model
-from cifarlab.predict import probabilities, read_inputs
 from cifarlab.stats import Stats, normalised
 from conftest import CLASSES, ROOT, make_arrays
 

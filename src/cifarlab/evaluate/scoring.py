@@ -15,7 +15,7 @@ from cifarlab.evaluate.suspects import suspect_labels
 from cifarlab.feed.batches import Batches, eval_batches
 from cifarlab.feed.inference import accuracy, predict
 from cifarlab.intervals import interval_95
-from cifarlab.predictions import chance_words
+from cifarlab.predictions_csv import chance_words
 
 
 def tta_logits(model: nn.Module, batches: Batches, device: torch.device, plain: torch.Tensor, mode: str,

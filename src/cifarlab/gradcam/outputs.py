@@ -13,7 +13,7 @@ from cifarlab.core.io import read_table, remove, save_figure, write_csv, write_j
 from cifarlab.gradcam.faithfulness import balanced_indices, curves_table, road_curves
 from cifarlab.gradcam.figures import faithfulness_figure, gradcam_figure
 from cifarlab.gradcam.maps import figure_names, gradcam_maps, layer_titles
-from cifarlab.predictions import PREDICTION_COLUMNS, caption
+from cifarlab.predictions_csv import PREDICTION_COLUMNS, caption
 from cifarlab.stats import normalised
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from torch import nn
 
 from cifarlab.core import paths
 from cifarlab.facts import field_words
-from cifarlab.predictions import chance_words
+from cifarlab.predictions_csv import chance_words
 from cifarlab.report.render import Section, model_summary
 
 if TYPE_CHECKING:

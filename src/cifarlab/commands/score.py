@@ -1,16 +1,16 @@
-"""`cifarlab score DATA`: a trained model scored on labelled images of your own, without
-training. DATA is any source the download stage reads (its test split is scored) or a folder or
-archive of class folders, <class>/<images>, every image of which is scored, in sub-folders too (a
-file that cannot be read is one line, as in predict, and the rest are scored). Class folders are
-matched to the model's classes as the download stage matches train/ and test/ (regardless of
-case, surrounding spaces and Unicode form); a class the model does not know, a class folder
-without images and one file given as DATA are refused in one line. Images are prepared
-as the model's training images were (model_input). They are scored by the evaluate stage's own code (evaluate/scoring.py), with the same
-test-time augmentation (--tta, evaluate.tta's values), and written as it writes them, into --out:
-metrics.json (as metrics/evaluate.json: accuracy with and without TTA, each with its 95% Wilson
-interval, the loss), classes.json (as eval/classes.json: per class), predictions.csv (as
-eval/predictions.csv: per image), confusion.csv and misclassified.png; all computed before
-anything is written."""
+"""`cifarlab score DATA`: a trained model scored on labelled images of your own, without training.
+DATA is any source the download stage reads (its test split is scored) or a folder or archive of
+class folders, <class>/<images>, every image of which is scored, in sub-folders too (a file that
+cannot be read is one line, as in predict, and the rest are scored). Class folders are matched to
+the model's classes as the download stage matches train/ and test/ (regardless of case, surrounding
+spaces and Unicode form); a class the model does not know, a class folder without images and one
+file given as DATA are refused in one line. Images are prepared as the model's training images were
+(model_input). They are scored by the evaluate stage's own code (evaluate/scoring.py), with the
+same test-time augmentation (--tta, evaluate.tta's values), and written as it writes them, into
+--out: metrics.json (as metrics/evaluate.json: accuracy with and without TTA, each with its 95%
+Wilson interval, the loss), classes.json (as eval/classes.json: per class), predictions.csv (as
+eval/predictions.csv: per image), confusion.csv and misclassified.png; all computed before anything
+is written."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from cifarlab.commands.predict import BATCH
 from cifarlab.config import TTA_MODES
 from cifarlab.core import paths
 from cifarlab.core.errors import UserError, run_command
@@ -33,7 +34,6 @@ from cifarlab.evaluate.scoring import score
 from cifarlab.feed.batches import eval_batches
 from cifarlab.feed.device import select_device, usable_precision
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint
-from cifarlab.predict import BATCH
 
 GALLERY = 20  # misclassified images shown, most confident first
 

@@ -15,13 +15,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from cifarlab.commands.user_files import image_files, read_photo, shown_name
 from cifarlab.core import paths
 from cifarlab.core.errors import UserError, run_command
 from cifarlab.core.io import check_output, save_figure, write_csv
 from cifarlab.download.imagefolder import decode_image
 from cifarlab.models.checkpoint import checkpoint_stats, load_checkpoint, load_temperature
 from cifarlab.stats import Stats, normalised
-from cifarlab.user_files import image_files, read_photo, shown_name
 
 BATCH = 256  # images per forward pass
 
