@@ -409,10 +409,9 @@ def test_after_a_run_the_rubric_holds_every_item_of_the_recipes_assignment(nets)
 
 def test_check_on_a_network_that_fails_is_its_line_not_a_traceback(nets, capsys):
     from cifarlab.commands import check
+    from cifarlab.core.errors import run_command
     nets("broken", FORWARD_FAILS)
-    with pytest.raises(SystemExit) as stopped:
-        check.main(["broken", "--assignment", "s9_small_net"])
-    assert stopped.value.code == 2
+    assert run_command(check.main, ["broken", "--assignment", "s9_small_net"]) == 2  # as `cifarlab check` runs it
     assert capsys.readouterr().err.startswith("error: nets/broken.py, line 12: return self.fc(x)\n")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from cifarlab.core.errors import UserError, refuse, run_command
+from cifarlab.core.errors import UserError, run_command
 from cifarlab.core.io import check_output, write_text
 
 SHIPPED_CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -115,10 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="write this file, whole or not at all (default: print)")
     args = parser.parse_args(argv)
     if args.out is not None:
-        try:
-            check_output("--out", args.out)
-        except UserError as err:
-            refuse(str(err))
+        check_output("--out", args.out)  # before any work; a refusal is run_command's one line
     text = composed_text(args.overrides)  # composed first: a failure leaves --out as it was
     if args.out is None:
         print(text, end="")

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import yaml
 
 from cifarlab.config import AugmentConfig, Params, load_params
-from cifarlab.core.errors import UserError, refuse, run_command
+from cifarlab.core.errors import run_command
 from cifarlab.core.io import check_output
 from cifarlab.facts import macs_per_image
 from cifarlab.feed.batches import resolve_workers, train_batches
@@ -255,10 +255,7 @@ def main(argv: list[str] | None = None) -> None:
                              "the plan stage's choices fits plan.budget_minutes")
     args = parser.parse_args(argv)
     if args.out is not None:
-        try:
-            check_output("--out", args.out)
-        except UserError as err:
-            refuse(str(err))
+        check_output("--out", args.out)  # before any work; a refusal is run_command's one line
     if args.estimate:
         print_estimate(load_params(args.params), select_device())
         return

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cifarlab.core.errors import UserError, refuse, run_command
+from cifarlab.core.errors import run_command
 from cifarlab.rubric import ASSIGNMENTS, MET, architecture_items, verdict
 
 
@@ -20,10 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     from cifarlab.models.registry import build_model  # torch loads after the arguments are checked
 
     assignment = ASSIGNMENTS[args.assignment]
-    try:
-        items = architecture_items(args.assignment, build_model(args.name, args.classes))
-    except UserError as err:
-        refuse(str(err))
+    items = architecture_items(args.assignment, build_model(args.name, args.classes))
     print(f"{assignment.title} (../shared/seeds/{assignment.seed}): the architecture of {args.name}\n")
     print("| item | required | measured | met | from the assignment |\n|---|---|---|---|---|")
     for item in items:
