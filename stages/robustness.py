@@ -33,7 +33,7 @@ def main() -> None:
         save_figure(paths.ROBUSTNESS_PNG, figures.heatmap_figure(table, metrics))
         save_figure(paths.CORRUPTIONS_PNG, figures.examples_figure(images[0], cfg.seed, frost_from))
         write_json(paths.METRICS_ROBUSTNESS, metrics)
-    print(grid.summary_line(metrics, paths.METRICS_ROBUSTNESS))
+    print(grid.summary_line(metrics, paths.METRICS_ROBUSTNESS, frost_from))
 
 
 if __name__ == "__main__":

@@ -143,8 +143,8 @@ def robustness_rows(robustness: dict) -> list[tuple[str, str]]:
         ("worst corruption", f"{robustness['worst_corruption'].replace('_', ' ')}: "
                              f"{robustness['worst_corruption_accuracy']:.2f}% over its 5 severities"),
         ("least harmful corruption", f"{best[0].replace('_', ' ')}: {best[1]['mean']:.2f}%"),
-        ("frost", robustness["frost"] if robustness["frost_is_benchmark"] else
-                  f"{robustness['frost']}; so frost, and the mean, are not the benchmark's"),
+        ("frost", "the benchmark's own photographs" if robustness["frost_is_benchmark"] else
+                  "a drawn texture, not the benchmark's photographs: frost, and so the mean, are not the benchmark's"),
     ]
 
 

@@ -48,6 +48,11 @@ class FrostSource:
     def is_benchmark(self) -> bool:
         return self.photos is not None
 
+    @property
+    def kind(self) -> str:
+        """In two words, for the metrics (where `dvc exp show` puts it in a column) and the report."""
+        return "benchmark photographs" if self.is_benchmark else "drawn texture"
+
 
 def _checked_folder(folder: Path, setting: str) -> dict[str, Path]:
     """The five photographs in `folder`, each the benchmark's byte for byte, or one line saying which is not."""

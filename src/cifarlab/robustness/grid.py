@@ -70,12 +70,12 @@ def summary(grid: dict[tuple[str, int], np.ndarray], frost: FrostSource) -> dict
             "mean_drop": round(100 * clean.mean() - mean, 2),
             "worst_corruption": worst, "worst_corruption_accuracy": by_corruption[worst]["mean"],
             "corruption_accuracy": by_corruption,
-            "frost_is_benchmark": frost.is_benchmark, "frost": frost.provenance}
+            "frost_is_benchmark": frost.is_benchmark, "frost": frost.kind}
 
 
-def summary_line(metrics: dict, written_to) -> str:
+def summary_line(metrics: dict, written_to, frost: FrostSource) -> str:
     return (f"under corruption: {metrics['mean_corruption_accuracy']:.2f}% mean over 15 corruptions x 5 severities "
             f"(clean {metrics['clean_accuracy']:.2f}% on the same {metrics['images']} images; worst "
             f"{metrics['worst_corruption']} {metrics['worst_corruption_accuracy']:.2f}%) -> {written_to}"
-            + ("" if metrics["frost_is_benchmark"] else f"\nrobustness: frost is a {metrics['frost']}; frost and the "
-               "mean over corruptions are not comparable with published CIFAR-10-C results"))
+            + ("" if frost.is_benchmark else f"\nrobustness: frost is a {frost.provenance}; frost and the mean over "
+               "corruptions are not comparable with published CIFAR-10-C results"))
