@@ -163,7 +163,7 @@ def small_disk_at(finished):
         subprocess.run(["umount", str(folder)], check=True)
 
 
-@pytest.mark.parametrize("stage, folder", [("report", "reports"), ("misclassify", "plots/5-misclassify")])
+@pytest.mark.parametrize("stage, folder", [("report", "reports"), ("robustness", "plots/4-robustness")])
 def test_a_full_disk_under_a_stages_folder_is_one_line_and_nothing_partial(finished, small_disk_at, stage, folder):
     before = {path: digest for path, digest in _outputs(finished, stage).items() if not path.startswith(folder)}
     full = small_disk_at(folder)

@@ -5,7 +5,10 @@ Measured speeds are faked through the plan's seam (the speed_of argument, or the
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import sys
 import time
 
 import pytest
@@ -167,6 +170,35 @@ def test_a_speed_is_measured_once_per_machine_and_recipe(monkeypatch, tmp_path):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 99)  # another machine (or thread count)
     assert speed(params, "fp32", CPU, False, 10)[1] is True
     assert measured == ["airbench93", "tiny", "airbench93", "airbench93", "airbench93", "airbench93"]
+
+
+SLOW_MEASURE = """
+import sys, time
+from pathlib import Path
+from cifarlab.plan.speeds import remembered
+done = Path(sys.argv[1])
+def measure():
+    done.joinpath("measured-" + sys.argv[2]).touch()
+    time.sleep(float(sys.argv[3]))
+    return {"seconds": 1.0}
+print(remembered("one recipe", measure)[1])
+"""
+
+
+def test_two_plans_side_by_side_measure_a_recipe_once(tmp_path):
+    """Queued experiments share the cache: a second plan waits for the first's measuring and reads
+    it, instead of measuring on cores the first is using (and neither write can drop the other's)."""
+    env = dict(os.environ, CIFARLAB_CACHE=str(tmp_path / "cache"))
+    script = tmp_path / "plan.py"
+    script.write_text(SLOW_MEASURE)
+    first = subprocess.Popen([sys.executable, str(script), str(tmp_path), "first", "3"], env=env,
+                             stdout=subprocess.PIPE, text=True)
+    while not (tmp_path / "measured-first").exists():  # the first is measuring now
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, str(script), str(tmp_path), "second", "0"], env=env,
+                            capture_output=True, text=True)
+    assert first.communicate()[0].strip() == "True" and second.stdout.strip() == "False", second.stderr
+    assert not (tmp_path / "measured-second").exists()
 
 
 def test_a_step_is_priced_at_the_median_of_steps_timed_one_by_one_after_a_warm_up(monkeypatch):

@@ -5,6 +5,7 @@ run and a second `dvc repro` measures nothing. The cache lives outside the proje
 ($CIFARLAB_CACHE, else ~/.cache/cifarlab), so queued experiments in their own copies share it."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -99,23 +100,45 @@ def _read_cache() -> dict:
     return cached if isinstance(cached, dict) else {}
 
 
+@contextlib.contextmanager
+def _one_plan_at_a_time():
+    """Hold the cache's lock: experiments queued side by side (`dvc queue start -j 2`) share the
+    cache, and without it two plans' read-modify-writes could each drop the other's entry, so a
+    recipe got measured again and its noise could flip a choice (and retrain); a second plan also
+    waits for the first's measuring instead of timing its steps on cores the first is using."""
+    from filelock import FileLock
+
+    try:
+        cache_file().parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{cache_file()}.lock")
+        lock.acquire()
+    except OSError:  # a read-only home: no lock to take, and nothing will be kept either
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def remembered(key: str, compute: Callable[[], dict], usable: Callable[[dict], bool] = lambda value: True
                ) -> tuple[dict, bool]:
     """The cached value of `key` if there is a usable one, else compute() kept in the cache; and
     whether it was computed just now. Every figure the plan prints comes from here, so a machine's
     second plan writes what its first did."""
-    cached = _read_cache().get(key)
-    if isinstance(cached, dict) and usable(cached):
-        return cached, False
-    value = compute()
-    cache = _read_cache()
-    cache[key] = value
-    try:
-        with immediately():  # kept even if the stage fails later
-            write_json(cache_file(), cache)
-    except OSError as err:  # a read-only home: measured again next time, nothing else changes
-        print(f"note: could not keep the measured speed in {cache_file()} ({err.strerror}); set {CACHE_ENV}")
-    return value, True
+    with _one_plan_at_a_time():
+        cached = _read_cache().get(key)
+        if isinstance(cached, dict) and usable(cached):
+            return cached, False
+        value = compute()
+        cache = _read_cache()
+        cache[key] = value
+        try:
+            with immediately():  # kept even if the stage fails later
+                write_json(cache_file(), cache)
+        except OSError as err:  # a read-only home: measured again next time, nothing else changes
+            print(f"note: could not keep the measured speed in {cache_file()} ({err.strerror}); set {CACHE_ENV}")
+        return value, True
 
 
 def speed(params: Params, precision: str, device: torch.device, low_res: bool, num_classes: int
